@@ -1,0 +1,530 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Metric pinhole camera in the OpenCV frame, with exact Blender conversion.
+
+Conventions (see docs/conventions.md):
+    * Units are metres and degrees at the API, radians nowhere in signatures.
+    * The camera frame is OpenCV: x right, y down, z forward (the view axis).
+      ``world_from_cam`` maps camera-frame points to world points; ``cam_from_world``
+      is its inverse (the "view matrix").
+    * The world frame is Blender's: right-handed, +Z up, metres.
+    * Pixel centres sit at +0.5: pixel (0, 0) covers [0, 1) x [0, 1).
+    * Intrinsics are kept in Blender's own terms (lens, sensor, sensor fit, shift) so that
+      a camera converts to Blender and back without loss; ``K`` is derived from them.
+
+Blender's camera looks down its local -Z with +Y up; ``BLENDER_FROM_CV`` is the one place
+that flip is written down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .atomic import atomic_file
+from .errors import InputError
+
+__all__ = [
+    "Camera",
+    "BLENDER_FROM_CV",
+    "FOCAL_PRESETS_MM",
+    "SENSOR_FITS",
+    "look_at",
+    "load_camera_json",
+    "save_camera_json",
+]
+
+#: Change of basis from the OpenCV camera frame to Blender's camera frame (x, -y, -z).
+BLENDER_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+#: The focal-length presets an artist picks from, in millimetres.
+FOCAL_PRESETS_MM = (24.0, 35.0, 50.0, 85.0, 135.0)
+
+SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
+
+_RIGID_TOL = 1e-4
+_WORLD_UP = np.array([0.0, 0.0, 1.0])
+
+
+def _rot(axis: np.ndarray, angle_deg: float) -> np.ndarray:
+    """3x3 right-handed rotation about unit ``axis`` by ``angle_deg`` (Rodrigues)."""
+    a = np.asarray(axis, dtype=np.float64)
+    a = a / np.linalg.norm(a)
+    t = math.radians(angle_deg)
+    k = np.array([[0.0, -a[2], a[1]], [a[2], 0.0, -a[0]], [-a[1], a[0], 0.0]])
+    return np.eye(3) + math.sin(t) * k + (1.0 - math.cos(t)) * (k @ k)
+
+
+def _finite_number(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"camera: {name} must be a number (got {value!r})") from None
+    if not math.isfinite(v):
+        raise InputError(f"camera: {name} must be finite (got {value!r})")
+    return v
+
+
+def _check_rigid(m: np.ndarray, name: str) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    if m.shape != (4, 4):
+        raise InputError(f"camera: {name} must be a 4x4 matrix (got shape {tuple(m.shape)})")
+    if not np.all(np.isfinite(m)):
+        raise InputError(f"camera: {name} has non-finite values (NaN or inf)")
+    if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0], atol=1e-6):
+        raise InputError(f"camera: {name} last row must be [0, 0, 0, 1] (got {m[3].tolist()})")
+    r = m[:3, :3]
+    if not np.allclose(r.T @ r, np.eye(3), atol=_RIGID_TOL) or np.linalg.det(r) < 0:
+        scales = np.linalg.norm(r, axis=0)
+        raise InputError(
+            f"camera: {name} is not rigid (rotation must be orthonormal with det +1; "
+            f"column lengths {np.round(scales, 6).tolist()}, det {np.linalg.det(r):.6f}); "
+            "remove object scale/shear from the camera"
+        )
+    return m.copy()
+
+
+@dataclass(frozen=True, eq=False)
+class Camera:
+    """A metric pinhole camera.
+
+    Attributes:
+        width: image width in pixels (after Blender's resolution percentage).
+        height: image height in pixels.
+        lens_mm: focal length in millimetres (Blender ``lens``).
+        sensor_width_mm: sensor width in millimetres (Blender ``sensor_width``).
+        sensor_height_mm: sensor height in millimetres; used only with ``sensor_fit="VERTICAL"``.
+        sensor_fit: ``"AUTO"``, ``"HORIZONTAL"`` or ``"VERTICAL"`` as in Blender.
+        shift_x: horizontal lens shift, in units of the fitted image dimension (Blender).
+        shift_y: vertical lens shift, likewise.
+        clip_start: near clip distance in metres.
+        clip_end: far clip distance in metres.
+        world_from_cam: [4, 4] float64 rigid transform, camera (OpenCV) frame to world, metres.
+    """
+
+    width: int
+    height: int
+    lens_mm: float
+    sensor_width_mm: float = 36.0
+    sensor_height_mm: float = 24.0
+    sensor_fit: str = "AUTO"
+    shift_x: float = 0.0
+    shift_y: float = 0.0
+    clip_start: float = 0.1
+    clip_end: float = 1000.0
+    world_from_cam: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) <= 0:
+                raise InputError(f"camera: {name} must be a positive integer number of pixels (got {v!r})")
+            set_(self, name, int(v))
+        for name in ("lens_mm", "sensor_width_mm", "sensor_height_mm", "clip_start", "clip_end"):
+            v = _finite_number(name, getattr(self, name))
+            if v <= 0:
+                raise InputError(f"camera: {name} must be > 0 (got {v:g})")
+            set_(self, name, v)
+        for name in ("shift_x", "shift_y"):
+            set_(self, name, _finite_number(name, getattr(self, name)))
+        if self.clip_end <= self.clip_start:
+            raise InputError(f"camera: clip_end ({self.clip_end:g}) must exceed clip_start ({self.clip_start:g})")
+        fit = str(self.sensor_fit).upper()
+        if fit not in SENSOR_FITS:
+            raise InputError(f"camera: sensor_fit must be one of {', '.join(SENSOR_FITS)} (got {self.sensor_fit!r})")
+        set_(self, "sensor_fit", fit)
+        set_(self, "world_from_cam", _check_rigid(self.world_from_cam, "world_from_cam"))
+        self.world_from_cam.setflags(write=False)
+
+    # ------------------------------------------------------------------ intrinsics
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return self.width, self.height
+
+    @property
+    def effective_fit(self) -> str:
+        """``"HORIZONTAL"`` or ``"VERTICAL"``: AUTO resolved as Blender does (landscape or square → horizontal)."""
+        if self.sensor_fit == "AUTO":
+            return "HORIZONTAL" if self.width >= self.height else "VERTICAL"
+        return self.sensor_fit
+
+    @property
+    def _sensor_and_viewfac(self) -> tuple[float, float]:
+        # AUTO always measures against sensor_width, whichever dimension it fits.
+        if self.effective_fit == "HORIZONTAL":
+            return self.sensor_width_mm, float(self.width)
+        sensor = self.sensor_width_mm if self.sensor_fit == "AUTO" else self.sensor_height_mm
+        return sensor, float(self.height)
+
+    @property
+    def focal_px(self) -> float:
+        """Focal length in pixels (square pixels: fx == fy)."""
+        sensor, viewfac = self._sensor_and_viewfac
+        return self.lens_mm / sensor * viewfac
+
+    @property
+    def principal_point_px(self) -> tuple[float, float]:
+        """(cx, cy) in pixels, pixel centres at +0.5."""
+        _, viewfac = self._sensor_and_viewfac
+        return self.width / 2.0 - self.shift_x * viewfac, self.height / 2.0 + self.shift_y * viewfac
+
+    @property
+    def K(self) -> np.ndarray:
+        """[3, 3] float64 intrinsic matrix (pixels)."""
+        f = self.focal_px
+        cx, cy = self.principal_point_px
+        return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+
+    @property
+    def fov_deg(self) -> tuple[float, float]:
+        """(horizontal, vertical) full field of view in degrees, through the image centre line."""
+        f = self.focal_px
+        return (math.degrees(2 * math.atan(self.width / (2 * f))), math.degrees(2 * math.atan(self.height / (2 * f))))
+
+    @property
+    def focal_35mm_equiv(self) -> float:
+        """35 mm-equivalent focal length (diagonal of a 36x24 mm frame vs. this image's diagonal)."""
+        f = self.focal_px
+        return f * math.hypot(36.0, 24.0) / math.hypot(self.width, self.height)
+
+    # ------------------------------------------------------------------ extrinsics
+    @property
+    def cam_from_world(self) -> np.ndarray:
+        """[4, 4] float64 view matrix: world → camera (OpenCV), metres."""
+        r = self.world_from_cam[:3, :3]
+        t = self.world_from_cam[:3, 3]
+        m = np.eye(4)
+        m[:3, :3] = r.T
+        m[:3, 3] = -r.T @ t
+        return m
+
+    @property
+    def position(self) -> np.ndarray:
+        """[3] camera centre in world metres."""
+        return self.world_from_cam[:3, 3].copy()
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """[3, 3] world_from_cam rotation; columns are the camera's right, down, forward axes in world."""
+        return self.world_from_cam[:3, :3].copy()
+
+    @property
+    def forward(self) -> np.ndarray:
+        """[3] unit view direction in world."""
+        return self.world_from_cam[:3, 2].copy()
+
+    @property
+    def right(self) -> np.ndarray:
+        """[3] unit camera right axis in world."""
+        return self.world_from_cam[:3, 0].copy()
+
+    @property
+    def up(self) -> np.ndarray:
+        """[3] unit camera up axis in world (OpenCV's -y)."""
+        return -self.world_from_cam[:3, 1]
+
+    @property
+    def matrix_world(self) -> np.ndarray:
+        """[4, 4] Blender camera ``matrix_world`` (camera looks down its local -Z, +Y up)."""
+        return self.world_from_cam @ BLENDER_FROM_CV
+
+    # ------------------------------------------------------------------ projection
+    def projection_matrix(self) -> np.ndarray:
+        """[4, 4] camera (OpenCV) → clip space.
+
+        After the divide by w (= z), NDC x and y run from -1 at the left/top image edge to
+        +1 at the right/bottom edge (u = (x + 1) / 2 * width), and NDC z runs from 0 at
+        ``clip_start`` to 1 at ``clip_end``.
+        """
+        f = self.focal_px
+        cx, cy = self.principal_point_px
+        n, fa = self.clip_start, self.clip_end
+        return np.array(
+            [
+                [2 * f / self.width, 0.0, 2 * cx / self.width - 1, 0.0],
+                [0.0, 2 * f / self.height, 2 * cy / self.height - 1, 0.0],
+                [0.0, 0.0, fa / (fa - n), -fa * n / (fa - n)],
+                [0.0, 0.0, 1.0, 0.0],
+            ]
+        )
+
+    def full_projection_matrix(self) -> np.ndarray:
+        """[4, 4] world → clip space (``projection_matrix() @ cam_from_world``)."""
+        return self.projection_matrix() @ self.cam_from_world
+
+    def project(self, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project world points to pixels.
+
+        Args:
+            points_world: [N, 3] metres, world frame.
+
+        Returns:
+            uv: [N, 2] pixel coordinates (pixel centres at +0.5).
+            depth_m: [N] z along the view axis in metres (≤ 0 behind the camera).
+        """
+        p = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
+        cam = p @ self.cam_from_world[:3, :3].T + self.cam_from_world[:3, 3]
+        z = cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = cam[:, :2] / z[:, None]
+        uv = uv * self.focal_px + np.asarray(self.principal_point_px)
+        return uv, z
+
+    def unproject(self, uv: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
+        """Back-project pixels with planar depth to world points.
+
+        Args:
+            uv: [N, 2] pixel coordinates (pixel centres at +0.5).
+            depth_m: [N] z along the view axis, metres.
+
+        Returns:
+            [N, 3] world points, metres.
+        """
+        uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+        z = np.asarray(depth_m, dtype=np.float64).reshape(-1)
+        xy = (uv - np.asarray(self.principal_point_px)) / self.focal_px * z[:, None]
+        cam = np.concatenate([xy, z[:, None]], axis=1)
+        return cam @ self.world_from_cam[:3, :3].T + self.world_from_cam[:3, 3]
+
+    def pixel_centers(self) -> np.ndarray:
+        """[H, W, 2] float64 (u, v) of every pixel centre."""
+        u = np.arange(self.width) + 0.5
+        v = np.arange(self.height) + 0.5
+        uu, vv = np.meshgrid(u, v)
+        return np.stack([uu, vv], axis=-1)
+
+    # ------------------------------------------------------------------ derived cameras
+    def replace(self, **changes: Any) -> "Camera":
+        """A copy with fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_resolution(self, width: int, height: int) -> "Camera":
+        """Same lens and pose at another resolution (intrinsics follow Blender's rules)."""
+        return self.replace(width=width, height=height)
+
+    def with_pose(self, world_from_cam: np.ndarray) -> "Camera":
+        return self.replace(world_from_cam=world_from_cam)
+
+    def _with_rt(self, r: np.ndarray, t: np.ndarray) -> "Camera":
+        m = np.eye(4)
+        m[:3, :3] = r
+        m[:3, 3] = t
+        return self.replace(world_from_cam=m)
+
+    # ------------------------------------------------------------------ moves
+    def dolly(self, distance_m: float) -> "Camera":
+        """Move along the view axis; positive moves forward."""
+        d = _finite_number("dolly distance_m", distance_m)
+        return self._with_rt(self.rotation, self.position + d * self.forward)
+
+    def truck(self, distance_m: float) -> "Camera":
+        """Move along the camera's right axis; positive moves right."""
+        d = _finite_number("truck distance_m", distance_m)
+        return self._with_rt(self.rotation, self.position + d * self.right)
+
+    def pedestal(self, distance_m: float) -> "Camera":
+        """Move along the camera's up axis; positive moves up."""
+        d = _finite_number("pedestal distance_m", distance_m)
+        return self._with_rt(self.rotation, self.position + d * self.up)
+
+    def pan(self, angle_deg: float) -> "Camera":
+        """Turn about the world +Z axis through the camera; positive turns left (counter-clockwise seen from above)."""
+        r = _rot(_WORLD_UP, _finite_number("pan angle_deg", angle_deg))
+        return self._with_rt(r @ self.rotation, self.position)
+
+    def tilt(self, angle_deg: float) -> "Camera":
+        """Turn about the camera's right axis; positive tilts the view up."""
+        r = _rot(self.right, _finite_number("tilt angle_deg", angle_deg))
+        return self._with_rt(r @ self.rotation, self.position)
+
+    def roll(self, angle_deg: float) -> "Camera":
+        """Turn about the view axis; positive rolls counter-clockwise as seen from behind the camera (Blender's local Z)."""
+        r = _rot(-self.forward, _finite_number("roll angle_deg", angle_deg))
+        return self._with_rt(r @ self.rotation, self.position)
+
+    def orbit(self, pivot: Sequence[float], yaw_deg: float = 0.0, pitch_deg: float = 0.0) -> "Camera":
+        """Orbit about ``pivot`` (world metres), keeping the distance to it.
+
+        Yaw turns about the world +Z axis through the pivot (positive: counter-clockwise seen
+        from above); pitch turns about the camera's right axis through the pivot (positive:
+        the camera rises). The camera's orientation turns with it.
+        """
+        p = np.asarray(pivot, dtype=np.float64).reshape(3)
+        if not np.all(np.isfinite(p)):
+            raise InputError(f"camera: orbit pivot must be finite (got {p.tolist()})")
+        r = _rot(_WORLD_UP, _finite_number("orbit yaw_deg", yaw_deg)) @ _rot(
+            self.right, -_finite_number("orbit pitch_deg", pitch_deg)
+        )
+        return self._with_rt(r @ self.rotation, p + r @ (self.position - p))
+
+    def zoom(self, factor: float) -> "Camera":
+        """Multiply the focal length by ``factor`` (> 0); the pose is unchanged."""
+        f = _finite_number("zoom factor", factor)
+        if f <= 0:
+            raise InputError(f"camera: zoom factor must be > 0 (got {f:g})")
+        return self.replace(lens_mm=self.lens_mm * f)
+
+    def with_lens(self, lens_mm: float) -> "Camera":
+        """Change the focal length (a zoom to an absolute focal length)."""
+        return self.replace(lens_mm=lens_mm)
+
+    # ------------------------------------------------------------------ Blender / JSON
+    @classmethod
+    def from_blender(
+        cls,
+        matrix_world: Any,
+        *,
+        lens_mm: float,
+        resolution: Sequence[int],
+        sensor_width_mm: float = 36.0,
+        sensor_height_mm: float = 24.0,
+        sensor_fit: str = "AUTO",
+        shift_x: float = 0.0,
+        shift_y: float = 0.0,
+        clip_start: float = 0.1,
+        clip_end: float = 1000.0,
+    ) -> "Camera":
+        """Build from Blender camera data. ``matrix_world`` is Blender's (looks down local -Z)."""
+        mw = np.asarray(matrix_world, dtype=np.float64)
+        if mw.shape != (4, 4):
+            raise InputError(f"camera: matrix_world must be 4x4 (got shape {tuple(mw.shape)})")
+        if not np.all(np.isfinite(mw)):
+            raise InputError("camera: matrix_world has non-finite values (NaN or inf)")
+        _check_rigid(mw, "matrix_world")
+        if len(resolution) != 2:
+            raise InputError(f"camera: resolution must be [width, height] (got {list(resolution)!r})")
+        return cls(
+            width=resolution[0],
+            height=resolution[1],
+            lens_mm=lens_mm,
+            sensor_width_mm=sensor_width_mm,
+            sensor_height_mm=sensor_height_mm,
+            sensor_fit=sensor_fit,
+            shift_x=shift_x,
+            shift_y=shift_y,
+            clip_start=clip_start,
+            clip_end=clip_end,
+            world_from_cam=mw @ BLENDER_FROM_CV,
+        )
+
+    @classmethod
+    def from_K(
+        cls,
+        K: np.ndarray,
+        width: int,
+        height: int,
+        world_from_cam: np.ndarray | None = None,
+        sensor_width_mm: float = 36.0,
+    ) -> "Camera":
+        """Build from a pixel intrinsic matrix (square pixels), expressed on a ``sensor_width_mm`` sensor."""
+        K = np.asarray(K, dtype=np.float64)
+        if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+            raise InputError("camera: K must be a finite 3x3 matrix")
+        fx, fy = K[0, 0], K[1, 1]
+        if fx <= 0 or fy <= 0:
+            raise InputError(f"camera: focal lengths in K must be > 0 (got fx={fx:g}, fy={fy:g})")
+        if abs(fx - fy) > 1e-6 * fx:
+            raise InputError(f"camera: non-square pixels are not supported (fx={fx:g}, fy={fy:g})")
+        probe = cls(width=width, height=height, lens_mm=1.0, sensor_width_mm=sensor_width_mm)
+        viewfac = probe._sensor_and_viewfac[1]
+        return cls(
+            width=width,
+            height=height,
+            lens_mm=fx * sensor_width_mm / viewfac,
+            sensor_width_mm=sensor_width_mm,
+            shift_x=(width / 2.0 - K[0, 2]) / viewfac,
+            shift_y=(K[1, 2] - height / 2.0) / viewfac,
+            world_from_cam=np.eye(4) if world_from_cam is None else world_from_cam,
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The camera JSON of the brief (Blender ``matrix_world``, row-major)."""
+        return {
+            "lens_mm": self.lens_mm,
+            "sensor_width_mm": self.sensor_width_mm,
+            "sensor_height_mm": self.sensor_height_mm,
+            "sensor_fit": self.sensor_fit,
+            "resolution": [self.width, self.height],
+            "shift_x": self.shift_x,
+            "shift_y": self.shift_y,
+            "clip_start": self.clip_start,
+            "clip_end": self.clip_end,
+            "matrix_world": self.matrix_world.tolist(),
+        }
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any], source: str = "camera JSON") -> "Camera":
+        """Parse the camera JSON of the brief; errors name ``source`` and the field."""
+        if not isinstance(data, Mapping):
+            raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        missing = [k for k in ("lens_mm", "resolution", "matrix_world") if k not in data]
+        if missing:
+            raise InputError(f"{source}: missing field(s) {', '.join(missing)}")
+        res = data["resolution"]
+        if not isinstance(res, (list, tuple)) or len(res) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in res):
+            raise InputError(f"{source}: resolution must be [width, height] integers (got {res!r})")
+        try:
+            mw = np.array(data["matrix_world"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: matrix_world must be a 4x4 list of numbers") from None
+        kwargs = {k: data[k] for k in ("sensor_width_mm", "sensor_height_mm", "sensor_fit", "shift_x", "shift_y", "clip_start", "clip_end") if k in data}
+        try:
+            return cls.from_blender(mw, lens_mm=data["lens_mm"], resolution=res, **kwargs)
+        except InputError as e:
+            raise InputError(f"{source}: {e}") from None
+
+    def allclose(self, other: "Camera", atol: float = 1e-9) -> bool:
+        """True when every field matches within ``atol``."""
+        a, b = self.to_json_dict(), other.to_json_dict()
+        return a["sensor_fit"] == b["sensor_fit"] and a["resolution"] == b["resolution"] and all(
+            np.allclose(a[k], b[k], atol=atol, rtol=0) for k in a if k not in ("sensor_fit", "resolution")
+        )
+
+    def __repr__(self) -> str:
+        p = np.round(self.position, 4).tolist()
+        return (f"Camera({self.width}x{self.height}, lens={self.lens_mm:g}mm, sensor={self.sensor_width_mm:g}mm "
+                f"{self.sensor_fit}, shift=({self.shift_x:g}, {self.shift_y:g}), position={p})")
+
+
+def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
+    """[4, 4] world_from_cam (OpenCV) for a camera at ``eye`` looking at ``target``, world metres."""
+    e = np.asarray(eye, dtype=np.float64)
+    z = np.asarray(target, dtype=np.float64) - e
+    if not np.all(np.isfinite(z)) or np.linalg.norm(z) < 1e-12:
+        raise InputError("camera: look_at needs distinct, finite eye and target")
+    z /= np.linalg.norm(z)
+    x = np.cross(z, np.asarray(up, dtype=np.float64))
+    if np.linalg.norm(x) < 1e-9:
+        raise InputError("camera: look_at up vector is parallel to the view direction")
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, e
+    return m
+
+
+def load_camera_json(path: str | os.PathLike) -> Camera:
+    """Read a camera JSON file (see docs/conventions.md)."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"camera file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"camera file {str(path)!r} cannot be read: {e}") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"camera file {str(path)!r} is not valid JSON: {e}") from None
+    return Camera.from_json_dict(data, source=f"camera file {str(path)!r}")
+
+
+def save_camera_json(path: str | os.PathLike, camera: Camera) -> None:
+    """Write a camera JSON file atomically."""
+    with atomic_file(path, "camera file") as tmp:
+        tmp.write_text(json.dumps(camera.to_json_dict(), indent=2), encoding="utf-8")

@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Gaussian-splat container shared by reconstruction, rendering, regions and export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Optional
+
+import torch
+
+from .errors import InputError
+
+__all__ = ["Splats"]
+
+
+@dataclass
+class Splats:
+    """A set of 3D Gaussians with activated parameters.
+
+    Attributes:
+        means: [N, 3] float32 centres, metres, world frame.
+        quats: [N, 4] float32 unit rotations, wxyz, local → world.
+        scales: [N, 3] float32 standard deviations along the local axes, metres (not log).
+        opacities: [N] float32 in (0, 1) (not logit).
+        colors: [N, 3] float32 linear Rec.709 RGB.
+        confidence: [N] float32 in [0, 1], per-splat depth confidence (1 when unknown).
+        region_ids: [N] int32 region index into ``Scene.regions`` (-1 = unassigned).
+    """
+
+    means: torch.Tensor
+    quats: torch.Tensor
+    scales: torch.Tensor
+    opacities: torch.Tensor
+    colors: torch.Tensor
+    confidence: Optional[torch.Tensor] = None
+    region_ids: Optional[torch.Tensor] = None
+
+    def __post_init__(self) -> None:
+        n = self.means.shape[0] if self.means.ndim == 2 else -1
+        expect = {"means": (n, 3), "quats": (n, 4), "scales": (n, 3), "opacities": (n,), "colors": (n, 3)}
+        if self.confidence is None:
+            self.confidence = torch.ones(max(n, 0), dtype=torch.float32, device=self.means.device)
+        if self.region_ids is None:
+            self.region_ids = torch.full((max(n, 0),), -1, dtype=torch.int32, device=self.means.device)
+        expect["confidence"] = (n,)
+        expect["region_ids"] = (n,)
+        for name, shape in expect.items():
+            t = getattr(self, name)
+            if not isinstance(t, torch.Tensor):
+                raise InputError(f"splats: {name} must be a torch.Tensor (got {type(t).__name__})")
+            if tuple(t.shape) != shape:
+                raise InputError(f"splats: {name} must have shape {list(shape)} (got {list(t.shape)})")
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.means.device
+
+    def to(self, device: str | torch.device) -> "Splats":
+        """A copy on ``device``."""
+        return Splats(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def subset(self, index: torch.Tensor) -> "Splats":
+        """The splats selected by a boolean mask or an index tensor."""
+        return Splats(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @staticmethod
+    def concat(parts: "list[Splats]") -> "Splats":
+        """Concatenate several splat sets (same device)."""
+        return Splats(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Splats)})
