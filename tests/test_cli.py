@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The anchorstage command line: version, help, one-line errors, the camera command."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from anchorstage import Camera, load_camera_json, look_at, save_camera_json
+from anchorstage.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "anchorstage", *args], capture_output=True, text=True)
+
+
+def test_version_and_help():
+    import anchorstage
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"anchorstage {anchorstage.__version__}"
+    r = run_cli("--help")
+    assert r.returncode == 0
+    assert "camera" in r.stdout
+
+
+def test_user_mistake_is_one_line_without_traceback(tmp_path):
+    r = run_cli("camera", str(tmp_path / "missing.json"))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    assert "missing.json" in r.stderr and "does not exist" in r.stderr
+
+
+def test_unknown_option_is_one_line():
+    r = run_cli("camera", "x.json", "--no-such-flag")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+
+
+def test_camera_moves_apply_in_order(tmp_path, capsys):
+    src = tmp_path / "cam.json"
+    cam = Camera(width=800, height=600, lens_mm=35.0, world_from_cam=look_at((0, -5, 1.5), (0, 0, 1.5)))
+    save_camera_json(src, cam)
+    out = tmp_path / "moved.json"
+    assert main(["camera", str(src), "--dolly", "1", "--pan", "90", "--dolly", "2", "--lens", "85", "--out", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    moved = load_camera_json(out)
+    expected = cam.dolly(1).pan(90).dolly(2).with_lens(85)
+    assert moved.allclose(expected, atol=1e-9)
+    np.testing.assert_allclose(info["position_m"], expected.position, atol=1e-9)
+    assert info["fov_deg"][0] == pytest.approx(expected.fov_deg[0])
