@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Set up .venv and run the main job on the bundled sample: reconstruct, render a metric
+# camera move to multilayer EXRs and write a contact sheet. Output: out/demo/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+exec .venv/bin/anchorstage demo --out out/demo "$@"
