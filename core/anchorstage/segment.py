@@ -1,0 +1,466 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Split a scene into regions an artist can lock or replace: sky, ground, facades, objects.
+
+The image-space core, :func:`segment_depth`, works on the reference photo, its metric depth and
+its camera (no splats needed); :func:`segment` runs it on a scene and labels the splats.
+
+Method (all in the world frame, Z up, metres; see docs/region_data_format.md for the output):
+
+1. Work grid: the image is subsampled by an integer stride so that at most ~250k pixels are
+   processed (1080p → stride 3); labels are brought back to full resolution at the end.
+2. Points and normals: every valid pixel is unprojected with its planar depth; normals come
+   from the cross product of the point map's central differences, box-smoothed.
+3. Sky: pixels with invalid/infinite depth, plus far pixels above the horizon with a sky colour
+   (blue-dominant, or bright and unsaturated) and little texture that connect to them or to the
+   top edge (monocular models often give the sky a large finite depth).
+4. Ground: RANSAC over points with near-vertical normals below the camera, hypotheses limited to
+   planes within 20° of horizontal; the plane with most inliers wins and is refined by a
+   least-squares (SVD) fit on its inliers. Inliers are within ``1.5 cm + 2 %`` of the depth.
+5. Facades: the same RANSAC over the remaining points with near-horizontal normals, planes within
+   15° of vertical, repeated while a plane holds ≥ 2 % of the pixels and spans at least 2 m
+   wide and 1.5 m tall (so the face of a box is not a facade).
+6. Objects: the rest is split into depth-connected components (a jump of more than 5 % in depth
+   between neighbours separates them); components under 0.3 % of the image are merged into their
+   nearest region. The largest become ``object_001``, ``object_002``, … up to ``max_regions``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+from scipy import ndimage
+
+from .camera import Camera
+from .errors import InputError
+from .progress import ProgressFn, report
+from .region import Region
+
+__all__ = ["segment", "segment_depth", "label_map", "assign_splats", "WORK_PIXELS"]
+
+#: Largest number of pixels the segmentation processes (the image is subsampled above it).
+WORK_PIXELS = 250_000
+
+_TAU_ABS_M = 0.015
+_TAU_REL = 0.02
+_GROUND_MAX_TILT_DEG = 20.0
+_FACADE_MAX_TILT_DEG = 15.0
+_FACADE_MIN_FRACTION = 0.02
+_FACADE_MIN_WIDTH_M = 2.0
+_FACADE_MIN_HEIGHT_M = 1.5
+_MAX_FACADES = 4
+_OBJECT_MIN_FRACTION = 0.003
+_DEPTH_JUMP_REL = 0.05
+_RANSAC_SAMPLES = 4000
+_RANSAC_HYPOTHESES = 300
+
+
+@dataclass
+class _Work:
+    """Subsampled inputs shared by the stages."""
+
+    stride: int
+    rgb: np.ndarray  # [h, w, 3] linear
+    depth: np.ndarray  # [h, w] metres, inf invalid
+    valid: np.ndarray  # [h, w] bool
+    points: np.ndarray  # [h, w, 3] world metres (0 where invalid)
+    normals: np.ndarray  # [h, w, 3] unit world normals (0 where unknown)
+    ray_up: np.ndarray  # [h, w] world z of the unit viewing ray (> 0 above the horizon)
+    cam_z: float
+
+
+def _check_inputs(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    img = np.asarray(image_linear)
+    depth = np.asarray(depth_m)
+    if img.ndim != 3 or img.shape[2] < 3:
+        raise InputError(f"segmentation image must be [H, W, 3] linear RGB (got shape {list(img.shape)})")
+    if depth.ndim != 2 or depth.shape != img.shape[:2]:
+        raise InputError(f"segmentation depth must be [H, W] matching the image {list(img.shape[:2])} "
+                         f"(got shape {list(depth.shape)})")
+    if not isinstance(camera, Camera):
+        raise InputError(f"segmentation camera must be an anchorstage.Camera (got {type(camera).__name__})")
+    if (camera.width, camera.height) != (depth.shape[1], depth.shape[0]):
+        raise InputError(f"camera resolution {camera.width}x{camera.height} does not match the depth map "
+                         f"({depth.shape[1]}x{depth.shape[0]})")
+    depth = depth.astype(np.float32, copy=False)
+    if np.any(np.isnan(depth)):
+        raise InputError("segmentation depth has NaN values (use inf for sky/invalid)")
+    return img[..., :3].astype(np.float32, copy=False), depth
+
+
+def _prepare(img: np.ndarray, depth: np.ndarray, camera: Camera) -> _Work:
+    H, W = depth.shape
+    s = max(1, int(math.ceil(math.sqrt(H * W / WORK_PIXELS))))
+    d = np.ascontiguousarray(depth[::s, ::s])
+    rgb = np.ascontiguousarray(img[::s, ::s])
+    valid = np.isfinite(d) & (d > 0)
+    h, w = d.shape
+    u = (np.arange(w, dtype=np.float32) * s + 0.5 - camera.principal_point_px[0]) / camera.focal_px
+    v = (np.arange(h, dtype=np.float32) * s + 0.5 - camera.principal_point_px[1]) / camera.focal_px
+    rot = camera.rotation.astype(np.float32)
+    # Camera-frame ray (u, v, 1) rotated to world; points = ray * depth + centre.
+    ray = u[None, :, None] * rot[:, 0] + v[:, None, None] * rot[:, 1] + rot[:, 2]
+    dz = np.where(valid, d, 0.0).astype(np.float32)
+    pts = ray * dz[..., None] + camera.position.astype(np.float32)
+    ray_up = ray[..., 2] / np.linalg.norm(ray, axis=-1)
+    normals = _normals(pts, valid)
+    return _Work(s, rgb, d, valid, pts, normals, ray_up, float(camera.position[2]))
+
+
+def _normals(pts: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[h, w, 3] unit normals from a point map (0 where a neighbour is invalid)."""
+    dx = np.zeros_like(pts)
+    dy = np.zeros_like(pts)
+    dx[:, 1:-1] = pts[:, 2:] - pts[:, :-2]
+    dy[1:-1] = pts[2:] - pts[:-2]
+    n = np.cross(dx, dy)
+    ok = valid.copy()
+    ok[:, 1:-1] &= valid[:, 2:] & valid[:, :-2]
+    ok[1:-1] &= valid[2:] & valid[:-2]
+    ok[[0, -1], :] = False
+    ok[:, [0, -1]] = False
+    nn = np.linalg.norm(n, axis=-1, keepdims=True)
+    n = np.where(ok[..., None] & (nn > 0), n / np.maximum(nn, 1e-20), 0.0)
+    # Box-smooth, then renormalise: steadies per-pixel noise of estimated depth.
+    n = ndimage.uniform_filter(n, size=(3, 3, 1), mode="nearest")
+    nn = np.linalg.norm(n, axis=-1, keepdims=True)
+    return np.where(nn > 0.5, n / np.maximum(nn, 1e-20), 0.0).astype(np.float32)
+
+
+def _tau(depth: np.ndarray) -> np.ndarray:
+    return _TAU_ABS_M + _TAU_REL * depth
+
+
+def _fit_plane(p: np.ndarray) -> np.ndarray:
+    """Least-squares plane (a, b, c, d), unit normal, through [N, 3] points."""
+    c = p.mean(axis=0)
+    _, _, vt = np.linalg.svd((p - c).astype(np.float64), full_matrices=False)
+    n = vt[-1]
+    return np.append(n, -n @ c)
+
+
+def _ransac(pts: np.ndarray, nrm: np.ndarray, depth: np.ndarray, rng: np.random.Generator,
+            accept_normal: Any) -> Optional[np.ndarray]:
+    """Best plane for [N, 3] points with [N, 3] normals; ``accept_normal([K, 3]) -> [K] bool`` restricts it."""
+    n_pts = len(pts)
+    if n_pts < 50:
+        return None
+    idx = rng.choice(n_pts, size=min(_RANSAC_SAMPLES, n_pts), replace=False)
+    sp, sn, sd = pts[idx].astype(np.float64), nrm[idx], depth[idx]
+    tri = rng.integers(0, len(sp), size=(_RANSAC_HYPOTHESES, 3))
+    a, b, c = sp[tri[:, 0]], sp[tri[:, 1]], sp[tri[:, 2]]
+    hn = np.cross(b - a, c - a)
+    norm = np.linalg.norm(hn, axis=1)
+    keep = norm > 1e-9
+    hn = hn[keep] / norm[keep, None]
+    a = a[keep]
+    keep = accept_normal(hn)
+    hn, a = hn[keep], a[keep]
+    if len(hn) == 0:
+        return None
+    hd = -np.einsum("kj,kj->k", hn, a)
+    dist = np.abs(sp @ hn.T + hd)  # [S, K]
+    agree = np.abs(sn @ hn.T) > math.cos(math.radians(30))
+    score = ((dist < _tau(sd)[:, None]) & agree).sum(axis=0)
+    best = int(np.argmax(score))
+    plane = np.append(hn[best], hd[best])
+    # Refine twice on all points: least squares on the current inliers.
+    for _ in range(2):
+        inl = _inliers(pts, nrm, depth, plane)
+        if inl.sum() < 3:
+            return None
+        plane = _fit_plane(pts[inl])
+    return plane
+
+
+def _inliers(pts: np.ndarray, nrm: np.ndarray, depth: np.ndarray, plane: np.ndarray) -> np.ndarray:
+    """Points within the distance tolerance whose normal agrees (or that lie very close to the plane)."""
+    dist = np.abs(pts @ plane[:3].astype(np.float32) + np.float32(plane[3]))
+    tau = _tau(depth)
+    agree = np.abs(nrm @ plane[:3].astype(np.float32)) > math.cos(math.radians(30))
+    # Near a crease the smoothed normal blends two planes: trust distance alone when it is tiny.
+    return (dist < tau) & (agree | (dist < tau / 3))
+
+
+def _sky(wk: _Work) -> np.ndarray:
+    """[h, w] bool sky mask at the work resolution."""
+    sky = ~wk.valid
+    if wk.valid.any():
+        rgb = np.clip(wk.rgb, 0.0, None)
+        lum = rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+        mx, mn = rgb.max(axis=-1), rgb.min(axis=-1)
+        sat = (mx - mn) / np.maximum(mx, 1e-6)
+        bluish = (rgb[..., 2] > rgb[..., 0] * 1.15) & (rgb[..., 2] >= rgb[..., 1] * 0.9) & (lum > 0.05)
+        overcast = (lum > 0.4) & (sat < 0.15)
+        texture = ndimage.uniform_filter(lum, 5) - lum
+        smooth = np.abs(texture) < 0.03 * np.maximum(lum, 0.05)
+        far = wk.depth >= 0.9 * np.percentile(wk.depth[wk.valid], 99)
+        cand = wk.valid & far & (wk.ray_up > 0) & (bluish | overcast) & smooth
+        if cand.any():
+            seeds = sky.copy()
+            seeds[0] |= cand[0]
+            lab, _ = ndimage.label(cand | sky, structure=np.ones((3, 3)))
+            keep = np.unique(lab[seeds & (lab > 0)])
+            sky = sky | (np.isin(lab, keep[keep > 0]) & cand)
+    return sky
+
+
+def _plane_extent(pts: np.ndarray, plane: np.ndarray) -> tuple[float, float]:
+    """(horizontal, vertical) robust extent in metres of [N, 3] points on a vertical plane."""
+    n = plane[:3]
+    horiz = np.cross([0.0, 0.0, 1.0], n)
+    horiz /= max(np.linalg.norm(horiz), 1e-12)
+    a = pts @ horiz
+    z = pts[:, 2]
+    lo_a, hi_a = np.percentile(a, [2, 98])
+    lo_z, hi_z = np.percentile(z, [2, 98])
+    return float(hi_a - lo_a), float(hi_z - lo_z)
+
+
+def _orient(plane: np.ndarray, toward: np.ndarray) -> tuple[float, ...]:
+    """Plane with its normal facing the point ``toward`` (the camera)."""
+    if plane[:3] @ toward + plane[3] < 0:
+        plane = -plane
+    return tuple(float(v) for v in plane)
+
+
+def _labels(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera, max_regions: int,
+            seed: int, progress: Optional[ProgressFn]) -> tuple[list[Region], np.ndarray]:
+    """(regions without masks, [H, W] int32 label map with -1 unassigned)."""
+    if isinstance(max_regions, bool) or not isinstance(max_regions, (int, np.integer)) or not 3 <= max_regions <= 255:
+        raise InputError(f"max_regions must be an integer from 3 to 255 (got {max_regions!r})")
+    img, depth = _check_inputs(image_linear, depth_m, camera)
+    rng = np.random.default_rng(seed)
+    wk = _prepare(img, depth, camera)
+    h, w = wk.depth.shape
+    n_px = h * w
+    report(progress, 0.2, "sky")
+    lab = np.full((h, w), -1, dtype=np.int32)
+    kinds: list[tuple[str, Optional[tuple[float, ...]], dict[str, Any]]] = []
+    cam = camera.position
+
+    sky = _sky(wk)
+    if sky.any():
+        lab[sky] = len(kinds)
+        kinds.append(("sky", None, {}))
+    free = wk.valid & ~sky
+
+    report(progress, 0.35, "ground plane")
+    cos_g = math.cos(math.radians(_GROUND_MAX_TILT_DEG))
+    cand = free & (np.abs(wk.normals[..., 2]) > math.cos(math.radians(30))) & (wk.points[..., 2] < wk.cam_z)
+    if cand.sum() >= 0.01 * n_px:
+        plane = _ransac(wk.points[cand], wk.normals[cand], wk.depth[cand], rng, lambda n: np.abs(n[:, 2]) > cos_g)
+        if plane is not None and abs(plane[2]) > cos_g:
+            inl = free & _inliers(wk.points, wk.normals, wk.depth, plane)
+            inl = _large_parts(inl, _OBJECT_MIN_FRACTION * n_px)
+            if inl.sum() >= 0.01 * n_px:
+                lab[inl] = len(kinds)
+                kinds.append(("ground", _orient(plane, cam), _plane_stats(wk, inl, plane)))
+                free &= ~inl
+
+    report(progress, 0.5, "facades")
+    sin_f = math.sin(math.radians(_FACADE_MAX_TILT_DEG))
+    rejected = np.zeros_like(free)
+    for _ in range(_MAX_FACADES + 2):
+        if sum(k[0] == "facade" for k in kinds) >= _MAX_FACADES or len(kinds) >= max_regions:
+            break
+        cand = free & ~rejected & (np.abs(wk.normals[..., 2]) < math.sin(math.radians(30))) & \
+            (np.linalg.norm(wk.normals, axis=-1) > 0)
+        if cand.sum() < _FACADE_MIN_FRACTION * n_px:
+            break
+        plane = _ransac(wk.points[cand], wk.normals[cand], wk.depth[cand], rng, lambda n: np.abs(n[:, 2]) < sin_f)
+        if plane is None or abs(plane[2]) >= sin_f:
+            break
+        inl = free & _inliers(wk.points, wk.normals, wk.depth, plane)
+        inl = _large_parts(inl, _OBJECT_MIN_FRACTION * n_px)
+        if inl.sum() < _FACADE_MIN_FRACTION * n_px:
+            break
+        width_m, height_m = _plane_extent(wk.points[inl], plane)
+        if width_m < _FACADE_MIN_WIDTH_M or height_m < _FACADE_MIN_HEIGHT_M:
+            rejected |= inl  # a flat face of an object: leave it for the object stage
+            continue
+        lab[inl] = len(kinds)
+        stats = _plane_stats(wk, inl, plane)
+        stats.update(width_m=round(width_m, 3), height_m=round(height_m, 3))
+        kinds.append(("facade", _orient(plane, cam), stats))
+        free &= ~inl
+
+    report(progress, 0.7, "objects")
+    min_obj = max(4, int(_OBJECT_MIN_FRACTION * n_px))
+    if free.any():
+        ld = np.log(np.where(wk.valid, wk.depth, 1.0))
+        jump = np.zeros_like(free)
+        jump[:, :-1] |= np.abs(ld[:, 1:] - ld[:, :-1]) > _DEPTH_JUMP_REL
+        jump[:-1] |= np.abs(ld[1:] - ld[:-1]) > _DEPTH_JUMP_REL
+        comp, n_comp = ndimage.label(free & ~jump)
+        if n_comp:
+            sizes = np.bincount(comp.ravel(), minlength=n_comp + 1)
+            sizes[0] = 0
+            order = np.argsort(-sizes)
+            room = max_regions - len(kinds)
+            for c in order[:max(room, 0)]:
+                if sizes[c] < min_obj:
+                    break
+                m = comp == c
+                lab[m] = len(kinds)
+                kinds.append(("object", None, {"mean_depth_m": round(float(wk.depth[m].mean()), 4)}))
+
+    report(progress, 0.85, "merging small parts")
+    lab = _fill_unassigned(lab, wk.valid | sky)
+    full = _upsample(lab, wk.stride, depth.shape)
+    if any(k[0] == "sky" for k in kinds):
+        full[~(np.isfinite(depth) & (depth > 0))] = 0  # sky is region 0 when present
+    counters: dict[str, int] = {}
+    regions = []
+    for i, (label, plane, extra) in enumerate(kinds):
+        counters[label] = counters.get(label, 0) + 1
+        rid = "sky" if label == "sky" else f"{label}_{counters[label]:03d}"
+        regions.append(Region(index=i, id=rid, label=label, plane=plane, extra=extra))
+    return regions, full
+
+
+def _large_parts(mask: np.ndarray, min_px: float) -> np.ndarray:
+    """Connected parts of ``mask`` with at least ``min_px`` pixels (stray coplanar specks go)."""
+    comp, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    if n == 0:
+        return mask
+    sizes = np.bincount(comp.ravel())
+    sizes[0] = 0
+    return (sizes >= min_px)[comp]
+
+
+def _plane_stats(wk: _Work, inl: np.ndarray, plane: np.ndarray) -> dict[str, Any]:
+    d = wk.points[inl] @ plane[:3].astype(np.float32) + np.float32(plane[3])
+    return {"inlier_rms_m": round(float(np.sqrt(np.mean(d * d))), 5)}
+
+
+def _fill_unassigned(lab: np.ndarray, assignable: np.ndarray) -> np.ndarray:
+    """Give unassigned pixels that carry geometry the label of the nearest labelled pixel."""
+    hole = (lab < 0) & assignable
+    if not hole.any() or not (lab >= 0).any():
+        return lab
+    _, (iy, ix) = ndimage.distance_transform_edt(lab < 0, return_indices=True)
+    out = lab.copy()
+    out[hole] = lab[iy[hole], ix[hole]]
+    return out
+
+
+def _upsample(lab: np.ndarray, stride: int, shape: tuple[int, int]) -> np.ndarray:
+    if stride == 1:
+        return lab
+    H, W = shape
+    return lab[np.minimum(np.arange(H) // stride, lab.shape[0] - 1)][:, np.minimum(np.arange(W) // stride,
+                                                                                     lab.shape[1] - 1)]
+
+
+def segment_depth(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera, *, max_regions: int = 10,
+                  seed: int = 0, progress: Optional[ProgressFn] = None) -> list[Region]:
+    """Regions of a photo from its metric depth (pure image-space core of :func:`segment`).
+
+    Args:
+        image_linear: [H, W, 3] float32 linear Rec.709 reference image.
+        depth_m: [H, W] float32 planar depth (z along the view axis), metres; inf/≤0 = no geometry (sky).
+        camera: the photo's camera (resolution W x H; world frame Z up, metres).
+        max_regions: at most this many regions (3–255).
+        seed: RANSAC random seed (results are deterministic for a given seed).
+        progress: optional progress callback.
+
+    Returns:
+        Regions ordered sky (index 0 when present), ground, facades, objects; each with an
+        [H, W] bool ``mask`` (masks are disjoint), ``plane`` for ground/facades, ``locked=False``.
+    """
+    regions, full = _labels(image_linear, depth_m, camera, max_regions, seed, progress)
+    for r in regions:
+        r.mask = full == r.index
+        r.extra["pixel_fraction"] = round(float(r.mask.mean()), 5)
+    report(progress, 1.0, "regions done")
+    return regions
+
+
+def label_map(regions: list[Region], shape: tuple[int, int]) -> np.ndarray:
+    """[H, W] int32 map of ``Region.index`` (-1 where no region) from the regions' masks."""
+    out = np.full(shape, -1, dtype=np.int32)
+    for r in regions:
+        if r.mask is not None:
+            if r.mask.shape != tuple(shape):
+                raise InputError(f"region {r.id!r}: mask shape {list(r.mask.shape)} does not match {list(shape)}")
+            out[r.mask] = r.index
+    return out
+
+
+def assign_splats(means_world: np.ndarray, camera: Camera, labels: np.ndarray, depth_m: np.ndarray,
+                  regions: list[Region]) -> np.ndarray:
+    """Region index of each splat.
+
+    A splat takes the label of the pixel its centre projects to. Splats that do not sit on the
+    visible surface there (hidden layers, more than 10 % off the pixel's depth) go to a planar
+    region whose plane they lie on when there is one, else keep the pixel's label.
+
+    Args:
+        means_world: [N, 3] splat centres, world metres.
+        camera: the reference camera (resolution W x H).
+        labels: [H, W] int32 region index map (-1 unassigned).
+        depth_m: [H, W] planar depth, metres (inf = sky).
+        regions: the regions (their planes are used for hidden splats).
+
+    Returns:
+        [N] int32 region index, -1 for splats outside the image or behind the camera.
+    """
+    means = np.asarray(means_world, dtype=np.float64).reshape(-1, 3)
+    uv, z = camera.project(means)
+    H, W = labels.shape
+    with np.errstate(invalid="ignore"):
+        col = np.floor(uv[:, 0]).astype(np.int64, copy=False) if len(uv) else np.zeros(0, np.int64)
+        row = np.floor(uv[:, 1]).astype(np.int64, copy=False) if len(uv) else np.zeros(0, np.int64)
+    inside = (z > 0) & np.isfinite(uv).all(axis=1) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+    out = np.full(len(means), -1, dtype=np.int32)
+    r_in, c_in = row[inside], col[inside]
+    out[inside] = labels[r_in, c_in]
+    d_pix = depth_m[r_in, c_in]
+    hidden = np.zeros(len(means), dtype=bool)
+    hidden[inside] = ~(np.abs(z[inside] - d_pix) <= 0.1 * d_pix)
+    planar = [r for r in regions if r.plane is not None]
+    if hidden.any() and planar:
+        p = means[hidden]
+        dist = np.stack([np.abs(p @ np.asarray(r.plane[:3]) + r.plane[3]) for r in planar], axis=1)
+        best = np.argmin(dist, axis=1)
+        on_plane = dist[np.arange(len(p)), best] < _tau(z[hidden])
+        idx = np.flatnonzero(hidden)
+        out[idx[on_plane]] = np.asarray([r.index for r in planar], dtype=np.int32)[best[on_plane]]
+    return out
+
+
+def segment(scene: Any, *, max_regions: int = 10, progress: Optional[ProgressFn] = None) -> list[Region]:
+    """Segment a scene into regions and label its splats.
+
+    Sets ``scene.regions`` and ``scene.splats.region_ids`` ([N] int32, -1 unassigned), and
+    each region's ``splat_indices``.
+
+    Args:
+        scene: an :class:`anchorstage.Scene` (uses ``image_linear`` [H, W, 3], ``depth_m`` [H, W]
+            metres, ``camera`` and ``splats``).
+        max_regions: at most this many regions (3–255).
+        progress: optional progress callback.
+
+    Returns:
+        The regions (also stored on the scene).
+    """
+    import torch
+
+    for name in ("image_linear", "depth_m", "camera", "splats"):
+        if getattr(scene, name, None) is None:
+            raise InputError(f"scene has no {name}; segmentation needs the reference image, depth, camera and splats")
+    depth = np.asarray(scene.depth_m, dtype=np.float32)
+    regions = segment_depth(scene.image_linear, depth, scene.camera, max_regions=max_regions,
+                            progress=lambda f, m: report(progress, 0.9 * f, m))
+    labels = label_map(regions, depth.shape)
+    means = scene.splats.means.detach().cpu().numpy()
+    ids = assign_splats(means, scene.camera, labels, depth, regions)
+    for r in regions:
+        r.splat_indices = np.flatnonzero(ids == r.index).astype(np.int64)
+    scene.splats.region_ids = torch.from_numpy(ids).to(device=scene.splats.device, dtype=torch.int32)
+    scene.regions = regions
+    report(progress, 1.0, "regions done")
+    return regions
