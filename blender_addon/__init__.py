@@ -1,16 +1,48 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""AnchorStage Blender extension: registration only; the work lives in submodules and the core."""
+"""AnchorStage Blender extension: registration only; the work lives in submodules and the core.
 
-from . import nodes
+The preferences (with the dependency check and Install button) register first and need nothing
+but Blender; the rest needs the core's dependencies (torch, ...). When those are missing, only
+the preferences register and say exactly what is missing; after Install the rest registers.
+"""
 
-_modules = (nodes,)
+import importlib
+
+from . import preferences
+
+#: modules registered after the preferences, in order (unregistered in reverse).
+_MODULE_NAMES = ("properties", "nodes", "render_engine", "operators", "ui")
+_modules: tuple = ()
+
+
+def register_rest() -> bool:
+    """Register everything beyond the preferences; False (and the reason noted) when a dependency is missing."""
+    global _modules
+    if _modules:
+        return True
+    preferences.add_site_folder_to_path()
+    try:
+        mods = tuple(importlib.import_module(f".{name}", __package__) for name in _MODULE_NAMES)
+    except ImportError as e:
+        preferences.IMPORT_ERROR[0] = f"{e}. {preferences.describe_missing(preferences.missing_dependencies(False))}"
+        print(f"AnchorStage: not fully enabled: {preferences.IMPORT_ERROR[0]} "
+              "(Preferences > Add-ons > AnchorStage > Install)")
+        return False
+    preferences.IMPORT_ERROR[0] = ""
+    for m in mods:
+        m.register()
+    _modules = mods
+    return True
 
 
 def register() -> None:
-    for m in _modules:
-        m.register()
+    preferences.register()
+    register_rest()
 
 
 def unregister() -> None:
+    global _modules
     for m in reversed(_modules):
         m.unregister()
+    _modules = ()
+    preferences.unregister()

@@ -15,7 +15,9 @@ from mathutils import Matrix
 
 from anchorstage import Camera, InputError
 
-__all__ = ["render_resolution", "camera_from_blender", "apply_camera_to_blender", "camera_json_from_blender"]
+__all__ = ["render_resolution", "camera_from_blender", "apply_camera_to_blender", "camera_json_from_blender",
+           "SPLAT_ATTRIBUTES", "splats_to_mesh", "splats_from_mesh", "is_splat_mesh", "image_to_render_rect",
+           "render_rect_to_image", "image_to_pixels"]
 
 
 def render_resolution(scene: bpy.types.Scene) -> tuple[int, int]:
@@ -81,3 +83,155 @@ def apply_camera_to_blender(camera: Camera, obj: bpy.types.Object, scene: bpy.ty
         scene = scene or bpy.context.scene
         scene.render.resolution_x, scene.render.resolution_y = camera.width, camera.height
         scene.render.resolution_percentage = 100
+
+
+# ---------------------------------------------------------------------------------------------- splats
+#: Point attributes of a splat mesh (name, Blender type, foreach field, components).
+SPLAT_ATTRIBUTES = (
+    ("opacity", "FLOAT", "value", 1),
+    ("scale", "FLOAT_VECTOR", "vector", 3),
+    ("rotation", "QUATERNION", "value", 4),
+    ("color", "FLOAT_COLOR", "color", 4),
+    ("confidence", "FLOAT", "value", 1),
+    ("region", "INT", "value", 1),
+)
+#: Custom property that marks a mesh as an AnchorStage splat set (value: format version).
+SPLAT_MESH_TAG = "anchorstage_splats"
+
+
+def splats_to_mesh(splats, mesh: bpy.types.Mesh) -> None:
+    """Write every splat as a vertex of ``mesh`` with the point attributes of ``SPLAT_ATTRIBUTES``.
+
+    Positions are the splat centres in metres (object space); ``rotation`` is wxyz as in the
+    core (Blender quaternions are wxyz too); ``scale`` is the activated standard deviation in
+    metres; ``color`` is linear RGB with alpha 1; ``region`` is the region index (-1 unassigned).
+    """
+    means = splats.means.detach().cpu().numpy().astype(np.float32)
+    n = means.shape[0]
+    mesh.clear_geometry()
+    for name, *_ in SPLAT_ATTRIBUTES:
+        if name in mesh.attributes:
+            mesh.attributes.remove(mesh.attributes[name])
+    mesh.vertices.add(n)
+    mesh.vertices.foreach_set("co", means.ravel())
+    quats = splats.quats.detach().cpu().numpy().astype(np.float32)
+    norms = np.linalg.norm(quats, axis=1, keepdims=True)
+    quats = np.where(norms > 0, quats / np.maximum(norms, 1e-12), np.array([1, 0, 0, 0], np.float32))
+    colors = np.ones((n, 4), np.float32)
+    colors[:, :3] = splats.colors.detach().cpu().numpy()
+    values = {
+        "opacity": splats.opacities.detach().cpu().numpy(),
+        "scale": splats.scales.detach().cpu().numpy(),
+        "rotation": quats,
+        "color": colors,
+        "confidence": splats.confidence.detach().cpu().numpy(),
+        "region": splats.region_ids.detach().cpu().numpy(),
+    }
+    for name, kind, field_, _ in SPLAT_ATTRIBUTES:
+        attr = mesh.attributes.new(name, kind, "POINT")
+        dtype = np.int32 if kind == "INT" else np.float32
+        attr.data.foreach_set(field_, np.ascontiguousarray(values[name], dtype=dtype).ravel())
+    mesh[SPLAT_MESH_TAG] = 1
+    mesh.update()
+
+
+def is_splat_mesh(data) -> bool:
+    return isinstance(data, bpy.types.Mesh) and SPLAT_MESH_TAG in data.keys()
+
+
+def _matrix_to_np(m) -> np.ndarray:
+    return np.array([list(row) for row in m], dtype=np.float64)
+
+
+def splats_from_mesh(mesh: bpy.types.Mesh, matrix_world=None):
+    """The core :class:`anchorstage.Splats` stored on a splat mesh, in world space.
+
+    ``matrix_world`` (the object's, default identity) is applied: translation and rotation
+    exactly, scale as one uniform factor (its cube-root volume ratio); Gaussians cannot follow
+    a non-uniform or sheared object scale, so such a scale raises InputError.
+    """
+    import torch
+
+    from anchorstage import Splats
+
+    if not is_splat_mesh(mesh):
+        raise InputError(f"mesh {mesh.name!r} is not an AnchorStage splat mesh")
+    n = len(mesh.vertices)
+    means = np.empty(n * 3, np.float32)
+    mesh.vertices.foreach_get("co", means)
+    means = means.reshape(n, 3)
+    vals = {}
+    for name, kind, field_, comps in SPLAT_ATTRIBUTES:
+        attr = mesh.attributes.get(name)
+        if attr is None or attr.domain != "POINT" or attr.data_type != kind:
+            raise InputError(f"splat mesh {mesh.name!r}: point attribute {name!r} ({kind}) is missing")
+        buf = np.empty(n * comps, np.int32 if kind == "INT" else np.float32)
+        attr.data.foreach_get(field_, buf)
+        vals[name] = buf.reshape(n, comps) if comps > 1 else buf
+    quats = vals["rotation"].astype(np.float64)
+    scales = vals["scale"].astype(np.float64)
+    if matrix_world is not None:
+        m = _matrix_to_np(matrix_world)
+        if not np.allclose(m, np.eye(4), atol=1e-12):
+            a = m[:3, :3]
+            det = np.linalg.det(a)
+            if not np.isfinite(det) or det <= 0:
+                raise InputError(f"splat object transform of {mesh.name!r} is degenerate or mirrored")
+            s = det ** (1.0 / 3.0)
+            r = a / s
+            if not np.allclose(r.T @ r, np.eye(3), atol=1e-4):
+                raise InputError(f"splat mesh {mesh.name!r}: the object has a non-uniform scale or shear; "
+                                 "splats support location, rotation and a uniform scale only")
+            means = (means.astype(np.float64) @ a.T + m[:3, 3]).astype(np.float32)
+            quats = _quat_mul(_quat_from_matrix(r), quats)
+            scales = scales * s
+    t = lambda a, dt=torch.float32: torch.from_numpy(np.ascontiguousarray(a)).to(dt)  # noqa: E731
+    return Splats(means=t(means), quats=t(quats), scales=t(scales), opacities=t(vals["opacity"]),
+                  colors=t(vals["color"][:, :3]), confidence=t(vals["confidence"]),
+                  region_ids=t(vals["region"], torch.int32))
+
+
+def _quat_from_matrix(r: np.ndarray) -> np.ndarray:
+    """wxyz unit quaternion of a 3x3 rotation."""
+    from mathutils import Matrix as _M
+
+    q = _M(r.tolist()).to_quaternion()
+    return np.array([q.w, q.x, q.y, q.z], dtype=np.float64)
+
+
+def _quat_mul(q: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Hamilton product q * p for one q [4] and many p [N, 4], wxyz."""
+    w1, x1, y1, z1 = q
+    w2, x2, y2, z2 = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
+    return np.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+                     w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+                     w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------- images
+def image_to_render_rect(image: np.ndarray) -> np.ndarray:
+    """A core image ([H, W] or [H, W, C], rows top-down) as a render-pass ``rect`` ([H*W, C], rows bottom-up)."""
+    a = np.asarray(image, dtype=np.float32)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    h, w, c = a.shape
+    return np.ascontiguousarray(a[::-1].reshape(h * w, c))
+
+
+def render_rect_to_image(rect, width: int, height: int, channels: int) -> np.ndarray:
+    """A render-pass ``rect`` (rows bottom-up) as a core image [H, W, C] (rows top-down)."""
+    a = np.asarray(rect, dtype=np.float32).reshape(height, width, channels)
+    return np.ascontiguousarray(a[::-1])
+
+
+def image_to_pixels(image: np.ndarray) -> np.ndarray:
+    """A core RGB(A) image [H, W, 3|4] (top-down) as ``bpy.types.Image.pixels`` (RGBA, bottom-up, flat)."""
+    a = np.asarray(image, dtype=np.float32)
+    h, w = a.shape[:2]
+    out = np.ones((h, w, 4), np.float32)
+    if a.ndim == 2:
+        out[..., :3] = a[..., None]
+    else:
+        out[..., : a.shape[2]] = a[..., :4]
+    return np.ascontiguousarray(out[::-1]).ravel()

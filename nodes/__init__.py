@@ -1,17 +1,48 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""AnchorStage node editor: the node tree type and one module per node."""
+"""AnchorStage node editor: the node tree type, its sockets, one module per node, the executor."""
+
+import nodeitems_utils
+from nodeitems_utils import NodeCategory, NodeItem
+
+from . import (node_camera, node_depth, node_export, node_image, node_regions, node_regression, node_render,
+               node_splat_object, sockets, tree)
+
+_node_modules = (node_image, node_depth, node_regression, node_regions, node_camera, node_render,
+                 node_splat_object, node_export)
+_modules = (tree, sockets, *_node_modules)
+
+NODE_CATEGORIES_ID = "ANCHORSTAGE_NODES"
 
 
-from . import tree
+class AnchorStageNodeCategory(NodeCategory):
+    @classmethod
+    def poll(cls, context):
+        return context.space_data.tree_type == "AnchorStageNodeTree"
 
-_modules = (tree,)
+
+def _categories():
+    return [
+        AnchorStageNodeCategory("ANCHORSTAGE_INPUT", "Input", items=[
+            NodeItem("AnchorStageImageNode"), NodeItem("AnchorStageCameraNode")]),
+        AnchorStageNodeCategory("ANCHORSTAGE_STAGE", "Stage", items=[
+            NodeItem("AnchorStageDepthNode"), NodeItem("AnchorStageRegressionNode"),
+            NodeItem("AnchorStageRegionsNode")]),
+        AnchorStageNodeCategory("ANCHORSTAGE_OUTPUT", "Output", items=[
+            NodeItem("AnchorStageRenderNode"), NodeItem("AnchorStageSplatObjectNode"),
+            NodeItem("AnchorStageExportNode")]),
+    ]
 
 
 def register() -> None:
     for m in _modules:
         m.register()
+    nodeitems_utils.register_node_categories(NODE_CATEGORIES_ID, _categories())
 
 
 def unregister() -> None:
+    nodeitems_utils.unregister_node_categories(NODE_CATEGORIES_ID)
     for m in reversed(_modules):
         m.unregister()
+    from . import graph
+
+    graph.clear_caches()

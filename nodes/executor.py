@@ -83,6 +83,11 @@ class RunContext:
     key: str
     input_hash: str
     progress: ProgressFn
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, message: str) -> None:
+        """A human-readable note to show on the node (what was assumed, resampled, skipped)."""
+        self.notes.append(str(message))
 
     def report(self, fraction: float, message: str = "") -> None:
         self.progress(min(1.0, max(0.0, float(fraction))), message)
@@ -100,6 +105,7 @@ class RunReport:
         blocked: key → message of the jobs skipped because an input failed or is missing.
         outputs: key → outputs (for ran and cached jobs).
         hashes: key → input hash.
+        notes: key → notes the job's ``run`` left with ``ctx.note`` (for jobs that ran).
     """
 
     order: list[str] = field(default_factory=list)
@@ -109,6 +115,7 @@ class RunReport:
     blocked: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -318,7 +325,10 @@ class Executor:
                 ctx = RunContext(key=key, input_hash=hashes[key], progress=sub)
                 sub(0.0, "")
                 try:
-                    outputs = job.run(job.params, inputs, ctx)
+                    try:
+                        outputs = job.run(job.params, inputs, ctx)
+                    finally:
+                        report.notes[key] = list(ctx.notes)
                     if outputs is None:
                         outputs = {}
                     if not isinstance(outputs, Mapping):

@@ -1,0 +1,427 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Operators: the scripting API of the add-on (see docs/scripting.md).
+
+Every operator answers bad input with ``self.report({'ERROR'}, message)`` and ``{'CANCELLED'}``;
+nothing raises into Blender.
+"""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+from bpy_extras.io_utils import ExportHelper, ImportHelper
+from mathutils import Matrix
+
+from . import boundary, compositor, splat_object, stage
+
+
+def _error_text(exc: BaseException) -> str:
+    from anchorstage import AnchorStageError
+
+    return str(exc) if isinstance(exc, AnchorStageError) else f"{type(exc).__name__}: {exc}"
+
+
+# ---------------------------------------------------------------------------------------------- stage
+class ANCHORSTAGE_OT_new_stage(bpy.types.Operator):
+    """Build a stage from a photo: the node tree, the witness camera (metric, from EXIF or a camera
+    JSON) as the scene camera, passes and compositor"""
+
+    bl_idname = "anchorstage.new_stage"
+    bl_label = "New Stage"
+    bl_options = {"REGISTER", "UNDO"}
+
+    image_path: bpy.props.StringProperty(name="Photo", subtype="FILE_PATH")
+    depth_path: bpy.props.StringProperty(name="Depth", subtype="FILE_PATH",
+                                         description="Optional depth map (.npy/.exr metres, 16-bit .png mm); "
+                                                     "empty: estimate metric depth")
+    camera_json: bpy.props.StringProperty(name="Camera JSON", subtype="FILE_PATH",
+                                          description="Optional camera file; empty: lens and sensor from EXIF")
+    name: bpy.props.StringProperty(name="Name", default="", description="Tree name (default: the photo's name)")
+    set_render_engine: bpy.props.BoolProperty(name="Use AnchorStage Engine", default=True)
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH", options={"HIDDEN", "SKIP_SAVE"})
+    filter_image: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_folder: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        if self.image_path:
+            return self.execute(context)
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        image_path = self.image_path or self.filepath
+        if not image_path:
+            self.report({"ERROR"}, "New Stage: no photo given (image_path)")
+            return {"CANCELLED"}
+        for label, p in (("photo", image_path), ("depth file", self.depth_path), ("camera file", self.camera_json)):
+            if p and not os.path.isfile(bpy.path.abspath(p)):
+                self.report({"ERROR"}, f"New Stage: {label} {bpy.path.abspath(p)!r} does not exist")
+                return {"CANCELLED"}
+        scene = context.scene
+        name = self.name or f"Stage {bpy.path.display_name_from_filepath(image_path)}"
+        tree = stage.build_default_tree(name, image_path, self.depth_path, self.camera_json)
+        image_node = next(n for n in tree.nodes if n.bl_idname == "AnchorStageImageNode")
+        report = stage.run_with_progress(tree, context, targets=[image_node.name])
+        if not report.ok:
+            msg = report.errors.get(image_node.name) or "; ".join(report.errors.values())
+            bpy.data.node_groups.remove(tree)
+            self.report({"ERROR"}, f"New Stage: {msg}")
+            return {"CANCELLED"}
+        camera = report.outputs[image_node.name]["camera"]
+        witness = stage.ensure_witness_camera(scene, camera)
+        scene.anchorstage.tree = tree
+        scene.anchorstage.witness_camera = witness
+        stage.prepare_scene(scene, set_engine=self.set_render_engine)
+        self.report({"INFO"}, f"New stage {tree.name!r}: {camera.width}x{camera.height}, {camera.lens_mm:.4g} mm lens "
+                              f"on a {camera.sensor_width_mm:.4g} mm sensor; run Execute to reconstruct")
+        return {"FINISHED"}
+
+
+class ANCHORSTAGE_OT_execute(bpy.types.Operator):
+    """Run the AnchorStage node tree (unchanged nodes come from the cache)"""
+
+    bl_idname = "anchorstage.execute"
+    bl_label = "Execute"
+    bl_options = {"REGISTER"}
+
+    tree: bpy.props.StringProperty(name="Tree", default="", description="Tree name; empty: the scene's stage tree")
+    node: bpy.props.StringProperty(name="Node", default="", description="Run only what this node needs")
+    force: bpy.props.BoolProperty(name="Force", default=False, description="Ignore the cache and run every node")
+
+    def execute(self, context):
+        tree = stage.stage_tree(context, self.tree)
+        if tree is None:
+            self.report({"ERROR"}, f"Execute: no AnchorStage tree {self.tree!r}" if self.tree else
+                        "Execute: no AnchorStage tree (run New Stage first, or name one with tree=...)")
+            return {"CANCELLED"}
+        if self.node and self.node not in tree.nodes:
+            self.report({"ERROR"}, f"Execute: tree {tree.name!r} has no node {self.node!r}")
+            return {"CANCELLED"}
+        report = stage.run_with_progress(tree, context, targets=[self.node] if self.node else None, force=self.force)
+        for area in getattr(context.screen, "areas", []) or []:
+            area.tag_redraw()
+        if report.errors:
+            first = next(iter(report.errors))
+            self.report({"ERROR"}, f"{first}: {report.errors[first]}" +
+                        (f" (and {len(report.errors) - 1} more failing node(s))" if len(report.errors) > 1 else ""))
+            return {"CANCELLED"}
+        if report.blocked:
+            first = next(iter(report.blocked))
+            self.report({"WARNING"}, f"{first}: {report.blocked[first]}")
+        self.report({"INFO"}, f"{tree.name}: {report.summary()}")
+        return {"FINISHED"}
+
+
+class ANCHORSTAGE_OT_clear_cache(bpy.types.Operator):
+    """Forget cached node results so the next Execute recomputes everything"""
+
+    bl_idname = "anchorstage.clear_cache"
+    bl_label = "Clear Cache"
+
+    def execute(self, context):
+        from .nodes import graph
+
+        graph.clear_caches()
+        return {"FINISHED"}
+
+
+# ---------------------------------------------------------------------------------------------- camera moves
+def _camera_object(context, name: str):
+    if name:
+        obj = bpy.data.objects.get(name)
+        if obj is None or obj.type != "CAMERA":
+            raise ValueError(f"there is no camera object {name!r}")
+        return obj
+    if context.scene.camera is None:
+        raise ValueError(f"scene {context.scene.name!r} has no camera")
+    return context.scene.camera
+
+
+def _keyframe_pose(obj, frame=None) -> None:
+    kw = {} if frame is None else {"frame": frame}
+    obj.keyframe_insert("location", **kw)
+    path = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(obj.rotation_mode,
+                                                                                          "rotation_euler")
+    obj.keyframe_insert(path, **kw)
+
+
+def apply_pose(obj, core_camera, *, keyframe: bool = False) -> None:
+    """Put a moved core camera's pose on a Blender camera object (Euler angles kept continuous)."""
+    prev = obj.rotation_euler.copy()
+    obj.matrix_world = Matrix(core_camera.matrix_world.tolist())
+    if obj.rotation_mode not in ("QUATERNION", "AXIS_ANGLE"):
+        obj.rotation_euler = obj.matrix_basis.to_euler(obj.rotation_mode, prev)
+    if keyframe:
+        _keyframe_pose(obj)
+
+
+class _CameraMove:
+    bl_options = {"REGISTER", "UNDO"}
+
+    camera: bpy.props.StringProperty(name="Camera", default="", description="Camera object; empty: the scene camera")
+    keyframe: bpy.props.BoolProperty(name="Keyframe", default=False,
+                                     description="Insert location/rotation keyframes at the current frame")
+
+    def move(self, context, cam):  # -> moved core Camera
+        raise NotImplementedError
+
+    def execute(self, context):
+        try:
+            obj = _camera_object(context, self.camera)
+            core = boundary.camera_from_blender(obj, context.scene)
+            moved = self.move(context, core)
+            apply_pose(obj, moved, keyframe=self.keyframe)
+        except Exception as e:  # noqa: BLE001 - reported, never raised into Blender
+            self.report({"ERROR"}, f"{self.bl_label}: {_error_text(e)}")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class ANCHORSTAGE_OT_camera_dolly(_CameraMove, bpy.types.Operator):
+    """Move the camera along its view axis (metres; positive: forward)"""
+
+    bl_idname = "anchorstage.camera_dolly"
+    bl_label = "Dolly"
+    distance: bpy.props.FloatProperty(name="Distance", default=0.5, unit="LENGTH")
+
+    def move(self, context, cam):
+        return cam.dolly(self.distance)
+
+
+class ANCHORSTAGE_OT_camera_truck(_CameraMove, bpy.types.Operator):
+    """Move the camera along its right axis (metres; positive: right)"""
+
+    bl_idname = "anchorstage.camera_truck"
+    bl_label = "Truck"
+    distance: bpy.props.FloatProperty(name="Distance", default=0.5, unit="LENGTH")
+
+    def move(self, context, cam):
+        return cam.truck(self.distance)
+
+
+class ANCHORSTAGE_OT_camera_pedestal(_CameraMove, bpy.types.Operator):
+    """Move the camera along its up axis (metres; positive: up)"""
+
+    bl_idname = "anchorstage.camera_pedestal"
+    bl_label = "Pedestal"
+    distance: bpy.props.FloatProperty(name="Distance", default=0.5, unit="LENGTH")
+
+    def move(self, context, cam):
+        return cam.pedestal(self.distance)
+
+
+class ANCHORSTAGE_OT_camera_pan(_CameraMove, bpy.types.Operator):
+    """Turn the camera about the world Z axis (degrees; positive: left)"""
+
+    bl_idname = "anchorstage.camera_pan"
+    bl_label = "Pan"
+    angle: bpy.props.FloatProperty(name="Angle", default=5.0, description="Degrees")
+
+    def move(self, context, cam):
+        return cam.pan(self.angle)
+
+
+class ANCHORSTAGE_OT_camera_tilt(_CameraMove, bpy.types.Operator):
+    """Turn the camera about its right axis (degrees; positive: up)"""
+
+    bl_idname = "anchorstage.camera_tilt"
+    bl_label = "Tilt"
+    angle: bpy.props.FloatProperty(name="Angle", default=5.0, description="Degrees")
+
+    def move(self, context, cam):
+        return cam.tilt(self.angle)
+
+
+class ANCHORSTAGE_OT_camera_roll(_CameraMove, bpy.types.Operator):
+    """Turn the camera about its view axis (degrees; positive: counter-clockwise seen from behind)"""
+
+    bl_idname = "anchorstage.camera_roll"
+    bl_label = "Roll"
+    angle: bpy.props.FloatProperty(name="Angle", default=5.0, description="Degrees")
+
+    def move(self, context, cam):
+        return cam.roll(self.angle)
+
+
+class ANCHORSTAGE_OT_camera_orbit(_CameraMove, bpy.types.Operator):
+    """Orbit the camera about a pivot, keeping its distance (degrees)"""
+
+    bl_idname = "anchorstage.camera_orbit"
+    bl_label = "Orbit"
+    yaw: bpy.props.FloatProperty(name="Yaw", default=10.0, description="Degrees about world Z (positive: counter-clockwise)")
+    pitch: bpy.props.FloatProperty(name="Pitch", default=0.0, description="Degrees about the camera's right axis (positive: rise)")
+    pivot_mode: bpy.props.EnumProperty(
+        name="Pivot",
+        items=(("AHEAD", "Ahead", "A point Distance metres ahead of the camera"),
+               ("CURSOR", "3D Cursor", "The 3D cursor"),
+               ("POINT", "Point", "The Pivot Point coordinates")),
+        default="AHEAD")
+    distance: bpy.props.FloatProperty(name="Distance", default=5.0, min=0.001, unit="LENGTH")
+    pivot: bpy.props.FloatVectorProperty(name="Pivot Point", size=3, subtype="TRANSLATION", unit="LENGTH")
+
+    def move(self, context, cam):
+        if self.pivot_mode == "AHEAD":
+            p = cam.position + self.distance * cam.forward
+        elif self.pivot_mode == "CURSOR":
+            p = tuple(context.scene.cursor.location)
+        else:
+            p = tuple(self.pivot)
+        return cam.orbit(p, yaw_deg=self.yaw, pitch_deg=self.pitch)
+
+
+def _focal_items(self, context):
+    from anchorstage import FOCAL_PRESETS_MM
+
+    return [(f"{f:g}", f"{f:g} mm", f"Set the focal length to {f:g} mm") for f in FOCAL_PRESETS_MM]
+
+
+class ANCHORSTAGE_OT_camera_focal_preset(bpy.types.Operator):
+    """Set the camera's focal length to a preset (24/35/50/85/135 mm); the sensor stays"""
+
+    bl_idname = "anchorstage.camera_focal_preset"
+    bl_label = "Focal Length Preset"
+    bl_options = {"REGISTER", "UNDO"}
+
+    lens: bpy.props.EnumProperty(name="Lens", items=_focal_items)
+    camera: bpy.props.StringProperty(name="Camera", default="")
+    keyframe: bpy.props.BoolProperty(name="Keyframe", default=False)
+
+    def execute(self, context):
+        try:
+            obj = _camera_object(context, self.camera)
+            core = boundary.camera_from_blender(obj, context.scene).with_lens(float(self.lens))
+        except Exception as e:  # noqa: BLE001
+            self.report({"ERROR"}, f"Focal preset: {_error_text(e)}")
+            return {"CANCELLED"}
+        obj.data.lens_unit = "MILLIMETERS"
+        obj.data.lens = core.lens_mm
+        if self.keyframe:
+            obj.data.keyframe_insert("lens")
+        return {"FINISHED"}
+
+
+# ---------------------------------------------------------------------------------------------- PLY
+class ANCHORSTAGE_OT_import_ply(bpy.types.Operator, ImportHelper):
+    """Import a 3D Gaussian Splatting PLY (standard 3DGS, SHARP) as a splat object"""
+
+    bl_idname = "anchorstage.import_ply"
+    bl_label = "Import Gaussian Splats (.ply)"
+    bl_options = {"REGISTER", "UNDO"}
+    filename_ext = ".ply"
+    filter_glob: bpy.props.StringProperty(default="*.ply", options={"HIDDEN"})
+
+    def execute(self, context):
+        from anchorstage import read_ply
+
+        try:
+            splats = read_ply(self.filepath)
+        except Exception as e:  # noqa: BLE001
+            self.report({"ERROR"}, f"PLY import: {_error_text(e)}")
+            return {"CANCELLED"}
+        from .preferences import get_prefs
+
+        prefs = get_prefs(context)
+        name = bpy.path.display_name_from_filepath(self.filepath)
+        obj = splat_object.update_splat_object(splats, name=name, scene=context.scene,
+                                               max_display=getattr(prefs, "display_max_splats", None))
+        for o in context.view_layer.objects:
+            o.select_set(False)
+        obj.select_set(True)
+        context.view_layer.objects.active = obj
+        shown, total = splat_object.display_counts(obj)
+        self.report({"INFO"}, f"Imported {total:,} splats as {obj.name!r}" +
+                    (f"; displaying {shown:,} (decimated)" if shown < total else ""))
+        return {"FINISHED"}
+
+
+class ANCHORSTAGE_OT_export_ply(bpy.types.Operator, ExportHelper):
+    """Export the active splat object as a standard 3D Gaussian Splatting PLY (world space)"""
+
+    bl_idname = "anchorstage.export_ply"
+    bl_label = "Export Gaussian Splats (.ply)"
+    filename_ext = ".ply"
+    filter_glob: bpy.props.StringProperty(default="*.ply", options={"HIDDEN"})
+    object_name: bpy.props.StringProperty(name="Object", default="", description="Splat object; empty: the active one")
+
+    def execute(self, context):
+        from anchorstage import write_ply
+
+        obj = bpy.data.objects.get(self.object_name) if self.object_name else context.active_object
+        if obj is None or obj.type != "MESH" or not boundary.is_splat_mesh(obj.data):
+            self.report({"ERROR"}, f"PLY export: {getattr(obj, 'name', 'no object')!r} is not a splat object")
+            return {"CANCELLED"}
+        try:
+            splats = boundary.splats_from_mesh(obj.data, obj.matrix_world)
+            write_ply(self.filepath, splats)
+        except Exception as e:  # noqa: BLE001
+            self.report({"ERROR"}, f"PLY export: {_error_text(e)}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Wrote {len(splats):,} splats to {self.filepath}")
+        return {"FINISHED"}
+
+
+def _menu_import(self, context):
+    self.layout.operator(ANCHORSTAGE_OT_import_ply.bl_idname, text="Gaussian Splats (.ply)")
+
+
+def _menu_export(self, context):
+    self.layout.operator(ANCHORSTAGE_OT_export_ply.bl_idname, text="Gaussian Splats (.ply)")
+
+
+# ---------------------------------------------------------------------------------------------- compositor
+class ANCHORSTAGE_OT_setup_compositor(bpy.types.Operator):
+    """Create (once) the compositor tree with a Render Layers node showing the AnchorStage passes"""
+
+    bl_idname = "anchorstage.setup_compositor"
+    bl_label = "Set Up Compositor"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        compositor.ensure_compositor(context.scene)
+        return {"FINISHED"}
+
+
+class ANCHORSTAGE_OT_import_exr(bpy.types.Operator, ImportHelper):
+    """Bring a multilayer EXR (e.g. from the anchorstage CLI) into the compositor as an Image node"""
+
+    bl_idname = "anchorstage.import_exr"
+    bl_label = "Import Passes EXR"
+    bl_options = {"REGISTER", "UNDO"}
+    filename_ext = ".exr"
+    filter_glob: bpy.props.StringProperty(default="*.exr", options={"HIDDEN"})
+
+    def execute(self, context):
+        try:
+            node, image = compositor.add_exr_image_node(context.scene, self.filepath)
+        except Exception as e:  # noqa: BLE001
+            self.report({"ERROR"}, f"EXR import: {_error_text(e)}")
+            return {"CANCELLED"}
+        sockets = [s.name for s in node.outputs if s.enabled]
+        if image.type != "MULTILAYER":
+            self.report({"WARNING"}, f"{os.path.basename(self.filepath)} is not a multilayer EXR; one image socket only")
+        else:
+            self.report({"INFO"}, f"{node.name}: passes {', '.join(sockets)}")
+        return {"FINISHED"}
+
+
+classes = (
+    ANCHORSTAGE_OT_new_stage, ANCHORSTAGE_OT_execute, ANCHORSTAGE_OT_clear_cache,
+    ANCHORSTAGE_OT_camera_dolly, ANCHORSTAGE_OT_camera_truck, ANCHORSTAGE_OT_camera_pedestal,
+    ANCHORSTAGE_OT_camera_pan, ANCHORSTAGE_OT_camera_tilt, ANCHORSTAGE_OT_camera_roll, ANCHORSTAGE_OT_camera_orbit,
+    ANCHORSTAGE_OT_camera_focal_preset, ANCHORSTAGE_OT_import_ply, ANCHORSTAGE_OT_export_ply,
+    ANCHORSTAGE_OT_setup_compositor, ANCHORSTAGE_OT_import_exr,
+)
+_register, _unregister = bpy.utils.register_classes_factory(classes)
+
+
+def register():
+    _register()
+    bpy.types.TOPBAR_MT_file_import.append(_menu_import)
+    bpy.types.TOPBAR_MT_file_export.append(_menu_export)
+
+
+def unregister():
+    bpy.types.TOPBAR_MT_file_export.remove(_menu_export)
+    bpy.types.TOPBAR_MT_file_import.remove(_menu_import)
+    _unregister()

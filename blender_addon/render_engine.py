@@ -1,0 +1,155 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The ANCHORSTAGE render engine: renders the scene's splat objects from the scene camera with the
+core renderer and fills Combined, Depth and Normal plus the custom passes Confidence, Void and
+Region. Blender then shows them on the compositor's Render Layers node and writes them into its
+own multilayer EXR — in the UI (F12), from ``bpy.ops.render.render()`` and under
+``blender -b file.blend -f N`` / ``-a``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import bpy
+
+from . import boundary
+
+ENGINE_ID = "ANCHORSTAGE"
+#: custom passes: (name, channels, channel ids, type)
+CUSTOM_PASSES = (("Confidence", 1, "X", "VALUE"), ("Void", 1, "X", "VALUE"), ("Region", 1, "X", "VALUE"))
+_BACKGROUND_DEPTH = 1e10
+
+
+def _prefs():
+    addon = bpy.context.preferences.addons.get(__package__)
+    return addon.preferences if addon is not None else None
+
+
+def gather_splats(depsgraph):
+    """All visible splat objects of the evaluated scene, in world space, as one core Splats (or None)."""
+    from anchorstage import Splats
+
+    parts, seen = [], set()
+    for obj in depsgraph.objects:
+        orig = obj.original
+        if orig.type != "MESH" or orig.name in seen or orig.hide_render:
+            continue
+        if not boundary.is_splat_mesh(orig.data):
+            continue
+        seen.add(orig.name)
+        if len(orig.data.vertices):
+            parts.append(boundary.splats_from_mesh(orig.data, obj.matrix_world))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else Splats.concat(parts)
+
+
+def render_passes(depsgraph, camera_obj=None) -> tuple[dict[str, np.ndarray], "object"]:
+    """Core passes (numpy, top-down rows) for the evaluated scene's camera, and that core Camera."""
+    from anchorstage import InputError, render
+
+    scene = depsgraph.scene
+    cam = camera_obj or scene.camera
+    if cam is None:
+        raise InputError(f"scene {scene.name!r} has no camera to render from")
+    camera = boundary.camera_from_blender(cam.evaluated_get(depsgraph), scene)
+    splats = gather_splats(depsgraph)
+    w, h = camera.resolution
+    if splats is None or len(splats) == 0:
+        return {"color": np.zeros((h, w, 3), np.float32), "alpha": np.zeros((h, w), np.float32),
+                "depth": np.full((h, w), _BACKGROUND_DEPTH, np.float32), "normal": np.zeros((h, w, 3), np.float32),
+                "confidence": np.zeros((h, w), np.float32), "region": np.full((h, w), -1, np.int32),
+                "void": np.ones((h, w), np.float32)}, camera
+    prefs = _prefs()
+    device = (getattr(prefs, "device", "AUTO") or "AUTO").lower()
+    out = render(splats, camera, passes=("color", "alpha", "depth", "normal", "confidence", "region", "void"),
+                 backend="auto", device=device)
+    return {k: v.detach().cpu().numpy() for k, v in out.items()}, camera
+
+
+class AnchorStageRenderEngine(bpy.types.RenderEngine):
+    """Render the splat stage with the AnchorStage core renderer (GPU when available)"""
+
+    bl_idname = ENGINE_ID
+    bl_label = "AnchorStage"
+    bl_use_postprocess = True     # compositor and sequencer run after it
+    bl_use_preview = False
+    bl_use_eevee_viewport = True  # Material Preview shading uses Eevee (the splat proxies)
+    bl_use_shading_nodes_custom = False
+
+    def update_render_passes(self, scene=None, renderlayer=None):
+        self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
+        if renderlayer.use_pass_z:
+            self.register_pass(scene, renderlayer, "Depth", 1, "Z", "VALUE")
+        if renderlayer.use_pass_normal:
+            self.register_pass(scene, renderlayer, "Normal", 3, "XYZ", "VECTOR")
+        for name, chans, ids, kind in CUSTOM_PASSES:
+            self.register_pass(scene, renderlayer, name, chans, ids, kind)
+
+    def render(self, depsgraph):
+        scene = depsgraph.scene
+        w, h = boundary.render_resolution(scene)
+        self.update_stats("AnchorStage", "Reading splats")
+        try:
+            passes, camera = render_passes(depsgraph, self.camera_override)
+        except Exception as e:  # noqa: BLE001 - never raise into Blender; say what went wrong
+            from anchorstage import AnchorStageError
+
+            msg = str(e) if isinstance(e, AnchorStageError) else f"{type(e).__name__}: {e}"
+            self.report({"ERROR"}, f"AnchorStage render: {msg}")
+            if hasattr(self, "error_set"):
+                self.error_set(f"AnchorStage render: {msg}")
+            return
+        if self.test_break():
+            return
+        self.update_stats("AnchorStage", "Writing passes")
+        values = {
+            "Combined": np.concatenate([passes["color"], passes["alpha"][..., None]], axis=-1),
+            "Depth": passes["depth"],
+            "Normal": passes["normal"],
+            "Confidence": passes["confidence"],
+            "Void": passes["void"],
+            "Region": passes["region"].astype(np.float32),
+        }
+        result = self.begin_result(0, 0, w, h)
+        try:
+            for layer in result.layers:
+                for p in layer.passes:
+                    v = values.get(p.name)
+                    if v is None:
+                        continue
+                    rect = boundary.image_to_render_rect(v)
+                    if rect.shape[1] != p.channels:
+                        raise ValueError(f"pass {p.name}: {rect.shape[1]} channels, Blender expects {p.channels}")
+                    p.rect = rect
+        finally:
+            self.end_result(result)
+        self.update_progress(1.0)
+
+
+def compatible_panels():
+    """Blender's own panels that make sense with this engine (output, dimensions, film, passes)."""
+    wanted = {"RENDER_PT_format", "RENDER_PT_frame_range", "RENDER_PT_output", "RENDER_PT_encoding",
+              "RENDER_PT_post_processing", "RENDER_PT_stamp", "RENDER_PT_color_management",
+              "VIEWLAYER_PT_layer_passes", "VIEWLAYER_PT_layer", "DATA_PT_lens", "DATA_PT_camera",
+              "DATA_PT_camera_dof", "DATA_PT_context_camera", "RENDER_PT_format_presets",
+              "RENDER_PT_output_color_management", "RENDER_PT_time_stretching", "RENDER_PT_frame_remapping"}
+    out = []
+    for name in dir(bpy.types):
+        panel = getattr(bpy.types, name, None)
+        engines = getattr(panel, "COMPAT_ENGINES", None)
+        if isinstance(engines, set) and name in wanted:
+            out.append(panel)
+    return out
+
+
+def register():
+    bpy.utils.register_class(AnchorStageRenderEngine)
+    for panel in compatible_panels():
+        panel.COMPAT_ENGINES.add(ENGINE_ID)
+
+
+def unregister():
+    for panel in compatible_panels():
+        panel.COMPAT_ENGINES.discard(ENGINE_ID)
+    bpy.utils.unregister_class(AnchorStageRenderEngine)

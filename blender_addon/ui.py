@@ -1,0 +1,139 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Panels: the stage (node editor sidebar), camera moves (3D viewport sidebar), the splat
+object's display note (object properties) and the render engine's passes (view layer)."""
+
+import bpy
+
+from . import splat_object
+from .boundary import is_splat_mesh
+
+
+class ANCHORSTAGE_PT_stage(bpy.types.Panel):
+    bl_label = "AnchorStage"
+    bl_space_type = "NODE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "AnchorStage"
+
+    @classmethod
+    def poll(cls, context):
+        return context.space_data.tree_type == "AnchorStageNodeTree"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.anchorstage
+        layout.operator("anchorstage.new_stage", icon="ADD")
+        layout.prop(settings, "tree")
+        row = layout.row(align=True)
+        row.scale_y = 1.4
+        row.operator("anchorstage.execute", icon="PLAY")
+        row.operator("anchorstage.execute", text="", icon="FILE_REFRESH").force = True
+        layout.operator("anchorstage.clear_cache", icon="TRASH")
+
+
+def draw_camera_moves(layout, context):
+    s = context.scene.anchorstage
+    col = layout.column(align=True)
+    col.prop(s, "move_distance")
+    for op, label in (("anchorstage.camera_dolly", "Dolly"), ("anchorstage.camera_truck", "Truck"),
+                      ("anchorstage.camera_pedestal", "Pedestal")):
+        row = col.row(align=True)
+        a = row.operator(op, text=f"{label} -")
+        a.distance, a.keyframe = -s.move_distance, s.keyframe
+        b = row.operator(op, text=f"{label} +")
+        b.distance, b.keyframe = s.move_distance, s.keyframe
+    col = layout.column(align=True)
+    col.prop(s, "move_angle")
+    for op, label in (("anchorstage.camera_pan", "Pan"), ("anchorstage.camera_tilt", "Tilt"),
+                      ("anchorstage.camera_roll", "Roll")):
+        row = col.row(align=True)
+        a = row.operator(op, text=f"{label} -")
+        a.angle, a.keyframe = -s.move_angle, s.keyframe
+        b = row.operator(op, text=f"{label} +")
+        b.angle, b.keyframe = s.move_angle, s.keyframe
+    col = layout.column(align=True)
+    col.prop(s, "orbit_distance")
+    row = col.row(align=True)
+    for sign, text in ((-1, "Orbit ◀"), (1, "Orbit ▶")):
+        o = row.operator("anchorstage.camera_orbit", text=text)
+        o.yaw, o.pitch, o.pivot_mode, o.distance, o.keyframe = sign * s.move_angle, 0.0, "AHEAD", s.orbit_distance, s.keyframe
+    row = col.row(align=True)
+    for sign, text in ((1, "Orbit ▲"), (-1, "Orbit ▼")):
+        o = row.operator("anchorstage.camera_orbit", text=text)
+        o.yaw, o.pitch, o.pivot_mode, o.distance, o.keyframe = 0.0, sign * s.move_angle, "AHEAD", s.orbit_distance, s.keyframe
+    layout.label(text="Focal Length")
+    row = layout.row(align=True)
+    from anchorstage import FOCAL_PRESETS_MM
+
+    for f in FOCAL_PRESETS_MM:
+        op = row.operator("anchorstage.camera_focal_preset", text=f"{f:g}")
+        op.lens, op.keyframe = f"{f:g}", s.keyframe
+    layout.prop(s, "keyframe")
+
+
+class ANCHORSTAGE_PT_camera(bpy.types.Panel):
+    bl_label = "AnchorStage Camera"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "AnchorStage"
+
+    def draw(self, context):
+        layout = self.layout
+        cam = context.scene.camera
+        if cam is None:
+            layout.label(text="The scene has no camera", icon="ERROR")
+            return
+        layout.label(text=f"{cam.name}: {cam.data.lens:.4g} mm / {cam.data.sensor_width:.4g} mm", icon="CAMERA_DATA")
+        draw_camera_moves(layout, context)
+
+
+class ANCHORSTAGE_PT_splats(bpy.types.Panel):
+    bl_label = "AnchorStage Splats"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "object"
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.object
+        return obj is not None and obj.type == "MESH" and is_splat_mesh(obj.data)
+
+    def draw(self, context):
+        layout = self.layout
+        obj = context.object
+        shown, total = splat_object.display_counts(obj)
+        layout.label(text=f"{total:,} splats")
+        if shown < total:
+            box = layout.box()
+            box.label(text=f"Viewport shows a random {shown:,} of {total:,} splats", icon="INFO")
+            box.label(text="(decimated above the display threshold; renders use all splats)")
+        mod = obj.modifiers.get(splat_object.DISPLAY_MODIFIER)
+        if mod is not None and mod.node_group is not None:
+            for item in mod.node_group.interface.items_tree:
+                if getattr(item, "in_out", "") == "INPUT" and item.socket_type != "NodeSocketGeometry":
+                    layout.prop(mod, f'["{item.identifier}"]', text=item.name)
+        layout.operator("anchorstage.export_ply", icon="EXPORT").object_name = obj.name
+
+
+class ANCHORSTAGE_PT_passes(bpy.types.Panel):
+    bl_label = "AnchorStage Passes"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "view_layer"
+    COMPAT_ENGINES = {"ANCHORSTAGE"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.engine in cls.COMPAT_ENGINES
+
+    def draw(self, context):
+        layout = self.layout
+        vl = context.view_layer
+        layout.prop(vl, "use_pass_z", text="Depth (metres)")
+        layout.prop(vl, "use_pass_normal", text="Normal (world)")
+        layout.label(text="Always: Combined, Confidence, Void, Region")
+        layout.operator("anchorstage.setup_compositor", icon="NODE_COMPOSITING")
+        layout.operator("anchorstage.import_exr", icon="IMAGE_DATA")
+
+
+classes = (ANCHORSTAGE_PT_stage, ANCHORSTAGE_PT_camera, ANCHORSTAGE_PT_splats, ANCHORSTAGE_PT_passes)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -1,0 +1,50 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Gaussian Regression node: photo + metric depth + camera → metric splat scene (SHARP-style)."""
+
+import bpy
+
+from .base import AnchorStageNode, pref
+
+
+class AnchorStageRegressionNode(AnchorStageNode, bpy.types.Node):
+    """Regress metric 3D Gaussian splats from the photo and its depth (no training)"""
+
+    bl_idname = "AnchorStageRegressionNode"
+    bl_label = "Gaussian Regression"
+    bl_icon = "OUTLINER_OB_POINTCLOUD"
+
+    max_splats: bpy.props.IntProperty(name="Max Splats", default=0, min=0,
+                                      description="Splat budget; 0: about 1M for a 1080p photo, proportional to pixels")
+    second_layer: bpy.props.BoolProperty(name="Background Layer", default=True,
+                                         description="Add splats behind depth edges so small moves reveal background")
+
+    required_inputs = ("image", "depth", "camera")
+
+    def init(self, context):
+        self.inputs.new("AnchorStageSocketImage", "Photo", identifier="image")
+        self.inputs.new("AnchorStageSocketDepth", "Depth", identifier="depth")
+        self.inputs.new("AnchorStageSocketCamera", "Camera", identifier="camera")
+        self.outputs.new("AnchorStageSocketScene", "Splat Scene", identifier="scene")
+
+    def draw_props(self, context, layout):
+        layout.prop(self, "max_splats")
+        layout.prop(self, "second_layer")
+
+    def job_params(self, context):
+        return {"max_splats": self.max_splats or None, "second_layer": self.second_layer,
+                "device": pref("device", "AUTO", context).lower()}
+
+    @staticmethod
+    def compute(params, inputs, ctx):
+        from anchorstage import reconstruct
+
+        image, depth = inputs["image"], inputs["depth"]
+        scene = reconstruct(image.rgb_linear, depth["depth_m"], inputs["camera"], max_splats=params["max_splats"],
+                            confidence=depth["confidence"], second_layer=params["second_layer"],
+                            device=params["device"], progress=ctx.report,
+                            meta={"depth_source": str(depth.get("source", "")), "image": image.path})
+        ctx.note(f"{len(scene.splats):,} splats")
+        return {"scene": scene}
+
+
+register, unregister = bpy.utils.register_classes_factory((AnchorStageRegressionNode,))

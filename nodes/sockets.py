@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Socket types of the AnchorStage tree. They carry Python objects between nodes at execution
+time (the executor passes values; sockets only describe the type and colour)."""
+
+import bpy
+
+
+class _AnchorStageSocket:
+    bl_label = "AnchorStage"
+    _color = (0.6, 0.6, 0.6, 1.0)
+
+    def draw(self, context, layout, node, text):
+        layout.label(text=text)
+
+    @classmethod
+    def draw_color_simple(cls):
+        return cls._color
+
+
+class AnchorStageSocketImage(_AnchorStageSocket, bpy.types.NodeSocket):
+    """A photo: linear RGB pixels plus its EXIF."""
+
+    bl_idname = "AnchorStageSocketImage"
+    bl_label = "Photo"
+    _color = (0.78, 0.78, 0.16, 1.0)
+
+
+class AnchorStageSocketCamera(_AnchorStageSocket, bpy.types.NodeSocket):
+    """A metric camera (intrinsics and world pose)."""
+
+    bl_idname = "AnchorStageSocketCamera"
+    bl_label = "Camera"
+    _color = (0.39, 0.39, 0.78, 1.0)
+
+
+class AnchorStageSocketDepth(_AnchorStageSocket, bpy.types.NodeSocket):
+    """Metric depth (metres, planar z) with per-pixel confidence."""
+
+    bl_idname = "AnchorStageSocketDepth"
+    bl_label = "Depth"
+    _color = (0.63, 0.63, 0.63, 1.0)
+
+
+class AnchorStageSocketScene(_AnchorStageSocket, bpy.types.NodeSocket):
+    """A splat scene: splats, camera, image, depth and regions."""
+
+    bl_idname = "AnchorStageSocketScene"
+    bl_label = "Splat Scene"
+    _color = (0.0, 0.84, 0.64, 1.0)
+
+
+class AnchorStageSocketPasses(_AnchorStageSocket, bpy.types.NodeSocket):
+    """Rendered passes (color, alpha, depth, normal, confidence, region, void) and their camera."""
+
+    bl_idname = "AnchorStageSocketPasses"
+    bl_label = "Passes"
+    _color = (0.85, 0.45, 0.2, 1.0)
+
+
+classes = (AnchorStageSocketImage, AnchorStageSocketCamera, AnchorStageSocketDepth, AnchorStageSocketScene,
+           AnchorStageSocketPasses)
+register, unregister = bpy.utils.register_classes_factory(classes)
