@@ -183,6 +183,15 @@ def test_model_cache_reuses_the_loaded_network(folders):
     assert load_depth_model(str(folders["da"]), "cpu") is load_depth_model(str(folders["da"]), "cpu")
 
 
+def test_agreement_confidence():
+    from anchorstage.depth import _agreement_confidence
+
+    d = torch.full((4, 4), 10.0)
+    assert torch.allclose(_agreement_confidence(d, d), torch.ones(4, 4))
+    assert float(_agreement_confidence(d, d * 1.2).max()) < 0.05  # 18 % apart: no confidence
+    assert 0.5 < float(_agreement_confidence(d, d * 1.05).min()) < 0.9
+
+
 def test_edge_confidence_is_low_at_discontinuities():
     d = torch.full((20, 20), 2.0)
     d[:, 10:] = 8.0
@@ -237,3 +246,20 @@ def test_bad_images_and_cameras(folders):
         estimate_depth(np.zeros((H, W), np.float32), model=str(folders["da"]), device="cpu")
     with pytest.raises(InputError, match="aspect"):
         estimate_depth(_image(), _camera(w=100, h=100), model=str(folders["da"]), device="cpu")
+
+
+def test_prebuilt_network_and_single_pass(folders):
+    from anchorstage.depth import wrap_depth_network
+
+    net = tiny_depth_anything()
+    _constant_head(net.head.conv3, 0.0)
+    dm = wrap_depth_network(net, "tiny-da", "cpu", DA_PREP)
+    est = estimate_depth(_image(), None, model=dm, flip_consistency=False)
+    np.testing.assert_allclose(est.depth_m, 40.0, rtol=1e-5)
+    assert est.model == "tiny-da"
+    # A single pass is exactly the model's own (un-averaged) prediction.
+    rnd = wrap_depth_network(tiny_depth_anything(), "rnd-da", "cpu", DA_PREP)
+    one = estimate_depth(_image(), None, model=rnd, flip_consistency=False)
+    assert np.all(np.isfinite(one.depth_m))
+    with pytest.raises(InputError, match="relative"):
+        wrap_depth_network(tiny_depth_anything(max_depth=1, kind="relative"), "rel", "cpu")

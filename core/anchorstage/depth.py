@@ -48,6 +48,7 @@ __all__ = [
     "estimate_depth",
     "load_depth_model",
     "DepthModel",
+    "wrap_depth_network",
     "DEFAULT_DEPTH_MODEL",
     "DEPTH_MODEL_ALIASES",
     "REFERENCE_FOCAL",
@@ -216,6 +217,19 @@ def load_depth_model(model: str = DEFAULT_DEPTH_MODEL, device: str | torch.devic
     return _load_cached(model_id, str(local) if local else None, str(dev))
 
 
+def _check_kind(config: Any, where: str) -> str:
+    """The config's model_type when it is a supported metric depth architecture, else InputError."""
+    kind = getattr(config, "model_type", None)
+    if kind not in _SUPPORTED:
+        archs = ", ".join(getattr(config, "architectures", None) or []) or "unknown"
+        raise InputError(f"{where} holds a {kind!r} model ({archs}), not a metric depth model; expected Depth Anything "
+                         f"V2 Metric, Depth Pro or ZoeDepth (model_type one of {', '.join(_SUPPORTED)})")
+    if kind == "depth_anything" and getattr(config, "depth_estimation_type", "relative") != "metric":
+        raise InputError(f"{where} is a relative (not metric) Depth Anything model; use a Metric checkpoint such as "
+                         f"{DEFAULT_DEPTH_MODEL!r}")
+    return kind
+
+
 @lru_cache(maxsize=2)
 def _load_cached(model_id: str, local_str: Optional[str], device_str: str) -> DepthModel:
     from transformers import AutoConfig
@@ -232,24 +246,13 @@ def _load_cached(model_id: str, local_str: Optional[str], device_str: str) -> De
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(f"{where}: config.json is not a known transformers architecture ({e}); expected one of "
                          f"{', '.join(_SUPPORTED)}") from None
-    kind = getattr(config, "model_type", None)
-    if kind not in _SUPPORTED:
-        archs = ", ".join(getattr(config, "architectures", None) or []) or "unknown"
-        raise InputError(f"{where} holds a {kind!r} model ({archs}), not a metric depth model; expected Depth Anything "
-                         f"V2 Metric, Depth Pro or ZoeDepth (model_type one of {', '.join(_SUPPORTED)})")
-    if kind == "depth_anything" and getattr(config, "depth_estimation_type", "relative") != "metric":
-        raise InputError(f"{where} is a relative (not metric) Depth Anything model; use a Metric checkpoint such as "
-                         f"{DEFAULT_DEPTH_MODEL!r}")
-
-    max_depth, ref, variant = _range_and_reference(kind, config)
+    kind = _check_kind(config, where)
     if kind == "depth_anything":
         from transformers import DepthAnythingForDepthEstimation as cls
     elif kind == "depth_pro":
         from transformers import DepthProForDepthEstimation as cls
     else:
         from transformers import ZoeDepthForDepthEstimation as cls
-    dev = torch.device(device_str)
-    dtype = torch.float16 if dev.type == "cuda" else torch.float32
     try:
         net = cls.from_pretrained(model_id, config=config)
     except OSError as e:
@@ -257,8 +260,27 @@ def _load_cached(model_id: str, local_str: Optional[str], device_str: str) -> De
             raise InputError(f"{where} has a config.json but its weights cannot be loaded ({e}); expected "
                              f"model.safetensors or pytorch_model.bin") from None
         raise MissingDependencyError(f"{where}: weights are not available on this machine; {_fetch_hint(model_id)}") from None
+    return wrap_depth_network(net, model_id, device_str, _read_preprocessor(model_id, local))
+
+
+def wrap_depth_network(net: Any, model_id: str, device: str | torch.device = "auto",
+                       preprocessor: Optional[dict[str, Any]] = None) -> DepthModel:
+    """Wrap an already-built transformers depth network (e.g. random weights for a benchmark).
+
+    Args:
+        net: a ``DepthAnythingForDepthEstimation`` (metric), ``DepthProForDepthEstimation`` or
+            ``ZoeDepthForDepthEstimation``.
+        model_id: a name for notes and ``DepthEstimate.model``.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (fp16 on CUDA).
+        preprocessor: the model's ``preprocessor_config.json`` contents, if any.
+    """
+    config = net.config
+    kind = _check_kind(config, f"depth network {model_id!r}")
+    max_depth, ref, variant = _range_and_reference(kind, config)
+    dev = resolve_device(device)
+    dtype = torch.float16 if dev.type == "cuda" else torch.float32
     net = net.to(device=dev, dtype=dtype).eval()
-    prep = _prep_settings(kind, config, _read_preprocessor(model_id, local))
+    prep = _prep_settings(kind, config, preprocessor or {})
     return DepthModel(model_id=model_id, kind=kind, net=net, device=dev, dtype=dtype, prep=prep,
                       max_depth_m=max_depth, reference_focal=ref, variant=variant)
 
@@ -328,8 +350,8 @@ def _focal_px(camera: Optional[Camera], w: int, h: int) -> Optional[float]:
     return camera.focal_px * w / camera.width
 
 
-def _preprocess(rgb_linear: np.ndarray, dm: DepthModel) -> tuple[torch.Tensor, tuple[int, int], int, int]:
-    """[2, 3, h, w] network batch (photo and its mirror), the unpadded size, and the pad (rows, cols)."""
+def _preprocess(rgb_linear: np.ndarray, dm: DepthModel, flip: bool) -> tuple[torch.Tensor, tuple[int, int], int, int]:
+    """[B, 3, h, w] network batch (the photo, and its mirror when ``flip``), the input size, and the pad (rows, cols)."""
     x = torch.from_numpy(linear_to_srgb(rgb_linear)).permute(2, 0, 1)[None]  # models are trained on sRGB
     p = dm.prep
     pad_h = pad_w = 0
@@ -343,7 +365,7 @@ def _preprocess(rgb_linear: np.ndarray, dm: DepthModel) -> tuple[torch.Tensor, t
     mean = torch.tensor(p["mean"], dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(p["std"], dtype=torch.float32).view(1, 3, 1, 1)
     x = (x - mean) / std
-    batch = torch.cat([x, torch.flip(x, dims=[-1])], dim=0)
+    batch = torch.cat([x, torch.flip(x, dims=[-1])], dim=0) if flip else x
     return batch, size, pad_h, pad_w
 
 
@@ -360,13 +382,20 @@ def _edge_confidence(depth: torch.Tensor) -> torch.Tensor:
     return -F.max_pool2d(-conf[None, None], 3, stride=1, padding=1)[0, 0]
 
 
+def _agreement_confidence(d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+    """[H, W] in [0, 1]: how well two [H, W] depth predictions of the same pixels agree (relative)."""
+    rel = (d1 - d2).abs() / (0.5 * (d1 + d2)).clamp_min(1e-6)
+    return torch.exp(-((rel / _AGREE_TAU) ** 2))
+
+
 def estimate_depth(
     image: Union[LoadedImage, np.ndarray],
     camera: Optional[Camera] = None,
     *,
-    model: str = DEFAULT_DEPTH_MODEL,
+    model: Union[str, DepthModel] = DEFAULT_DEPTH_MODEL,
     device: str | torch.device = "auto",
     progress: Optional[ProgressFn] = None,
+    flip_consistency: bool = True,
 ) -> DepthEstimate:
     """Metric depth and per-pixel confidence for one photo.
 
@@ -375,9 +404,11 @@ def estimate_depth(
         camera: the photo's camera (its focal length drives the metric scale; its resolution must
             have the image's aspect). None when the focal length is unknown: Depth Anything and
             ZoeDepth then keep the model's own scale, Depth Pro uses its field-of-view estimate.
-        model: hub id, alias (``DEPTH_MODEL_ALIASES``) or local folder.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (fp16 on CUDA).
+        model: hub id, alias (``DEPTH_MODEL_ALIASES``), local folder, or a loaded :class:`DepthModel`.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (fp16 on CUDA); ignored for a loaded DepthModel.
         progress: optional progress callback.
+        flip_consistency: also run the mirrored photo (same batch) and average; its disagreement
+            feeds the confidence. False halves the compute and keeps only the edge term.
 
     Returns:
         DepthEstimate with depth_m [H, W] float32 metres (inf = sky/invalid) and confidence [H, W].
@@ -389,10 +420,10 @@ def estimate_depth(
     h, w = rgb.shape[:2]
     focal = _focal_px(camera, w, h)
     report(progress, 0.0, "loading depth model")
-    dm = load_depth_model(model, device)
+    dm = model if isinstance(model, DepthModel) else load_depth_model(model, device)
     notes: list[str] = [f"depth model {dm.model_id} ({dm.variant}) on {dm.device.type}"]
     report(progress, 0.2, "preparing image")
-    batch, size, pad_h, pad_w = _preprocess(rgb, dm)
+    batch, size, pad_h, pad_w = _preprocess(rgb, dm, flip_consistency)
     notes.append(f"model input {size[1]}x{size[0]} (photo {w}x{h})")
     report(progress, 0.3, "running depth model")
     with torch.inference_mode():
@@ -400,7 +431,11 @@ def estimate_depth(
     pred = out.predicted_depth.float()
     if pred.ndim == 4:
         pred = pred[:, 0]
-    pred = torch.stack([pred[0], torch.flip(pred[1], dims=[-1])]).cpu()  # un-mirror the second pass
+    pred = pred.cpu()
+    if flip_consistency:
+        pred = torch.stack([pred[0], torch.flip(pred[1], dims=[-1])])  # un-mirror the second pass
+    else:
+        pred = pred[:1].expand(2, -1, -1)  # the same map twice: perfect agreement, edge term only
     report(progress, 0.8, "post-processing depth")
 
     fov_x: Optional[float] = None
@@ -449,8 +484,7 @@ def estimate_depth(
     d1, d2 = both[0], both[1]
     depth = 0.5 * (d1 + d2)
     invalid = ~torch.isfinite(depth) | (depth <= 0) | (depth >= far)
-    rel = (d1 - d2).abs() / depth.clamp_min(1e-6)
-    agree = torch.exp(-((rel / _AGREE_TAU) ** 2))
+    agree = _agreement_confidence(d1, d2)
     edge_small = _edge_confidence(torch.nan_to_num(pred.mean(0), nan=1.0, posinf=1e4).abs() + 1e-6)
     edge = F.interpolate(edge_small[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     conf = (edge * agree).clamp(0.0, 1.0)
