@@ -1,0 +1,624 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Photo + metric depth → metric 3D Gaussian splats (SHARP-style regression, no network).
+
+The algorithm (see docs/reconstruction.md):
+
+1. Back-project every valid pixel centre with its planar depth (camera frame, OpenCV).
+2. Normals from the depth map: tangents by one-sided differences, taking the side with the
+   smaller depth change so they never reach across a depth edge.
+3. Depth confidence from the second difference of inverse depth (zero on any plane, large at
+   discontinuities and on "flying" pixels between foreground and background), times the
+   caller's confidence; it sets each splat's opacity, so nothing opaque bridges an edge.
+4. Each splat is the pixel's footprint on its tangent plane: the exact Jacobian of the
+   ray–plane intersection gives two in-plane axes and scales (stretched by the slant), and
+   the third axis — the normal — is thin.
+5. Over the splat budget, 2x2 blocks (then 4x4, ...) that are planar and flat in colour merge
+   into one splat, cheapest (least textured) first; whatever still exceeds the budget is pruned
+   by lowest opacity x confidence.
+6. Optionally a second layer behind depth edges: the background surface continues (along its
+   own plane) a few pixels behind the foreground, so a small camera move reveals plausible
+   background instead of a hole.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .camera import Camera
+from .depth_io import DEFAULT_FAR_LIMIT_M, mask_invalid_depth
+from .device import resolve_device
+from .errors import InputError
+from .image_io import LoadedImage
+from .progress import ProgressFn, report
+from .scene import Scene
+from .splats import Splats
+
+__all__ = ["reconstruct", "default_max_splats", "DEFAULT_SPLATS_PER_PIXEL"]
+
+#: The default budget: about one million splats for a 1920x1080 photo.
+DEFAULT_SPLATS_PER_PIXEL = 1_000_000 / (1920 * 1080)
+
+_SIGMA_CELLS = 0.6  # splat std along the surface, in pixel (cell) spans: neighbours overlap, no gaps
+_THIN = 0.1  # normal-axis scale relative to the smaller in-plane scale
+_MIN_COS = 0.05  # grazing clamp on |cos(normal, ray)|: at most 20x elongation
+_EDGE_TAU = 0.03  # relative second difference of inverse depth at which confidence falls to 1/e
+_OPACITY_MAX = 0.99
+_OPACITY_FLOOR = 0.1  # even a zero-confidence pixel keeps a faint splat: no pinholes on silhouettes
+_SKY_EDGE_CONF = 0.5  # confidence factor for pixels bordering masked depth (a discontinuity to infinity)
+_MERGE_MIN_CONF = 0.5  # blocks touching a depth edge never merge
+_MERGE_MAX_DEV = 0.1  # max off-plane deviation of a block's children, in child footprints
+_MERGE_MIN_AGREE = math.cos(math.radians(15.0))  # |mean of unit normals| of a mergeable block
+_MAX_LEVELS = 4  # up to 16x16-pixel splats
+_L2_JUMP = 0.05  # relative depth jump that makes a depth edge for the second layer
+_L2_BAND = 0.008  # second-layer band width, fraction of the larger image side
+_L2_OPACITY = 0.8
+_L2_CONF = 0.3  # inferred geometry: less trustworthy than observed pixels
+_L2_MAX_SHARE = 0.25  # at most this share of the budget goes to the second layer
+
+# Channels of the per-cell sums used while merging.
+_CNT, _P, _C, _C2, _N, _O, _CF = 0, slice(1, 4), slice(4, 7), slice(7, 10), slice(10, 13), 13, 14
+_NCH = 15
+
+
+def default_max_splats(width: int, height: int) -> int:
+    """The default splat budget for an image: ≈ 1M at 1920x1080, proportional to the pixel count."""
+    return max(1, int(round(width * height * DEFAULT_SPLATS_PER_PIXEL)))
+
+
+# ---------------------------------------------------------------------------- input checks
+def _as_image(image: Any) -> np.ndarray:
+    if isinstance(image, LoadedImage):
+        image = image.rgb_linear
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise InputError(f"image must be an [H, W, 3] linear RGB array (got shape {list(a.shape)})")
+    if a.dtype.kind not in "fiu":
+        raise InputError(f"image must hold numbers (got dtype {a.dtype})")
+    a = np.ascontiguousarray(a[..., :3], dtype=np.float32)
+    if not np.all(np.isfinite(a)):
+        raise InputError("image has non-finite values (NaN or inf)")
+    return a
+
+
+def _as_map(x: Any, name: str, hw: tuple[int, int]) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiu":
+        raise InputError(f"{name} must hold numbers (got dtype {a.dtype})")
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.shape != hw:
+        raise InputError(f"{name} is {a.shape[1] if a.ndim > 1 else '?'}x{a.shape[0] if a.ndim else '?'} "
+                         f"(shape {list(a.shape)}) but the image is {hw[1]}x{hw[0]}; "
+                         "anchorstage.load_depth(path, expected_hw=(H, W)) resamples a map with the same aspect ratio")
+    return a.astype(np.float32)
+
+
+def _fit_camera(camera: Camera, width: int, height: int, notes: list[str]) -> Camera:
+    if not isinstance(camera, Camera):
+        raise InputError(f"camera must be an anchorstage.Camera (got {type(camera).__name__})")
+    if camera.resolution == (width, height):
+        return camera
+    cw, ch = camera.resolution
+    if abs((cw / ch) / (width / height) - 1.0) > 0.01:
+        raise InputError(f"camera resolution {cw}x{ch} does not match the image {width}x{height} "
+                         "(different aspect ratio)")
+    notes.append(f"camera resolution {cw}x{ch} scaled to the image size {width}x{height}")
+    return camera.with_resolution(width, height)
+
+
+# ---------------------------------------------------------------------------- geometry helpers
+def _quat_from_axes(a1: tuple[torch.Tensor, ...], a2: tuple[torch.Tensor, ...], a3: tuple[torch.Tensor, ...]
+                    ) -> tuple[torch.Tensor, ...]:
+    """Unit wxyz quaternions of the rotations whose columns are ``a1, a2, a3`` (each 3 [M] tensors)."""
+    m00, m10, m20 = a1
+    m01, m11, m21 = a2
+    m02, m12, m22 = a3
+    # Four proportional closed forms; use the one built on the largest diagonal term (well conditioned).
+    t0, t1 = m00 + m11 + m22, m00 - m11 - m22
+    t2, t3 = m11 - m00 - m22, m22 - m00 - m11
+    c0 = (t0 >= t1) & (t0 >= t2) & (t0 >= t3)
+    c1 = ~c0 & (t1 >= t2) & (t1 >= t3)
+    c2 = ~c0 & ~c1 & (t2 >= t3)
+
+    def pick(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor, v3: torch.Tensor) -> torch.Tensor:
+        return torch.where(c0, v0, torch.where(c1, v1, torch.where(c2, v2, v3)))
+
+    w = pick(1 + t0, m21 - m12, m02 - m20, m10 - m01)
+    x = pick(m21 - m12, 1 + t1, m01 + m10, m02 + m20)
+    y = pick(m02 - m20, m01 + m10, 1 + t2, m12 + m21)
+    z = pick(m10 - m01, m02 + m20, m12 + m21, 1 + t3)
+    inv = torch.rsqrt(w * w + x * x + y * y + z * z) * torch.where(w < 0, -1.0, 1.0)  # canonical sign: w ≥ 0
+    return w * inv, x * inv, y * inv, z * inv
+
+
+def _quat_mul(a: tuple[float, ...], b: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """[M, 4] Hamilton product a ⊗ b of one constant wxyz quaternion ``a`` and [M] components ``b``, w ≥ 0."""
+    aw, ax, ay, az = a
+    bw, bx, by, bz = b
+    w = aw * bw - ax * bx - ay * by - az * bz
+    q = torch.stack([w, aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw], -1)
+    return q * torch.where(w < 0, -1.0, 1.0)[:, None]
+
+
+def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
+               ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    """Each cell's footprint on its tangent plane as a flat 3D Gaussian.
+
+    The two in-plane axes are the principal directions of the Jacobian of the ray–plane
+    intersection with respect to the pixel position; the normal is the thin third axis.
+
+    Args:
+        p: [3, M] cell centres (rows x, y, z), metres, camera frame (OpenCV).
+        n: [3, M] unit normals facing the camera, camera frame.
+        span: [M] cell size in pixels (1 for a pixel, 2^L for a merged block).
+        f: focal length in pixels.
+
+    Returns:
+        quaternion: (w, x, y, z) [M] each, local axes → camera frame.
+        scales: [M, 3] standard deviations along the local axes, metres (axis 3 = normal).
+    """
+    inv_z = 1.0 / p[2]
+    dx, dy = p[0] * inv_z, p[1] * inv_z  # the ray through the cell centre is (dx, dy, 1)
+    nx, ny, nz = n[0], n[1], n[2]
+    nd = nx * dx + ny * dy + nz
+    lim = _MIN_COS * torch.sqrt(dx * dx + dy * dy + 1.0)
+    nd = torch.where(nd.abs() < lim, -lim, nd)  # bound the slant: grazing surfaces would be unbounded
+    gx, gy = nx / nd, ny / nd
+    # The footprint Jacobian is (z span / f) (I - d g^T)[:, :2] with g = n / (n . d); its 2x2 Gram
+    # matrix [[a, b], [b, c]] = I - g d^T - d g^T + |d|^2 g g^T (top-left block).
+    d2 = dx * dx + dy * dy + 1.0
+    a = 1.0 - 2.0 * gx * dx + d2 * gx * gx
+    b = d2 * gx * gy - gx * dy - gy * dx
+    c = 1.0 - 2.0 * gy * dy + d2 * gy * gy
+    half_tr = 0.5 * (a + c)
+    root = torch.sqrt((0.5 * (a - c)) ** 2 + b * b)
+    lam1 = half_tr + root
+    lam2 = (half_tr - root).clamp_min(1e-12 * lam1)
+    # Principal direction in pixel space: the better conditioned of two equivalent eigenvector forms.
+    use1 = (a - c) <= 0
+    ex = torch.where(use1, b, lam1 - c)
+    ey = torch.where(use1, lam1 - a, b)
+    iso = (ex * ex + ey * ey) <= 1e-12 * lam1 * lam1
+    ex = torch.where(iso, 1.0, ex)
+    ey = torch.where(iso, 0.0, ey)
+    sg = gx * ex + gy * ey
+    a1x, a1y, a1z = ex - dx * sg, ey - dy * sg, -sg  # J (ex, ey): the principal axis on the surface
+    inv = torch.rsqrt(a1x * a1x + a1y * a1y + a1z * a1z)
+    a1x, a1y, a1z = a1x * inv, a1y * inv, a1z * inv
+    a2 = (ny * a1z - nz * a1y, nz * a1x - nx * a1z, nx * a1y - ny * a1x)  # n x a1: right-handed frame
+    k = _SIGMA_CELLS * p[2] * span / f
+    s2 = k * lam2.sqrt()
+    scales = torch.stack([k * lam1.sqrt(), s2, _THIN * s2], -1)
+    return _quat_from_axes((a1x, a1y, a1z), a2, (nx, ny, nz)), scales
+
+
+def _one_sided(z: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
+    """Depth derivative along image axis ``dim`` (0 rows, 1 columns), metres per pixel.
+
+    Takes the one-sided difference with the smaller depth change, so it never reaches across a
+    depth edge; 0 where neither neighbour is valid.
+
+    Args:
+        z: [H, W] depth, metres (0 where invalid).
+        valid: [H, W] bool.
+
+    Returns:
+        [H, W] derivative.
+    """
+    hi, lo = [slice(None)] * 2, [slice(None)] * 2
+    hi[dim], lo[dim] = slice(1, None), slice(None, -1)
+    hi_t, lo_t = tuple(hi), tuple(lo)
+    diff = torch.where(valid[hi_t] & valid[lo_t], z[hi_t] - z[lo_t], torch.full_like(z[hi_t], math.inf))
+    after = (0, 1) if dim == 1 else (0, 0, 0, 1)
+    before = (1, 0) if dim == 1 else (0, 0, 1, 0)
+    fwd = F.pad(diff, after, value=math.inf)
+    bwd = F.pad(diff, before, value=math.inf)
+    d = torch.where(fwd.abs() <= bwd.abs(), fwd, bwd)
+    return torch.where(torch.isfinite(d), d, torch.zeros_like(d))
+
+
+def _second_diff(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
+    """[H, W] |w(-1) + w(+1) - 2 w| / w along ``dim`` where all three are valid, else 0."""
+    if w.shape[dim] < 3:
+        return torch.zeros_like(w)
+    s = lambda a, b: (slice(a, b), slice(None)) if dim == 0 else (slice(None), slice(a, b))  # noqa: E731
+    c = w[s(1, -1)]
+    e = (w[s(None, -2)] + w[s(2, None)] - 2 * c).abs() / c.clamp_min(1e-30)
+    ok = valid[s(None, -2)] & valid[s(2, None)] & valid[s(1, -1)]
+    e = torch.where(ok, e, torch.zeros_like(e))
+    return F.pad(e, (0, 0, 1, 1) if dim == 0 else (1, 1))
+
+
+@dataclass
+class _Pixels:
+    """Per-pixel maps, all [H, W] (camera frame, OpenCV; metres).
+
+    ``xs`` [W] and ``ys`` [H] are the normalised image coordinates (u - cx) / f, (v - cy) / f of
+    the pixel centres, so a pixel's point is z * (xs, ys, 1).
+    """
+
+    z: torch.Tensor
+    valid: torch.Tensor
+    n: torch.Tensor  # [3, H, W] unit normals facing the camera
+    conf: torch.Tensor
+    xs: torch.Tensor
+    ys: torch.Tensor
+
+
+def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
+    """Per-pixel depth, normals and depth confidence from a [H, W] depth map (inf where invalid)."""
+    h, w = depth.shape
+    dev = depth.device
+    f = camera.focal_px
+    cx, cy = camera.principal_point_px
+    valid = torch.isfinite(depth)
+    z = torch.where(valid, depth, torch.zeros_like(depth))
+    xs = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5 - cx) / f
+    ys = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5 - cy) / f
+    # With P = z (x, y, 1): dP/du x dP/dv ∝ (-z_u, -z_v, z_u x + z_v y + z / f); negated to face the camera.
+    zu = _one_sided(z, valid, 1)
+    zv = _one_sided(z, valid, 0)
+    nz = -(zu * xs[None, :] + zv * ys[:, None] + z / f)
+    inv_len = torch.rsqrt(zu * zu + zv * zv + nz * nz).nan_to_num(0.0, 0.0, 0.0)
+    n = torch.stack([zu * inv_len, zv * inv_len, nz * inv_len])
+    n[2] = torch.where(valid, n[2], torch.full_like(z, -1.0))
+
+    # Inverse depth is affine in (u, v) on any plane: its second difference flags depth edges.
+    inv = torch.where(valid, 1.0 / z.clamp_min(1e-30), torch.zeros_like(z))
+    e = torch.maximum(_second_diff(inv, valid, 0), _second_diff(inv, valid, 1))
+    conf = torch.exp(-((e / _EDGE_TAU) ** 2))
+    # Pixels next to masked depth sit on a discontinuity to infinity.
+    vpad = F.pad(valid, (1, 1, 1, 1), value=True)
+    border = ~(vpad[:-2, 1:-1] & vpad[2:, 1:-1] & vpad[1:-1, :-2] & vpad[1:-1, 2:])
+    conf = torch.where(border, conf * _SKY_EDGE_CONF, conf)
+    return _Pixels(z=z, valid=valid, n=n, conf=torch.where(valid, conf, torch.zeros_like(conf)), xs=xs, ys=ys)
+
+
+# ---------------------------------------------------------------------------- second layer
+_DIRS = ((0, -1), (0, 1), (-1, 0), (1, 0))  # (dy, dx): left, right, up, down
+
+
+def _second_layer(px: _Pixels, rgb: torch.Tensor, band: int) -> dict[str, torch.Tensor]:
+    """Splat records continuing the background surface behind foreground depth edges.
+
+    A background pixel at a depth edge seeds; walking from it towards its nearest-depth
+    neighbour, up to ``band`` foreground pixels each get a splat where their ray meets the
+    seed's tangent plane (or at the seed's depth when the ray runs along that plane).
+
+    Args:
+        px: per-pixel maps.
+        rgb: [H, W, 3] linear colours.
+        band: how many pixels the background continues behind the foreground.
+
+    Returns:
+        records: ``p`` [3, M] metres camera frame, ``n`` [3, M], ``c`` [M, 3], ``o`` [M], ``conf`` [M].
+    """
+    z, valid = px.z, px.valid
+    h, w = z.shape
+    dev = z.device
+    far = torch.where(valid, z, torch.full_like(z, math.inf))
+    padded = F.pad(far, (1, 1, 1, 1), value=math.inf)
+    shifted = torch.stack([padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in _DIRS])
+    zmin, direction = shifted.min(0)
+    seed = valid & (px.conf < _MERGE_MIN_CONF) & (zmin < z * (1 - _L2_JUMP))
+    sidx = seed.view(-1).nonzero()[:, 0]
+    dirs = torch.tensor(_DIRS, device=dev)[direction.view(-1)[sidx]]  # [S, 2]
+    steps = torch.arange(1, band + 1, device=dev)
+    ty = (sidx // w)[:, None] + dirs[:, :1] * steps  # [S, band]
+    tx = (sidx % w)[:, None] + dirs[:, 1:] * steps
+    inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
+    tidx = (ty.clamp(0, h - 1) * w + tx.clamp(0, w - 1))
+    zs = z.view(-1)[sidx]
+    ok = inside & valid.view(-1)[tidx] & (z.view(-1)[tidx] < zs[:, None] * (1 - _L2_JUMP))
+    ok = ok.cumprod(1).bool()  # stop at the first pixel that is not in front
+    sel_s, sel_j = ok.nonzero(as_tuple=True)
+    t_idx = tidx[sel_s, sel_j]
+    t_idx, first = _unique_first(t_idx)  # a pixel reached from two seeds gets one splat
+    s_idx = sidx[sel_s[first]]
+    zs = z.view(-1)[s_idx]
+    n_s = px.n.view(3, -1)[:, s_idx]
+    xs_s, ys_s = px.xs[s_idx % w], px.ys[s_idx // w]
+    rx, ry = px.xs[t_idx % w], px.ys[t_idx // w]
+    nd = n_s[0] * rx + n_s[1] * ry + n_s[2]
+    t = zs * (n_s[0] * xs_s + n_s[1] * ys_s + n_s[2]) / torch.where(nd.abs() < 1e-6, torch.full_like(nd, -1e-6), nd)
+    zq = z.view(-1)[t_idx]
+    plane_ok = (nd < -_MIN_COS * torch.sqrt(rx * rx + ry * ry + 1.0)) & (t > zq * (1 + _L2_JUMP)) & (t < 2 * zs)
+    t = torch.where(plane_ok, t, zs)
+    return {"p": torch.stack([rx * t, ry * t, t]), "n": n_s, "c": rgb.view(-1, 3)[s_idx],
+            "o": torch.full_like(t, _L2_OPACITY), "conf": torch.full_like(t, _L2_CONF)}
+
+
+_SOA = ("p", "n")  # record fields stored [3, M]; the others are [M] or [M, 3]
+
+
+def _take(rec: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The records selected by ``index``."""
+    return {k: v[:, index] if k in _SOA else v[index] for k, v in rec.items()}
+
+
+def _unique_first(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique values of a 1-D tensor and the position of each one's first occurrence."""
+    if x.numel() == 0:
+        return x, x
+    order = torch.argsort(x, stable=True)
+    xs = x[order]
+    keep = torch.ones_like(xs, dtype=torch.bool)
+    keep[1:] = xs[1:] != xs[:-1]
+    return xs[keep], order[keep]
+
+
+# ---------------------------------------------------------------------------- merging
+def _quads(x: torch.Tensor) -> list[torch.Tensor]:
+    """The four 2x2 children of each parent cell (odd trailing row/column left out)."""
+    h2, w2 = x.shape[0] // 2, x.shape[1] // 2
+    return [x[i:2 * h2:2, j:2 * w2:2] for i in (0, 1) for j in (0, 1)]
+
+
+def _merge_level(s: torch.Tensor, whole: torch.Tensor, cmin: torch.Tensor, need: int, span: int, f: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Merge the ``need`` cheapest eligible 2x2 blocks of cells into parent cells.
+
+    Args:
+        s: [h, w, 15] per-cell sums (count, points, colours, squared colours, normals, opacity, confidence).
+        whole: [h, w] bool, cell is an emitted splat at this level; cleared in place for merged children.
+        cmin: [h, w] lowest pixel confidence inside each cell.
+        need: how many merges would meet the budget.
+        span: child cell size in pixels.
+        f: focal length in pixels.
+
+    Returns:
+        (parent sums, parent whole mask, parent cmin, number of merges done).
+    """
+    sq, wq, cq = _quads(s), _quads(whole), _quads(cmin)
+    parent = sq[0] + sq[1] + sq[2] + sq[3]
+    cnt = parent[..., _CNT].clamp_min(1.0)
+    pm = parent[..., _P] / cnt[..., None]
+    nsum = parent[..., _N]
+    nlen = nsum.norm(dim=-1)
+    nbar = nsum / nlen.clamp_min(1e-30)[..., None]
+    dev = torch.stack([((sc[..., _P] / sc[..., _CNT].clamp_min(1.0)[..., None] - pm) * nbar).sum(-1).abs() for sc in sq], -1).amax(-1)
+    dev_rel = dev / (span * pm[..., 2].clamp_min(1e-30) / f)
+    agree = nlen / cnt
+    cm = parent[..., _C] / cnt[..., None]
+    var = (parent[..., _C2] / cnt[..., None] - cm * cm).clamp_min(0.0).sum(-1)
+    texture = var / (cm.mean(-1) ** 2 + 1e-4)
+    pmin = torch.minimum(torch.minimum(cq[0], cq[1]), torch.minimum(cq[2], cq[3]))
+    eligible = wq[0] & wq[1] & wq[2] & wq[3] & (pmin >= _MERGE_MIN_CONF) & (dev_rel < _MERGE_MAX_DEV) & (agree > _MERGE_MIN_AGREE)
+    # Texture dominates: flat, low-texture areas merge first; geometry breaks ties.
+    cost = texture + (1.0 - agree) + 0.1 * dev_rel
+    eligible = _choose(eligible, cost, need)
+    for child in wq:
+        child &= ~eligible
+    return parent, eligible, pmin, int(eligible.sum())
+
+
+def _merge_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, need: int, f: float
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """First merge level, straight from the pixel maps: 2x2 pixel blocks → one cell.
+
+    Args:
+        px: per-pixel maps.
+        rgb: [H, W, 3] linear colours.
+        opacity: [H, W] per-pixel opacity.
+        need: merges that would meet the budget.
+        f: focal length in pixels.
+
+    Returns:
+        (cell sums [h/2, w/2, 15], merged-cell mask, cell min confidence, pixel mask of
+        pixels still emitted on their own [H, W], number of merges).
+    """
+    zq, vq, cq = _quads(px.z), _quads(px.valid), _quads(px.conf)
+    h2, w2 = zq[0].shape
+    xq = [px.xs[j:2 * w2:2][None, :] for i in (0, 1) for j in (0, 1)]
+    yq = [px.ys[i:2 * h2:2][:, None] for i in (0, 1) for j in (0, 1)]
+    nq = _quads(px.n.permute(1, 2, 0))
+    rq, oq = _quads(rgb), _quads(opacity)
+    inv = [1.0 / q.clamp_min(1e-30) for q in zq]
+    # Inverse depth is affine on a plane, so its 2x2 "twist" is zero there; ~4x a child's off-plane offset.
+    twist = (inv[0] + inv[3] - inv[1] - inv[2]).abs() / (0.25 * (inv[0] + inv[1] + inv[2] + inv[3]))
+    dev_rel = twist * (f / 4.0)
+    nsum = nq[0] + nq[1] + nq[2] + nq[3]
+    agree = nsum.norm(dim=-1) / 4.0
+    csum = rq[0] + rq[1] + rq[2] + rq[3]
+    c2sum = rq[0] * rq[0] + rq[1] * rq[1] + rq[2] * rq[2] + rq[3] * rq[3]
+    cm = csum / 4.0
+    texture = (c2sum / 4.0 - cm * cm).clamp_min(0.0).sum(-1) / (cm.mean(-1) ** 2 + 1e-4)
+    pmin = torch.minimum(torch.minimum(cq[0], cq[1]), torch.minimum(cq[2], cq[3]))
+    chosen = _choose(vq[0] & vq[1] & vq[2] & vq[3] & (pmin >= _MERGE_MIN_CONF) & (dev_rel < _MERGE_MAX_DEV)
+                     & (agree > _MERGE_MIN_AGREE), texture + (1.0 - agree) + 0.1 * dev_rel, need)
+    zsum = zq[0] + zq[1] + zq[2] + zq[3]
+    sums = torch.cat([
+        torch.full_like(zsum, 4.0)[..., None],
+        torch.stack([sum(zq[k] * xq[k] for k in range(4)), sum(zq[k] * yq[k] for k in range(4)), zsum], -1),
+        csum, c2sum, nsum,
+        (oq[0] + oq[1] + oq[2] + oq[3])[..., None],
+        (cq[0] + cq[1] + cq[2] + cq[3])[..., None],
+    ], -1)
+    alone = px.valid.clone()
+    for q in _quads(alone):
+        q &= ~chosen
+    return sums, chosen, pmin, alone, int(chosen.sum())
+
+
+def _choose(eligible: torch.Tensor, cost: torch.Tensor, need: int) -> torch.Tensor:
+    """The ``need`` cheapest eligible cells (ties at the threshold all go)."""
+    n_el = int(eligible.sum())
+    if n_el > need:
+        thr = cost[eligible].kthvalue(max(need, 1)).values
+        eligible = eligible & (cost <= thr)
+    return eligible
+
+
+def _records_from_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, mask: torch.Tensor
+                         ) -> dict[str, torch.Tensor]:
+    h, w = mask.shape
+    idx = mask.view(-1).nonzero()[:, 0]
+    z = px.z.view(-1)[idx]
+    return {"p": torch.stack([z * px.xs[idx % w], z * px.ys[idx // w], z]), "n": px.n.view(3, -1)[:, idx],
+            "c": rgb.view(-1, 3)[idx], "o": opacity.view(-1)[idx], "conf": px.conf.view(-1)[idx],
+            "span": torch.ones_like(z)}
+
+
+def _records_from_cells(s: torch.Tensor, whole: torch.Tensor, span: int) -> dict[str, torch.Tensor]:
+    sel = s[whole]
+    cnt = sel[:, _CNT:_CNT + 1]
+    return {"p": (sel[:, _P] / cnt).T.contiguous(), "n": F.normalize(sel[:, _N], dim=-1).T.contiguous(), "c": sel[:, _C] / cnt,
+            "o": sel[:, _O] / cnt[:, 0], "conf": sel[:, _CF] / cnt[:, 0],
+            "span": torch.full((sel.shape[0],), float(span), device=s.device)}
+
+
+# ---------------------------------------------------------------------------- entry point
+@torch.no_grad()
+def reconstruct(
+    image: Any,
+    depth_m: Any,
+    camera: Camera,
+    *,
+    max_splats: Optional[int] = None,
+    confidence: Any = None,
+    far_limit_m: float = DEFAULT_FAR_LIMIT_M,
+    second_layer: bool = True,
+    device: str | torch.device = "auto",
+    progress: Optional[ProgressFn] = None,
+    meta: Optional[Mapping[str, Any]] = None,
+) -> Scene:
+    """Regress metric 3D Gaussian splats from a photo and its metric depth.
+
+    Args:
+        image: [H, W, 3] float32 linear Rec.709 RGB (numpy, torch, or a :class:`LoadedImage`).
+        depth_m: [H, W] planar z along the camera axis, metres. NaN, ±inf, ≤ 0 and values beyond
+            ``far_limit_m`` are sky: masked and never splatted.
+        camera: the photo's camera (intrinsics + pose; world frame Z up, metres). A camera of
+            another resolution with the same aspect ratio is scaled to the image.
+        max_splats: splat budget; default ≈ 1M for a 1920x1080 photo (proportional to pixels).
+        confidence: optional [H, W] per-pixel depth confidence in [0, 1] (e.g. from the depth
+            model); multiplies the geometric confidence.
+        far_limit_m: depths beyond this are sky.
+        second_layer: add background splats behind foreground depth edges.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: optional progress callback.
+        meta: extra entries for ``Scene.meta`` (e.g. ``intrinsics_source``, ``depth_source``).
+
+    Returns:
+        A :class:`Scene` whose splats live on ``device``: means [N, 3] metres world frame,
+        quats [N, 4] wxyz, scales [N, 3] metres, opacities [N], colors [N, 3] linear RGB,
+        confidence [N].
+
+    Raises:
+        InputError: wrong shapes, non-finite image, no valid depth, bad budget or camera.
+    """
+    notes: list[str] = []
+    rgb_np = _as_image(image)
+    h, w = rgb_np.shape[:2]
+    cam = _fit_camera(camera, w, h, notes)
+    try:
+        far = float(far_limit_m)
+    except (TypeError, ValueError):
+        raise InputError(f"far_limit_m must be a number (got {far_limit_m!r})") from None
+    if not math.isfinite(far) or far <= 0:
+        raise InputError(f"far_limit_m must be a positive finite number of metres (got {far_limit_m!r})")
+    depth_np, n_bad = mask_invalid_depth(_as_map(depth_m, "depth", (h, w)), far)
+    if n_bad == depth_np.size:
+        raise InputError(f"depth has no valid pixels: every value is NaN, inf, ≤ 0 or beyond {far:g} m")
+    conf_np = None
+    if confidence is not None:
+        conf_np = _as_map(confidence, "confidence", (h, w))
+        if not np.all(np.isfinite(conf_np)):
+            raise InputError("confidence has non-finite values")
+        conf_np = np.clip(conf_np, 0.0, 1.0)
+    budget = default_max_splats(w, h) if max_splats is None else max_splats
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise InputError(f"max_splats must be a positive integer (got {max_splats!r})")
+    budget = int(budget)
+    dev = resolve_device(device)
+
+    report(progress, 0.05, "back-projecting depth")
+    depth = torch.from_numpy(depth_np).to(dev)
+    rgb = torch.from_numpy(rgb_np).to(dev)
+    px = _pixel_geometry(depth, cam)
+    if conf_np is not None:
+        px.conf = px.conf * torch.from_numpy(conf_np).to(dev)
+    opacity = _OPACITY_MAX * (_OPACITY_FLOOR + (1 - _OPACITY_FLOOR) * px.conf)
+    f = cam.focal_px
+
+    report(progress, 0.3, "second layer" if second_layer else "merging")
+    layer2: Optional[dict[str, torch.Tensor]] = None
+    if second_layer:
+        layer2 = _second_layer(px, rgb, max(2, int(round(_L2_BAND * max(h, w)))))
+        m2, cap = layer2["o"].shape[0], int(budget * _L2_MAX_SHARE)
+        if m2 > cap:  # keep an even spread of the band
+            layer2 = _take(layer2, torch.linspace(0, m2 - 1, cap, device=dev).round().long())
+        layer2["span"] = torch.ones(layer2["o"].shape[0], device=dev)
+    budget1 = budget - (layer2["o"].shape[0] if layer2 else 0)
+
+    count = int(px.valid.sum())
+    alone = px.valid
+    levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    merged_per_level: list[int] = []
+    if count > budget1 and min(h, w) >= 2:
+        sums, whole, cmin, alone, done = _merge_pixels(px, rgb, opacity, math.ceil((count - budget1) / 3), f)
+        levels.append((sums, whole, cmin))
+        merged_per_level.append(done)
+        count -= 3 * done
+    while levels and count > budget1 and len(levels) < _MAX_LEVELS and merged_per_level[-1] > 0:
+        s_l, whole_l, cmin_l = levels[-1]
+        if min(s_l.shape[0], s_l.shape[1]) < 2:
+            break
+        need = math.ceil((count - budget1) / 3)
+        parent, whole_p, cmin_p, done = _merge_level(s_l, whole_l, cmin_l, need, 2 ** len(levels), f)
+        levels.append((parent, whole_p, cmin_p))
+        merged_per_level.append(done)
+        count -= 3 * done
+        report(progress, 0.3 + 0.3 * len(levels) / _MAX_LEVELS, f"merging level {len(levels)}")
+
+    report(progress, 0.6, "fitting splat shapes")
+    parts = [_records_from_pixels(px, rgb, opacity, alone)]
+    parts += [_records_from_cells(s_l, whole_l, 2 ** (lv + 1)) for lv, (s_l, whole_l, _) in enumerate(levels)]
+    per_level = [int(p["o"].shape[0]) for p in parts]
+    if layer2 is not None:
+        parts.append(layer2)
+    rec = {k: torch.cat([p[k] for p in parts], dim=1 if k in _SOA else 0) for k in parts[0]}
+    del levels, parts, px
+    pruned = 0
+    if rec["o"].shape[0] > budget:  # nothing left to merge: drop the faintest, least trusted splats
+        pruned = rec["o"].shape[0] - budget
+        rec = _take(rec, torch.topk(rec["o"] * rec["conf"], budget).indices.sort().values)
+
+    quat_cam, scales = _footprint(rec["p"], rec["n"], rec["span"], f)
+    wc = cam.world_from_cam
+    q_wc = _quat_from_axes(*(tuple(torch.tensor([wc[i, j]], dtype=torch.float64) for i in range(3)) for j in range(3)))
+    rot = torch.tensor(wc[:3, :3], dtype=torch.float32, device=dev)
+    tr = torch.tensor(wc[:3, 3:4], dtype=torch.float32, device=dev)
+    splats = Splats(means=torch.addmm(tr, rot, rec["p"]).T.contiguous(),
+                    quats=_quat_mul(tuple(float(q) for q in q_wc), quat_cam), scales=scales,
+                    opacities=rec["o"].clamp(1e-4, _OPACITY_MAX).contiguous(), colors=rec["c"].contiguous(),
+                    confidence=rec["conf"].clamp(0.0, 1.0).contiguous())
+    report(progress, 1.0, f"{len(splats)} splats")
+
+    info: dict[str, Any] = {
+        "metric_scale": 1.0,
+        "intrinsics_source": "camera",
+        "depth_source": "array",
+        "far_limit_m": far,
+        "max_splats": budget,
+        "splat_count": len(splats),
+        "splats_per_level": per_level,
+        "merges_per_level": merged_per_level,
+        "second_layer_splats": int(layer2["o"].shape[0]) if layer2 is not None else 0,
+        "pruned_splats": pruned,
+        "masked_depth_pixels": n_bad,
+        "notes": notes,
+    }
+    info.update(dict(meta or {}))
+    return Scene(camera=cam, splats=splats, image_linear=rgb_np, depth_m=depth_np, regions=[], meta=info)
