@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Render benchmark: 1280x720, ~1M splats, all passes; torch CPU and (when present) gsplat CUDA.
+
+The scene is what a reconstruction produces: one splat per pixel of a 1334x750 photo of a
+stage (ground, a facade, two boxes in front), sized to tile the surface without holes,
+seen from a camera trucked and orbited away from the photo's viewpoint.
+
+    python benchmarks/bench_render.py [--splats 1000000] [--repeat 5] [--json out.json]
+
+Prints a table and writes JSON (median / best seconds and frames per second per backend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from anchorstage import Camera, Splats, look_at, render
+from anchorstage.render import PASSES
+
+
+def stage_splats(n: int, seed: int = 0) -> tuple[Splats, Camera]:
+    """~n splats, one per pixel of a reference photo of a stage, and the reference camera."""
+    aspect = 16 / 9
+    h = int(round(math.sqrt(n / aspect)))
+    w = int(round(n / h))
+    ref = Camera(width=w, height=h, lens_mm=30.0, world_from_cam=look_at((0, -6, 1.6), (0, 0, 1.2)))
+    uv = ref.pixel_centers().reshape(-1, 2)
+    # Ray-cast the analytic stage: ground z=0, facade y=4, boxes.
+    d = ref.unproject(uv, np.ones(len(uv))) - ref.position
+    o = ref.position
+    t = np.full(len(uv), np.inf)
+    nrm = np.zeros((len(uv), 3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tg = -o[2] / d[:, 2]
+        tf = (4.0 - o[1]) / d[:, 1]
+    for tt, nn in ((tg, (0, 0, 1)), (tf, (0, -1, 0))):
+        hit = (tt > 0) & (tt < t)
+        t[hit], nrm[hit] = tt[hit], nn
+    for cx, cy, size in ((-1.0, 0.5, 0.8), (1.2, -0.5, 0.6)):  # front faces of two boxes
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tb = (cy - size - o[1]) / d[:, 1]
+        p = o + tb[:, None] * d
+        hit = (tb > 0) & (tb < t) & (np.abs(p[:, 0] - cx) < size) & (p[:, 2] > 0) & (p[:, 2] < 2 * size)
+        t[hit], nrm[hit] = tb[hit], (0, -1, 0)
+    ok = np.isfinite(t)
+    pts = o + t[ok, None] * d[ok]
+    nrm = nrm[ok]
+    z = (pts - o) @ ref.forward
+    rng = np.random.default_rng(seed)
+    tex = 0.5 + 0.4 * np.sin(pts[:, :1] * 7.0 + np.array([0.0, 1.0, 2.0])) * np.cos(pts[:, 2:3] * 5.0)
+    colors = np.clip(tex + 0.05 * rng.standard_normal(tex.shape), 0, 1)
+    # Disc splats in the surface plane, ~0.7 pixel footprint at the reference view.
+    footprint = 0.7 * z / ref.focal_px
+    a1 = np.cross(nrm, [0.3, 0.2, 0.9]); a1 /= np.linalg.norm(a1, axis=1, keepdims=True)
+    a2 = np.cross(nrm, a1)
+    rot = np.stack([a1, a2, nrm], axis=2)  # columns = local axes
+    quats = _quat_from_rotmat(rot)
+    scales = np.stack([footprint, footprint, footprint * 0.05], axis=1)
+    m = len(pts)
+    sp = Splats(
+        means=torch.tensor(pts, dtype=torch.float32), quats=torch.tensor(quats, dtype=torch.float32),
+        scales=torch.tensor(scales, dtype=torch.float32), opacities=torch.full((m,), 0.95),
+        colors=torch.tensor(colors, dtype=torch.float32), confidence=torch.rand(m, generator=torch.Generator().manual_seed(seed)),
+        region_ids=torch.tensor(np.where(nrm[:, 2] > 0.5, 0, np.where(pts[:, 1] > 3.99, 1, 2)), dtype=torch.int32),
+    )
+    return sp, ref
+
+
+def _quat_from_rotmat(r: np.ndarray) -> np.ndarray:
+    """[N, 3, 3] rotations → [N, 4] wxyz."""
+    w = np.sqrt(np.clip(1 + r[:, 0, 0] + r[:, 1, 1] + r[:, 2, 2], 1e-12, None)) / 2
+    q = np.stack([w, (r[:, 2, 1] - r[:, 1, 2]) / (4 * w), (r[:, 0, 2] - r[:, 2, 0]) / (4 * w),
+                  (r[:, 1, 0] - r[:, 0, 1]) / (4 * w)], axis=1)
+    bad = w < 1e-3  # fall back to scipy for the near-180° cases
+    if bad.any():
+        from scipy.spatial.transform import Rotation
+
+        xyzw = Rotation.from_matrix(r[bad]).as_quat()
+        q[bad] = xyzw[:, [3, 0, 1, 2]]
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def bench(sp: Splats, cam: Camera, backend: str, device: str, repeat: int) -> dict:
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    render(sp, cam, PASSES, backend=backend, device=device)  # warm-up (gsplat JIT, allocator)
+    times = []
+    for _ in range(repeat):
+        sync()
+        t0 = time.perf_counter()
+        out = render(sp, cam, PASSES, backend=backend, device=device)
+        sync()
+        times.append(time.perf_counter() - t0)
+    cover = float((out["alpha"] > 0.5).float().mean())
+    med = statistics.median(times)
+    return {"backend": backend, "device": device, "median_s": med, "best_s": min(times), "fps": 1.0 / med,
+            "coverage": cover, "repeat": repeat}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--splats", type=int, default=1_000_000)
+    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--height", type=int, default=720)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", metavar="OUT.json")
+    args = ap.parse_args(argv)
+
+    sp, ref = stage_splats(args.splats)
+    cam = ref.with_resolution(args.width, args.height).truck(0.3).orbit((0, 0, 1.2), 6.0, 3.0)
+    rows = [bench(sp, cam, "torch", "cpu", args.repeat)]
+    if torch.cuda.is_available():
+        try:
+            rows.append(bench(sp.to("cuda"), cam, "gsplat", "cuda", max(args.repeat, 20)))
+        except ImportError as e:
+            print(f"gsplat row skipped: {e}", file=sys.stderr)
+    info = {"splats": len(sp), "resolution": [args.width, args.height], "passes": list(PASSES),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "results": rows}
+    print(f"{len(sp):,} splats, {args.width}x{args.height}, passes: {', '.join(PASSES)}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads")
+    print(f"{'backend':<8} {'device':<6} {'median s':>9} {'best s':>8} {'fps':>8} {'covered':>8}")
+    for r in rows:
+        print(f"{r['backend']:<8} {r['device']:<6} {r['median_s']:>9.3f} {r['best_s']:>8.3f} {r['fps']:>8.1f} {r['coverage']:>8.1%}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

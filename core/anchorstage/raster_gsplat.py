@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""CUDA backend: gsplat's rasterizer (``gsplat.rasterization``, classic mode).
+
+gsplat is imported only when this backend actually renders on a CUDA device: on a machine
+with ``nvcc`` and no GPU, touching gsplat's CUDA entry points would start a JIT build.
+
+Extra passes ride along as colour channels: the per-splat features (colour, normal,
+confidence), one one-hot channel per region class, and gsplat's ``"RGB+ED"`` mode appends
+the expected depth. gsplat 1.5 caps a splat's alpha at 0.999 while the 3DGS convention used
+here (and by :mod:`anchorstage.raster_torch`) is 0.99, so opacities are clamped to 0.99
+first; the two agree exactly for opacities up to 0.99 and to within 1% of alpha near the
+centre of splats above it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Optional
+
+import torch
+
+from .raster_torch import ALPHA_MAX, EPS2D
+
+__all__ = ["available", "rasterize_splats"]
+
+
+def available() -> bool:
+    """True when gsplat is installed and a CUDA device is present (gsplat itself is not imported)."""
+    return torch.cuda.is_available() and importlib.util.find_spec("gsplat") is not None
+
+
+def rasterize_splats(
+    means: torch.Tensor,
+    quats: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    features: torch.Tensor,
+    cam_from_world: torch.Tensor,
+    K: torch.Tensor,
+    width: int,
+    height: int,
+    *,
+    near: float,
+    far: float,
+    classes: Optional[torch.Tensor] = None,
+    num_classes: int = 0,
+    with_depth: bool = True,
+    eps2d: float = EPS2D,
+) -> dict[str, torch.Tensor]:
+    """Same contract as :func:`anchorstage.raster_torch.rasterize_splats`, on CUDA through gsplat.
+
+    Args:
+        means: [N, 3] float32 centres, metres, world frame (CUDA).
+        quats: [N, 4] float32 rotations, wxyz.
+        scales: [N, 3] float32 standard deviations, metres.
+        opacities: [N] float32.
+        features: [N, F] float32 per-splat channels to composite.
+        cam_from_world: [4, 4] world → camera (OpenCV), metres.
+        K: [3, 3] intrinsics, pixels.
+        width: image width in pixels.
+        height: image height in pixels.
+        near: near plane, metres.
+        far: far plane, metres.
+        classes: optional [N] int64 class per splat (0 = none).
+        num_classes: number of classes.
+        with_depth: also return the expected depth.
+        eps2d: low-pass, pixels².
+
+    Returns:
+        ``features`` [H, W, F], ``alpha`` [H, W], ``depth`` [H, W] (with ``with_depth``) and
+        ``class_weight_argmax`` [H, W] int64 (with ``classes``).
+    """
+    from gsplat import rasterization
+
+    n, F = features.shape
+    parts = [features]
+    want_cls = classes is not None and num_classes > 1
+    if want_cls:
+        parts.append(torch.nn.functional.one_hot(classes, num_classes).to(features.dtype))
+    channels = torch.cat(parts, dim=1) if parts else features
+    pad = channels.shape[1] == 0  # gsplat needs at least one channel
+    if pad:
+        channels = torch.zeros(n, 1, device=features.device)
+    colors, alphas, _ = rasterization(
+        means, quats, scales, opacities.clamp(max=ALPHA_MAX), channels,
+        cam_from_world[None], K[None], width, height,
+        near_plane=near, far_plane=far, eps2d=eps2d, packed=False,
+        render_mode="RGB+ED" if with_depth else "RGB", rasterize_mode="classic",
+        channel_chunk=max(32, channels.shape[1]),
+    )
+    colors, alpha = colors[0], alphas[0, ..., 0]
+    out: dict[str, torch.Tensor] = {"features": colors[..., :F], "alpha": alpha}
+    if with_depth:
+        out["depth"] = colors[..., -1]
+    if classes is not None:
+        if want_cls:
+            cw = colors[..., F:F + num_classes].clone()
+            cw[..., 0] += (1.0 - alpha).clamp(min=0.0)
+            out["class_weight_argmax"] = cw.argmax(dim=-1)
+        else:
+            out["class_weight_argmax"] = torch.zeros(height, width, dtype=torch.int64, device=colors.device)
+    return out

@@ -1,0 +1,401 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pure-torch Gaussian-splat rasterizer: the CPU backend and the oracle for the CUDA one.
+
+Image formation is gsplat's classic 3DGS (``gsplat.rasterization(..., rasterize_mode="classic")``):
+
+* EWA projection with the Jacobian clamped to 1.3x the field of view, a 0.3 px² low-pass
+  (``eps2d``) added to the 2D covariance, culling by near/far plane, by ``opacity < 1/255``
+  and by the 3.33-sigma (opacity-tightened) box falling off screen;
+* per pixel, splats front to back by view depth, ``alpha = min(0.99, opacity * exp(-sigma))``,
+  pairs with ``alpha < 1/255`` skipped, and the pixel stops at the first splat that would take
+  its transmittance to ``<= 1e-4`` (that splat excluded).
+
+Instead of gsplat's 16x16 tiles, which make every pixel test every splat of its tile, this
+implementation enumerates exactly the (pixel, splat) pairs gsplat can keep: for each splat
+and image row it solves the ellipse ``alpha >= 1/255`` for the covered pixel span. Pairs are
+generated in depth order, grouped by pixel with a stable radix sort on 16-bit pixel keys
+(rows are processed in bands of at most 65535 pixels, and each band in chunks of a bounded
+number of pairs, so memory stays bounded), composited with a segmented log-transmittance
+scan, and accumulated with one sparse-matrix product per chunk for all channels at once.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ALPHA_MIN",
+    "ALPHA_MAX",
+    "T_MIN",
+    "EPS2D",
+    "Projection",
+    "project",
+    "rasterize",
+    "rasterize_splats",
+]
+
+#: Pairs below this alpha are skipped (gsplat's ALPHA_THRESHOLD).
+ALPHA_MIN = 1.0 / 255.0
+#: Per-splat alpha cap (3DGS). gsplat 1.5 caps at 0.999; the gsplat backend clamps opacity to match.
+ALPHA_MAX = 0.99
+#: A pixel stops before the splat that would take its transmittance to this or below.
+T_MIN = 1e-4
+#: Low-pass filter added to the projected 2D covariance, pixels².
+EPS2D = 0.3
+
+_BAND_PIXELS = 65535  # keys of a band must fit uint16 for the radix sort
+_CHUNK_PAIRS = 1 << 22  # pairs composited at once (memory bound: ~100 bytes per pair)
+_SPAN_MARGIN = 1e-3  # px; spans are a superset, the exact alpha test decides
+
+
+class Projection(NamedTuple):
+    """Splats that survive culling, projected into one camera.
+
+    Attributes:
+        ids: [M] int64 indices into the input splats.
+        means2d: [M, 2] float32 pixel coordinates of the centres (pixel centres at +0.5).
+        conics: [M, 3] float32 inverse 2D covariance (a, b, c): sigma = 0.5(a dx² + c dy²) + b dx dy.
+        cov2d: [M, 3] float32 2D covariance (xx, xy, yy) with the low-pass added, pixels².
+        depths: [M] float32 z of the centres along the view axis, metres.
+        opacities: [M] float32.
+        radii: [M, 2] int32 half-extent of the culling box, pixels.
+    """
+
+    ids: torch.Tensor
+    means2d: torch.Tensor
+    conics: torch.Tensor
+    cov2d: torch.Tensor
+    depths: torch.Tensor
+    opacities: torch.Tensor
+    radii: torch.Tensor
+
+
+def _quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """[N, 4] wxyz (any norm) → [N, 3, 3] rotation matrices."""
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
+    return torch.stack(
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], dim=-1
+    ).reshape(-1, 3, 3)
+
+
+def project(
+    means: torch.Tensor,
+    quats: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    cam_from_world: torch.Tensor,
+    K: torch.Tensor,
+    width: int,
+    height: int,
+    near: float,
+    far: float,
+    eps2d: float = EPS2D,
+) -> Projection:
+    """EWA-project 3D Gaussians into a pinhole camera and cull them as gsplat does.
+
+    Args:
+        means: [N, 3] float32 centres, metres, world frame.
+        quats: [N, 4] float32 rotations, wxyz (normalised here).
+        scales: [N, 3] float32 standard deviations, metres (activated).
+        opacities: [N] float32 in (0, 1] (activated).
+        cam_from_world: [4, 4] world → camera (OpenCV: x right, y down, z forward), metres.
+        K: [3, 3] intrinsics, pixels, pixel centres at +0.5.
+        width: image width in pixels.
+        height: image height in pixels.
+        near: near plane, metres (splats with z < near are culled).
+        far: far plane, metres (splats with z > far are culled).
+        eps2d: low-pass added to the 2D covariance diagonal, pixels².
+
+    Returns:
+        The surviving splats as a :class:`Projection`.
+    """
+    dev = means.device
+    R = cam_from_world[:3, :3].to(dev, torch.float32)
+    t = cam_from_world[:3, 3].to(dev, torch.float32)
+    fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
+
+    pc = means @ R.T + t
+    z = pc[:, 2]
+    keep = (z >= near) & (z <= far) & (opacities >= ALPHA_MIN)
+    ids = keep.nonzero().squeeze(1)
+    pc, z = pc[ids], z[ids]
+    x, y = pc[:, 0], pc[:, 1]
+    rz = 1.0 / z
+    # gsplat clamps the Jacobian's x/z, y/z to 1.3x the half field of view.
+    lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
+    lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
+    lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
+    lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
+    tx = (x * rz).clamp(-lim_xn, lim_xp)
+    ty = (y * rz).clamp(-lim_yn, lim_yp)
+    # J W as two rows [M, 3]; then T = J W R(q) S, cov2d = T Tᵀ.
+    j0 = (fx * rz)[:, None] * (R[0] - tx[:, None] * R[2])
+    j1 = (fy * rz)[:, None] * (R[1] - ty[:, None] * R[2])
+    M = _quat_to_rotmat(quats[ids]) * scales[ids][:, None, :]
+    t0 = torch.einsum("nj,njk->nk", j0, M)
+    t1 = torch.einsum("nj,njk->nk", j1, M)
+    cxx = (t0 * t0).sum(1) + eps2d
+    cxy = (t0 * t1).sum(1)
+    cyy = (t1 * t1).sum(1) + eps2d
+    det = cxx * cyy - cxy * cxy
+    op = opacities[ids]
+    extend = torch.sqrt(2.0 * torch.log(op / ALPHA_MIN)).clamp(max=3.33)
+    rx = torch.ceil(extend * torch.sqrt(cxx))
+    ry = torch.ceil(extend * torch.sqrt(cyy))
+    u = fx * x * rz + cx
+    v = fy * y * rz + cy
+    ok = (det > 0) & (u + rx > 0) & (u - rx < width) & (v + ry > 0) & (v - ry < height)
+    sel = ok.nonzero().squeeze(1)
+    det = det[sel]
+    conics = torch.stack([cyy[sel] / det, -cxy[sel] / det, cxx[sel] / det], dim=1)
+    return Projection(
+        ids=ids[sel],
+        means2d=torch.stack([u[sel], v[sel]], dim=1),
+        conics=conics,
+        cov2d=torch.stack([cxx[sel], cxy[sel], cyy[sel]], dim=1),
+        depths=z[sel],
+        opacities=op[sel],
+        radii=torch.stack([rx[sel], ry[sel]], dim=1).to(torch.int32),
+    )
+
+
+def _stable_argsort_u16(keys: torch.Tensor) -> torch.Tensor:
+    """Stable argsort of non-negative keys < 65536 (radix sort through numpy on the CPU)."""
+    if keys.device.type == "cpu":
+        order = np.argsort(keys.numpy().astype(np.uint16), kind="stable")
+        return torch.from_numpy(order)
+    return torch.sort(keys, stable=True).indices
+
+
+def _depth_order(depths: torch.Tensor) -> torch.Tensor:
+    """Stable argsort of positive float32 depths (ties keep input order, as gsplat's sort does)."""
+    if depths.device.type != "cpu":
+        return torch.sort(depths, stable=True).indices
+    # Positive IEEE floats order like their bit patterns: two 16-bit radix passes.
+    bits = depths.contiguous().view(torch.int32).numpy().view(np.uint32)
+    first = np.argsort((bits & 0xFFFF).astype(np.uint16), kind="stable")
+    second = np.argsort((bits[first] >> 16).astype(np.uint16), kind="stable")
+    return torch.from_numpy(first[second])
+
+
+def rasterize(
+    proj: Projection,
+    features: torch.Tensor,
+    width: int,
+    height: int,
+    classes: Optional[torch.Tensor] = None,
+    num_classes: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Composite projected splats front to back into per-pixel sums.
+
+    Args:
+        proj: the projected, culled splats (from :func:`project`).
+        features: [M, F] float32 per-splat values to composite (rows follow ``proj.ids``).
+        width: image width in pixels.
+        height: image height in pixels.
+        classes: optional [M] int64 class per splat in [0, num_classes); class 0 is "none".
+        num_classes: number of classes (including class 0).
+
+    Returns:
+        ``features`` [H, W, F] float32 sums of weight x feature, ``alpha`` [H, W] float32
+        (1 - final transmittance), and with ``classes`` ``class_weight_argmax`` [H, W] int64:
+        the class with the largest summed weight, where the background counts for class 0
+        with weight 1 - alpha (ties go to the lower class).
+    """
+    dev = features.device
+    F = features.shape[1]
+    out = torch.zeros(height * width, F + 1, dtype=torch.float32, device=dev)
+    want_cls = classes is not None and num_classes > 1
+    cls_out = torch.zeros(height * width, dtype=torch.int64, device=dev)
+    M = proj.ids.shape[0]
+    if M == 0:
+        return {"features": out[:, :F].reshape(height, width, F), "alpha": out[:, F].reshape(height, width),
+                **({"class_weight_argmax": cls_out.reshape(height, width)} if classes is not None else {})}
+
+    order = _depth_order(proj.depths)
+    mx, my = proj.means2d[order].unbind(1)
+    a, b, c = proj.conics[order].unbind(1)
+    op = proj.opacities[order]
+    cyy = proj.cov2d[order, 2]
+    feats = torch.cat([features[order], torch.ones(M, 1, dtype=torch.float32, device=dev)], dim=1)
+    cls = classes[order] if want_cls else None
+
+    # alpha >= 1/255  <=>  sigma <= log(255 * opacity): the ellipse each splat can touch.
+    smax = torch.log(op / ALPHA_MIN)
+    hy = torch.sqrt(2.0 * smax * cyy) + _SPAN_MARGIN
+    y0 = torch.ceil(my - hy - 0.5).clamp(0, height - 1).to(torch.int64)
+    y1 = torch.floor(my + hy - 0.5).clamp(0, height - 1).to(torch.int64)
+    live = (my + hy - 0.5 >= 0) & (my - hy - 0.5 <= height - 1)
+    band_rows = max(1, min(height, _BAND_PIXELS // width))
+    b0 = y0 // band_rows
+    nb = torch.where(live, y1 // band_rows - b0 + 1, torch.zeros_like(b0))
+    entry_splat = torch.repeat_interleave(torch.arange(M, device=dev), nb)
+    entry_band = b0[entry_splat] + (torch.arange(entry_splat.shape[0], device=dev)
+                                    - torch.repeat_interleave(torch.cumsum(nb, 0) - nb, nb))
+    by_band = _stable_argsort_u16(entry_band)  # stable: depth order kept inside each band
+    entry_splat = entry_splat[by_band]
+    band_counts = torch.bincount(entry_band, minlength=(height + band_rows - 1) // band_rows).tolist()
+
+    start = 0
+    for band, count in enumerate(band_counts):
+        if count == 0:
+            continue
+        s = entry_splat[start:start + count]
+        start += count
+        r0 = band * band_rows
+        r1 = min(height, r0 + band_rows) - 1
+        _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, cls, num_classes, out, cls_out)
+
+    alpha = out[:, F]
+    return {
+        "features": out[:, :F].reshape(height, width, F),
+        "alpha": alpha.reshape(height, width),
+        **({"class_weight_argmax": cls_out.reshape(height, width)} if classes is not None else {}),
+    }
+
+
+def _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, cls, num_classes, out, cls_out):
+    """Composite the splats ``s`` (depth order) into image rows r0..r1 (inclusive) of ``out``."""
+    dev = feats.device
+    npx = (r1 - r0 + 1) * width
+    # One record per (splat, row): the pixel span its ellipse covers on that row.
+    ys = y0.index_select(0, s).clamp_(min=r0)
+    nrow = (y1.index_select(0, s).clamp_(max=r1) - ys + 1).clamp_(min=0)
+    row_of = torch.repeat_interleave(nrow)
+    row_splat = s.index_select(0, row_of)
+    row_y = ys.index_select(0, row_of) + (torch.arange(row_of.shape[0], device=dev)
+                                          - (torch.cumsum(nrow, 0) - nrow).index_select(0, row_of))
+    dy = row_y.to(torch.float32).add_(0.5).sub_(my.index_select(0, row_splat))
+    ra, rb, rc = a.index_select(0, row_splat), b.index_select(0, row_splat), c.index_select(0, row_splat)
+    bdy = rb * dy
+    cdy2 = rc * dy * dy
+    sq = (bdy * bdy - ra * (cdy2 - 2.0 * smax.index_select(0, row_splat))).clamp_(min=0.0).sqrt_()
+    cxr = mx.index_select(0, row_splat) - 0.5
+    x0 = torch.ceil(cxr + (-bdy - sq) / ra - _SPAN_MARGIN).clamp_(0, width - 1)
+    x1 = torch.floor(cxr + (-bdy + sq) / ra + _SPAN_MARGIN).clamp_(-1, width - 1)
+    span = (x1 - x0 + 1).clamp_(min=0).to(torch.int64)
+    # -log(alpha) along the span is A u² + B u + C, u = x - x0 (small, so float32 stays exact).
+    d0 = x0 - cxr
+    A = 0.5 * ra
+    B = ra * d0 + bdy
+    C = (A * d0 + bdy) * d0 + 0.5 * cdy2 - torch.log(op).index_select(0, row_splat)
+    rkey = ((row_y - r0) * width).to(torch.float32) + x0
+
+    # Chunks of whole rows with a bounded number of pairs; per-pixel log-transmittance carries over.
+    ends = torch.cumsum(span, 0)
+    n_pairs = int(ends[-1]) if ends.numel() else 0
+    log_t = torch.zeros(npx, dtype=torch.float64, device=dev)
+    acc = torch.zeros(npx, feats.shape[1], dtype=torch.float32, device=dev)
+    cls_w = torch.zeros(npx * num_classes, dtype=torch.float32, device=dev) if cls is not None else None
+    lo_row, lo_pair = 0, 0
+    while lo_pair < n_pairs:
+        hi_row = max(int(torch.searchsorted(ends, lo_pair + _CHUNK_PAIRS, right=True)), lo_row + 1)
+        hi_pair = int(ends[hi_row - 1])
+        sp = span[lo_row:hi_row]
+        pr = torch.repeat_interleave(sp)
+        u = torch.arange(hi_pair - lo_pair, device=dev, dtype=torch.float32)
+        u -= (torch.cumsum(sp, 0) - sp).to(torch.float32).index_select(0, pr)
+        nlog = A[lo_row:hi_row].index_select(0, pr).mul_(u).add_(B[lo_row:hi_row].index_select(0, pr)).mul_(u)
+        nlog += C[lo_row:hi_row].index_select(0, pr)
+        alpha = nlog.neg_().exp_().clamp_(max=ALPHA_MAX)
+        alpha *= alpha >= ALPHA_MIN
+        key = (rkey[lo_row:hi_row].index_select(0, pr) + u).to(torch.int64)
+        perm = _stable_argsort_u16(key)
+        key = key.index_select(0, perm)
+        sid = row_splat[lo_row:hi_row].index_select(0, pr.index_select(0, perm))
+        _composite_pairs(key, alpha.index_select(0, perm), sid, npx, feats, cls, num_classes, log_t, acc, cls_w)
+        lo_row, lo_pair = hi_row, hi_pair
+
+    out[r0 * width:(r1 + 1) * width] += acc
+    if cls_w is not None:
+        cw = cls_w.view(npx, num_classes)
+        cw[:, 0] += (1.0 - acc[:, -1]).clamp(min=0.0)
+        cls_out[r0 * width:(r1 + 1) * width] = cw.argmax(dim=1)
+
+
+def _composite_pairs(key, alpha, sid, npx, feats, cls, num_classes, log_t, acc, cls_w):
+    """Front-to-back composite pairs grouped by pixel ``key`` (depth order inside each group)."""
+    dev = feats.device
+    ell = torch.log1p(-alpha).to(torch.float64)
+    incl = torch.cumsum(ell, 0)
+    counts = torch.bincount(key, minlength=npx)
+    ends = torch.cumsum(counts, 0)
+    has = counts > 0
+    first = (ends - counts)[has]
+    # Per pixel: carried log-transmittance minus the running sum before its first pair.
+    off = log_t.clone()
+    off[has] -= incl.index_select(0, first) - ell.index_select(0, first)
+    incl += off.index_select(0, key)
+    log_t[has] = incl.index_select(0, ends[has] - 1)
+    # Included while the transmittance after the splat stays above T_MIN (gsplat's early stop).
+    keep = incl > math.log(T_MIN)
+    w = (incl - ell).to(torch.float32).exp_().mul_(alpha).mul_(keep)
+    crow = torch.zeros(npx + 1, dtype=torch.int64, device=dev)
+    crow[1:] = ends
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch flags sparse CSR as beta
+        mat = torch.sparse_csr_tensor(crow, sid, w, size=(npx, feats.shape[0]))
+        acc += mat @ feats
+    if cls_w is not None:
+        cls_w.index_add_(0, key * num_classes + cls.index_select(0, sid), w)
+
+
+def rasterize_splats(
+    means: torch.Tensor,
+    quats: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    features: torch.Tensor,
+    cam_from_world: torch.Tensor,
+    K: torch.Tensor,
+    width: int,
+    height: int,
+    *,
+    near: float,
+    far: float,
+    classes: Optional[torch.Tensor] = None,
+    num_classes: int = 0,
+    with_depth: bool = True,
+    eps2d: float = EPS2D,
+) -> dict[str, torch.Tensor]:
+    """Project and composite splats: the backend entry point used by :func:`anchorstage.render`.
+
+    Args:
+        means: [N, 3] float32 centres, metres, world frame.
+        quats: [N, 4] float32 rotations, wxyz.
+        scales: [N, 3] float32 standard deviations, metres.
+        opacities: [N] float32.
+        features: [N, F] float32 per-splat channels to composite.
+        cam_from_world: [4, 4] world → camera (OpenCV), metres.
+        K: [3, 3] intrinsics, pixels.
+        width: image width in pixels.
+        height: image height in pixels.
+        near: near plane, metres.
+        far: far plane, metres.
+        classes: optional [N] int64 class per splat (0 = none).
+        num_classes: number of classes.
+        with_depth: also return the expected depth.
+        eps2d: low-pass, pixels².
+
+    Returns:
+        ``features`` [H, W, F] weighted sums, ``alpha`` [H, W], ``depth`` [H, W] metres
+        (sum(w·z) / alpha, as gsplat's "ED"; only with ``with_depth``) and
+        ``class_weight_argmax`` [H, W] int64 (only with ``classes``).
+    """
+    proj = project(means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
+    feats = features[proj.ids]
+    if with_depth:
+        feats = torch.cat([feats, proj.depths[:, None]], dim=1)
+    res = rasterize(proj, feats, width, height, None if classes is None else classes[proj.ids], num_classes)
+    if with_depth:
+        acc = res["features"]
+        res["depth"] = acc[..., -1] / res["alpha"].clamp(min=1e-10)
+        res["features"] = acc[..., :-1]
+    return res

@@ -1,0 +1,221 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Render a splat scene from a metric camera into compositing passes.
+
+Passes (all [H, W] or [H, W, C] tensors on the rendering device):
+
+=============  =========================================================================
+``color``      [H, W, 3] float32 linear Rec.709: sum of w·colour + (1 - alpha)·background
+               (with the default black background this is premultiplied, as Blender's
+               Combined pass with a transparent film).
+``alpha``      [H, W] float32 accumulated opacity, 1 - final transmittance.
+``depth``      [H, W] float32 metres, z along the view axis (Blender's Depth pass): the
+               alpha-normalised expected depth sum(w·z) / alpha, hole-free inside the
+               splats; ``BACKGROUND_DEPTH`` (1e10, as Blender writes) where nothing is hit.
+``normal``     [H, W, 3] float32 unit world-space normal: each splat's thinnest axis turned
+               towards the camera, composited and renormalised; 0 on the background.
+``confidence`` [H, W] float32 per-splat confidence composited like colour (sum of w·c),
+               so it fades to 0 in voids.
+``region``     [H, W] int32 region id, never blended: the region whose splats carry the
+               largest share of the pixel's composited weight, the background counting
+               for -1 with weight 1 - alpha. -1 is background or unassigned splats.
+``void``       [H, W] float32, 1 where alpha < ``void_threshold`` (disocclusion), else 0.
+=============  =========================================================================
+
+Here w = alpha_i · T_i is splat i's blending weight (see :mod:`anchorstage.raster_torch`
+for the exact image formation, identical on both backends).
+
+The region rule picks the dominant region rather than the single heaviest splat because a
+blended renderer (gsplat) can only deliver per-region sums (one-hot channels); both backends
+compute exactly the same rule.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+import torch
+
+from .camera import Camera
+from .device import resolve_device
+from .errors import InputError, MissingDependencyError
+from .splats import Splats
+
+__all__ = ["render", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD", "splat_normals"]
+
+PASSES = ("color", "alpha", "depth", "normal", "confidence", "region", "void")
+BACKENDS = ("auto", "torch", "gsplat")
+#: What Blender writes into the Depth pass where no surface is hit.
+BACKGROUND_DEPTH = 1e10
+DEFAULT_VOID_THRESHOLD = 0.5
+#: Below this alpha nothing contributed: a single splat always brings at least 1/255.
+_EMPTY_ALPHA = 0.5 / 255.0
+
+
+def _check_passes(passes: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(passes, str):
+        passes = [p.strip() for p in passes.split(",") if p.strip()]
+    out = tuple(dict.fromkeys(passes))
+    bad = [p for p in out if p not in PASSES]
+    if bad:
+        raise InputError(f"render: unknown pass(es) {', '.join(map(repr, bad))}; valid passes: {', '.join(PASSES)}")
+    if not out:
+        raise InputError(f"render: no passes asked for; valid passes: {', '.join(PASSES)}")
+    return out
+
+
+def splat_normals(splats: Splats, camera_position: torch.Tensor) -> torch.Tensor:
+    """World-space unit normals: each splat's thinnest axis, flipped to face the camera.
+
+    Args:
+        splats: the splats.
+        camera_position: [3] camera centre, metres, world frame.
+
+    Returns:
+        [N, 3] float32 unit normals, world frame.
+    """
+    q = torch.nn.functional.normalize(splats.quats, dim=-1)
+    w, x, y, z = q.unbind(-1)
+    # Columns of R(q): the splat's local axes in world.
+    cols = torch.stack([
+        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)], -1),
+        torch.stack([2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)], -1),
+        torch.stack([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], dim=1)  # [N, axis, 3]
+    thin = splats.scales.argmin(dim=1)
+    n = cols[torch.arange(len(splats), device=q.device), thin]
+    facing = ((camera_position.to(n) - splats.means) * n).sum(-1) < 0
+    return torch.where(facing[:, None], -n, n)
+
+
+def _choose_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise InputError(f"render: backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    if backend == "torch":
+        return "torch"
+    from . import raster_gsplat
+
+    if backend == "gsplat":
+        if device.type != "cuda":
+            raise InputError("render: backend 'gsplat' needs a CUDA device; use backend 'torch' or 'auto'")
+        if not raster_gsplat.available():
+            raise MissingDependencyError("render: backend 'gsplat' needs the gsplat package (pip install 'anchorstage[cuda]')")
+        return "gsplat"
+    return "gsplat" if device.type == "cuda" and raster_gsplat.available() else "torch"
+
+
+def render(
+    splats: Splats,
+    camera: Camera,
+    passes: Sequence[str] | str = PASSES,
+    *,
+    backend: str = "auto",
+    device: str | torch.device = "auto",
+    background: Optional[Sequence[float]] = None,
+    void_threshold: float = DEFAULT_VOID_THRESHOLD,
+) -> dict[str, torch.Tensor]:
+    """Render splats into compositing passes.
+
+    Args:
+        splats: the Gaussians (world frame, metres); moved to ``device`` if needed.
+        camera: the metric camera (OpenCV frame, pixel centres at +0.5); its
+            ``clip_start`` / ``clip_end`` cull splats by view depth.
+        passes: pass names (or a comma-separated string) from ``PASSES``.
+        backend: ``"auto"`` (gsplat on CUDA when installed, else torch), ``"torch"`` or ``"gsplat"``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        background: linear RGB behind the splats in ``color`` (default black: premultiplied).
+        void_threshold: alpha below which a pixel counts as void.
+
+    Returns:
+        pass name → tensor on the rendering device, shapes as in the module docstring.
+
+    Raises:
+        InputError: unknown pass, bad backend/device/background/threshold.
+        MissingDependencyError: backend ``"gsplat"`` without gsplat installed.
+    """
+    wanted = _check_passes(passes)
+    if not isinstance(splats, Splats):
+        raise InputError(f"render: splats must be a Splats (got {type(splats).__name__})")
+    if not isinstance(camera, Camera):
+        raise InputError(f"render: camera must be a Camera (got {type(camera).__name__})")
+    try:
+        void_threshold = float(void_threshold)
+    except (TypeError, ValueError):
+        raise InputError(f"render: void_threshold must be a number (got {void_threshold!r})") from None
+    if not 0.0 <= void_threshold <= 1.0:
+        raise InputError(f"render: void_threshold must be in [0, 1] (got {void_threshold:g})")
+    dev = resolve_device(device)
+    which = _choose_backend(backend, dev)
+    bg = torch.zeros(3) if background is None else torch.as_tensor(background, dtype=torch.float32).reshape(-1)
+    if bg.shape != (3,) or not torch.isfinite(bg).all():
+        raise InputError(f"render: background must be 3 finite linear RGB values (got {background!r})")
+
+    sp = splats if splats.device == dev else splats.to(dev)
+    H, W = camera.height, camera.width
+    cam_pos = torch.as_tensor(camera.position, dtype=torch.float32, device=dev)
+
+    # Channels composited per splat: only what the passes need.
+    cols: list[torch.Tensor] = []
+    slots: dict[str, slice] = {}
+
+    def add(name: str, t: torch.Tensor) -> None:
+        k = sum(c.shape[1] for c in cols)
+        slots[name] = slice(k, k + t.shape[1])
+        cols.append(t.to(torch.float32))
+
+    if "color" in wanted:
+        add("color", sp.colors)
+    if "normal" in wanted:
+        add("normal", splat_normals(sp, cam_pos))
+    if "confidence" in wanted:
+        add("confidence", sp.confidence[:, None])
+    features = torch.cat(cols, dim=1) if cols else torch.zeros(len(sp), 0, device=dev)
+
+    region_lut = None
+    classes = None
+    if "region" in wanted:
+        # Class 0 = no region (unassigned splats and the background); 1.. = region ids present.
+        region_lut, inv = torch.unique(torch.cat([torch.tensor([-1], device=dev), sp.region_ids.to(dev, torch.int64)]),
+                                       return_inverse=True)
+        classes = inv[1:]
+
+    need_depth = "depth" in wanted
+    if which == "gsplat":
+        from . import raster_gsplat as backend_mod
+    else:
+        from . import raster_torch as backend_mod
+    raw = _rasterize(backend_mod, sp, camera, features, classes, region_lut, need_depth, dev)
+
+    alpha = raw["alpha"]
+    empty = alpha < _EMPTY_ALPHA
+    out: dict[str, torch.Tensor] = {}
+    acc = raw["features"]
+    if "color" in wanted:
+        out["color"] = acc[..., slots["color"]] + (1.0 - alpha)[..., None] * bg.to(dev)
+    if "alpha" in wanted:
+        out["alpha"] = alpha
+    if need_depth:
+        out["depth"] = torch.where(empty, torch.full_like(alpha, BACKGROUND_DEPTH), raw["depth"])
+    if "normal" in wanted:
+        n = acc[..., slots["normal"]]
+        out["normal"] = torch.where(empty[..., None], torch.zeros_like(n), torch.nn.functional.normalize(n, dim=-1))
+    if "confidence" in wanted:
+        out["confidence"] = acc[..., slots["confidence"]][..., 0]
+    if "region" in wanted:
+        out["region"] = region_lut[raw["class_weight_argmax"]].to(torch.int32)
+    if "void" in wanted:
+        out["void"] = (alpha < void_threshold).to(torch.float32)
+    return {p: out[p].contiguous() for p in wanted}
+
+
+def _rasterize(backend_mod, sp: Splats, camera: Camera, features: torch.Tensor, classes, region_lut,
+               need_depth: bool, dev: torch.device) -> dict[str, torch.Tensor]:
+    """Run one backend; returns ``features`` [H, W, F] sums, ``alpha``, ``depth`` (ED) and
+    ``class_weight_argmax`` when classes are given."""
+    viewmat = torch.as_tensor(camera.cam_from_world, dtype=torch.float32, device=dev)
+    K = torch.as_tensor(camera.K, dtype=torch.float32, device=dev)
+    ncls = 0 if region_lut is None else int(region_lut.shape[0])
+    return backend_mod.rasterize_splats(
+        sp.means.float(), sp.quats.float(), sp.scales.float(), sp.opacities.float(), features, viewmat, K,
+        camera.width, camera.height, near=camera.clip_start, far=camera.clip_end,
+        classes=classes, num_classes=ncls, with_depth=need_depth,
+    )
