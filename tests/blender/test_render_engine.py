@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The ANCHORSTAGE render engine on small hand-made splat sets: orientation of every pass, object
+transforms, animation (-a), no splats, no camera, and CLI EXRs brought into the compositor."""
+
+import numpy as np
+import pytest
+import torch
+
+import bpy
+from blender_support import ADDON_MODULE
+
+
+def _addon(name):
+    import importlib
+
+    return importlib.import_module(f"{ADDON_MODULE}.{name}")
+
+
+def _read_exr(path):
+    import OpenEXR
+
+    with OpenEXR.File(str(path), separate_channels=True) as f:
+        return {n: np.array(c.pixels) for part in f.parts for n, c in part.channels.items()}
+
+
+def _splats(means, colors, region):
+    from anchorstage import Splats
+
+    n = len(means)
+    return Splats(means=torch.tensor(means, dtype=torch.float32),
+                  quats=torch.tensor([[1.0, 0, 0, 0]] * n), scales=torch.tensor([[0.12, 0.02, 0.12]] * n),
+                  opacities=torch.full((n,), 0.95), colors=torch.tensor(colors, dtype=torch.float32),
+                  confidence=torch.full((n,), 0.8), region_ids=torch.tensor(region, dtype=torch.int32))
+
+
+@pytest.fixture
+def small_stage(fresh_scene):
+    """A red splat blob top-left and a blue one bottom-right, 4 m in front of a camera at the origin
+    looking down +Y (world Z up)."""
+    from anchorstage import Camera, look_at
+
+    boundary = _addon("boundary")
+    splat_object = _addon("splat_object")
+    scene = fresh_scene
+    grid = np.stack(np.meshgrid(np.linspace(-0.3, 0.3, 7), np.linspace(-0.3, 0.3, 7)), -1).reshape(-1, 2)
+    red = np.stack([grid[:, 0] - 1.0, np.full(len(grid), 4.0), grid[:, 1] + 0.6], 1)   # left, up
+    blue = np.stack([grid[:, 0] + 1.0, np.full(len(grid), 5.0), grid[:, 1] - 0.6], 1)  # right, down, farther
+    means = np.concatenate([red, blue])
+    colors = [[1, 0, 0]] * len(red) + [[0, 0, 1]] * len(blue)
+    region = [1] * len(red) + [2] * len(blue)
+    obj = splat_object.update_splat_object(_splats(means, colors, region), name="Blobs", scene=scene)
+    cam_obj = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam_obj)
+    core = Camera(width=64, height=48, lens_mm=30.0, world_from_cam=look_at((0, 0, 0), (0, 1, 0)))
+    boundary.apply_camera_to_blender(core, cam_obj, scene, set_resolution=True)
+    scene.camera = cam_obj
+    scene.render.engine = "ANCHORSTAGE"
+    scene.view_layers[0].use_pass_z = True
+    scene.view_layers[0].use_pass_normal = True
+    scene.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
+    return scene, obj, cam_obj
+
+
+def test_passes_are_upright_and_consistent(small_stage, tmp_path):
+    scene, obj, cam = small_stage
+    scene.render.filepath = str(tmp_path / "f.exr")
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    ch = _read_exr(tmp_path / "f.exr")
+    r, b = ch["ViewLayer.Combined.R"], ch["ViewLayer.Combined.B"]
+    h, w = r.shape
+    assert (h, w) == (48, 64)
+    # red is top-left, blue bottom-right in the image (rows top-down as in every image file)
+    assert r[: h // 2, : w // 2].sum() > 10 * r[h // 2:, w // 2:].sum()
+    assert b[h // 2:, w // 2:].sum() > 10 * b[: h // 2, : w // 2].sum()
+    depth, region = ch["ViewLayer.Depth.Z"], ch["ViewLayer.Region.X"]
+    red_px = r > 0.5
+    blue_px = b > 0.5
+    assert np.median(depth[red_px]) == pytest.approx(4.0, abs=0.1)
+    assert np.median(depth[blue_px]) == pytest.approx(5.0, abs=0.1)
+    assert set(np.unique(region[red_px])) == {1.0} and set(np.unique(region[blue_px])) == {2.0}
+    background = ch["ViewLayer.Combined.A"] < 1e-3
+    assert background.mean() > 0.3
+    assert np.all(depth[background] >= 1e9) and np.all(ch["ViewLayer.Void.X"][background] == 1.0)
+    assert np.all(region[background] == -1.0)
+    conf = ch["ViewLayer.Confidence.X"]
+    assert np.all(conf >= 0) and conf[red_px].max() <= 0.8 + 1e-4
+    # world normals of splats facing the camera point back along -Y
+    ny = ch["ViewLayer.Normal.Y"]
+    assert np.median(ny[red_px]) < -0.9
+
+
+def test_object_transform_moves_the_splats(small_stage, tmp_path):
+    scene, obj, cam = small_stage
+    obj.location = (0.0, 2.0, 0.0)  # 2 m farther away
+    scene.render.filepath = str(tmp_path / "moved.exr")
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    ch = _read_exr(tmp_path / "moved.exr")
+    red_px = ch["ViewLayer.Combined.R"] > 0.5
+    assert np.median(ch["ViewLayer.Depth.Z"][red_px]) == pytest.approx(6.0, abs=0.1)
+    obj.scale = (1.0, 2.0, 1.0)
+    with pytest.raises(RuntimeError, match="non-uniform scale"):
+        bpy.ops.render.render(write_still=True)
+
+
+def test_hidden_splat_objects_are_not_rendered(small_stage, tmp_path):
+    scene, obj, cam = small_stage
+    obj.hide_render = True
+    scene.render.filepath = str(tmp_path / "empty.exr")
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    ch = _read_exr(tmp_path / "empty.exr")
+    assert ch["ViewLayer.Combined.A"].max() == 0.0
+    assert np.all(ch["ViewLayer.Depth.Z"] >= 1e9) and np.all(ch["ViewLayer.Void.X"] == 1.0)
+
+
+def test_no_camera_is_reported_not_raised(small_stage, tmp_path):
+    scene, obj, cam = small_stage
+    scene.camera = None
+    scene.render.filepath = str(tmp_path / "x.exr")
+    with pytest.raises(RuntimeError):
+        bpy.ops.render.render(write_still=True)  # Blender itself refuses a camera-less render
+    assert bpy.context.scene.render.engine == "ANCHORSTAGE"
+
+
+def test_animation_renders_every_frame_from_the_animated_camera(small_stage, tmp_path):
+    scene, obj, cam = small_stage
+    scene.frame_start, scene.frame_end = 1, 3
+    for f in (1, 3):
+        scene.frame_set(f)
+        cam.location = (0.0, 0.5 * (f - 1), 0.0)  # dolly 1 m forward over the shot
+        cam.keyframe_insert("location", frame=f)
+    scene.render.filepath = str(tmp_path / "seq_####")
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    depths = []
+    for f in (1, 2, 3):
+        ch = _read_exr(tmp_path / f"seq_{f:04d}.exr")
+        depths.append(np.median(ch["ViewLayer.Depth.Z"][ch["ViewLayer.Combined.R"] > 0.5]))
+    np.testing.assert_allclose(depths, [4.0, 3.5, 3.0], atol=0.1)
+
+
+def test_cli_exr_becomes_a_multilayer_compositor_image_node(small_stage, tmp_path):
+    scene, obj, cam = small_stage
+    path = tmp_path / "passes.exr"
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    assert bpy.ops.anchorstage.import_exr(filepath=str(path)) == {"FINISHED"}
+    assert bpy.ops.anchorstage.import_exr(filepath=str(path)) == {"FINISHED"}  # reused, not duplicated
+    tree = scene.compositing_node_group
+    nodes = [n for n in tree.nodes if n.bl_idname == "CompositorNodeImage"]
+    assert len(nodes) == 1
+    assert nodes[0].image.type == "MULTILAYER"
+    names = {s.name for s in nodes[0].outputs if s.enabled}
+    assert {"Combined", "Depth", "Normal", "Confidence", "Void", "Region"} <= names, names
+    with pytest.raises(RuntimeError, match="does not exist"):
+        bpy.ops.anchorstage.import_exr(filepath=str(tmp_path / "missing.exr"))
+
+
+def test_ply_export_import_round_trip(small_stage, tmp_path):
+    scene, obj, cam = small_stage
+    boundary = _addon("boundary")
+    obj.location = (0.5, 0.0, 0.0)
+    bpy.context.view_layer.update()
+    path = tmp_path / "blobs.ply"
+    assert bpy.ops.anchorstage.export_ply(filepath=str(path), object_name=obj.name) == {"FINISHED"}
+    assert bpy.ops.anchorstage.import_ply(filepath=str(path)) == {"FINISHED"}
+    imported = bpy.data.objects["blobs"]
+    a = boundary.splats_from_mesh(obj.data, obj.matrix_world)
+    b = boundary.splats_from_mesh(imported.data, imported.matrix_world)
+    assert len(a) == len(b) == 98
+    np.testing.assert_allclose(b.means.numpy(), a.means.numpy(), atol=1e-5)  # world space written
+    np.testing.assert_allclose(b.colors.numpy(), a.colors.numpy(), atol=1e-5)
+    np.testing.assert_allclose(b.opacities.numpy(), a.opacities.numpy(), atol=1e-5)
+    np.testing.assert_allclose(b.scales.numpy(), a.scales.numpy(), rtol=1e-5)
+    assert imported.modifiers.get("AnchorStage Display") is not None
+    bad = tmp_path / "bad.ply"
+    bad.write_text("ply\nformat ascii 1.0\nend_header\n")
+    with pytest.raises(RuntimeError, match="bad.ply"):
+        bpy.ops.anchorstage.import_ply(filepath=str(bad))
+    with pytest.raises(RuntimeError, match="not a splat object"):
+        bpy.ops.anchorstage.export_ply(filepath=str(tmp_path / "x.ply"), object_name=cam.name)
