@@ -203,41 +203,54 @@ def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
     return _quat_from_axes((a1x, a1y, a1z), a2, (nx, ny, nz)), scales
 
 
-def _one_sided(z: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
-    """Depth derivative along image axis ``dim`` (0 rows, 1 columns), metres per pixel.
+def _one_sided(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
+    """Derivative of inverse depth along image axis ``dim`` (0 rows, 1 columns), per pixel.
 
-    Takes the one-sided difference with the smaller depth change, so it never reaches across a
-    depth edge; 0 where neither neighbour is valid.
+    Where the forward and backward differences agree (a smooth surface) it takes their mean;
+    otherwise the one whose side continues in a straight line (smaller change to the next
+    difference), so it never reaches across a depth edge or around a crease; 0 where neither
+    neighbour is valid. Inverse depth is affine on a plane, so on planes the difference is the
+    exact derivative.
 
     Args:
-        z: [H, W] depth, metres (0 where invalid).
+        w: [H, W] inverse depth, 1/metres (0 where invalid).
         valid: [H, W] bool.
 
     Returns:
-        [H, W] derivative.
+        [H, W] derivative, 1/metres per pixel.
     """
     hi, lo = [slice(None)] * 2, [slice(None)] * 2
     hi[dim], lo[dim] = slice(1, None), slice(None, -1)
     hi_t, lo_t = tuple(hi), tuple(lo)
-    diff = torch.where(valid[hi_t] & valid[lo_t], z[hi_t] - z[lo_t], torch.full_like(z[hi_t], math.inf))
-    after = (0, 1) if dim == 1 else (0, 0, 0, 1)
-    before = (1, 0) if dim == 1 else (0, 0, 1, 0)
-    fwd = F.pad(diff, after, value=math.inf)
-    bwd = F.pad(diff, before, value=math.inf)
-    d = torch.where(fwd.abs() <= bwd.abs(), fwd, bwd)
-    return torch.where(torch.isfinite(d), d, torch.zeros_like(d))
+    diff = torch.where(valid[hi_t] & valid[lo_t], w[hi_t] - w[lo_t], torch.full_like(w[hi_t], math.inf))
+    dp = F.pad(diff, (2, 2) if dim == 1 else (0, 0, 2, 2), value=math.inf)
+    n = w.shape[dim]
+    take = lambda k: dp.narrow(dim, k, n)  # noqa: E731  (dp index k + i holds diff[i + k - 2])
+    fwd, bwd = take(2), take(1)
+    s_f = (take(3) - fwd).abs().nan_to_num(math.inf)
+    s_b = (bwd - take(0)).abs().nan_to_num(math.inf)
+    f_ok, b_ok = torch.isfinite(fwd), torch.isfinite(bwd)
+    use_f = f_ok & (~b_ok | (s_f <= s_b))
+    one_sided = torch.where(use_f, fwd, torch.where(b_ok, bwd, torch.zeros_like(fwd)))
+    # Where both sides agree the surface is smooth: the central difference is second-order accurate.
+    smooth = f_ok & b_ok & ((fwd - bwd).abs() <= 0.05 * (fwd.abs() + bwd.abs()))
+    return torch.where(smooth, 0.5 * (fwd + bwd), one_sided)
 
 
 def _second_diff(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
-    """[H, W] |w(-1) + w(+1) - 2 w| / w along ``dim`` where all three are valid, else 0."""
-    if w.shape[dim] < 3:
+    """[H, W] |w(-1) + w(+1) - 2 w| / w along ``dim`` where all three are valid, else 0.
+
+    The first and last row (column) use the one-sided second difference, so a border pixel
+    whose only neighbour lies across a depth edge is still flagged.
+    """
+    n = w.shape[dim]
+    if n < 3:
         return torch.zeros_like(w)
-    s = lambda a, b: (slice(a, b), slice(None)) if dim == 0 else (slice(None), slice(a, b))  # noqa: E731
-    c = w[s(1, -1)]
-    e = (w[s(None, -2)] + w[s(2, None)] - 2 * c).abs() / c.clamp_min(1e-30)
-    ok = valid[s(None, -2)] & valid[s(2, None)] & valid[s(1, -1)]
-    e = torch.where(ok, e, torch.zeros_like(e))
-    return F.pad(e, (0, 0, 1, 1) if dim == 0 else (1, 1))
+    ok = valid.narrow(dim, 0, n - 2) & valid.narrow(dim, 1, n - 2) & valid.narrow(dim, 2, n - 2)
+    sd = w.narrow(dim, 0, n - 2) + w.narrow(dim, 2, n - 2) - 2 * w.narrow(dim, 1, n - 2)
+    sd = torch.where(ok, sd.abs(), torch.zeros_like(sd))  # second difference centred on 1..n-2
+    e = torch.cat([sd.narrow(dim, 0, 1), sd, sd.narrow(dim, n - 3, 1)], dim)
+    return e / w.clamp_min(1e-30)
 
 
 @dataclass
@@ -266,16 +279,17 @@ def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
     z = torch.where(valid, depth, torch.zeros_like(depth))
     xs = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5 - cx) / f
     ys = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5 - cy) / f
-    # With P = z (x, y, 1): dP/du x dP/dv ∝ (-z_u, -z_v, z_u x + z_v y + z / f); negated to face the camera.
-    zu = _one_sided(z, valid, 1)
-    zv = _one_sided(z, valid, 0)
-    nz = -(zu * xs[None, :] + zv * ys[:, None] + z / f)
-    inv_len = torch.rsqrt(zu * zu + zv * zv + nz * nz).nan_to_num(0.0, 0.0, 0.0)
-    n = torch.stack([zu * inv_len, zv * inv_len, nz * inv_len])
+    inv = torch.where(valid, 1.0 / z.clamp_min(1e-30), torch.zeros_like(z))
+    # With P = z (x, y, 1) and w = 1/z: dP/du x dP/dv ∝ (w_u, w_v, w/f - w_u x - w_v y) / w^2, which
+    # points away from the camera; negated to face it.
+    wu = _one_sided(inv, valid, 1)
+    wv = _one_sided(inv, valid, 0)
+    nz = wu * xs[None, :] + wv * ys[:, None] - inv / f
+    inv_len = torch.rsqrt(wu * wu + wv * wv + nz * nz).nan_to_num(0.0, 0.0, 0.0)
+    n = torch.stack([-wu * inv_len, -wv * inv_len, nz * inv_len])
     n[2] = torch.where(valid, n[2], torch.full_like(z, -1.0))
 
     # Inverse depth is affine in (u, v) on any plane: its second difference flags depth edges.
-    inv = torch.where(valid, 1.0 / z.clamp_min(1e-30), torch.zeros_like(z))
     e = torch.maximum(_second_diff(inv, valid, 0), _second_diff(inv, valid, 1))
     conf = torch.exp(-((e / _EDGE_TAU) ** 2))
     # Pixels next to masked depth sit on a discontinuity to infinity.
@@ -620,5 +634,7 @@ def reconstruct(
         "masked_depth_pixels": n_bad,
         "notes": notes,
     }
-    info.update(dict(meta or {}))
+    extra = dict(meta or {})
+    info["notes"] = list(extra.pop("notes", [])) + notes
+    info.update(extra)
     return Scene(camera=cam, splats=splats, image_linear=rgb_np, depth_m=depth_np, regions=[], meta=info)
