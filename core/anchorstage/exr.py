@@ -1,0 +1,239 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Multilayer OpenEXR for render passes, named the way Blender names its own.
+
+``write_exr`` writes one single-part, ZIP-compressed scanline EXR holding every pass, with
+channels ``<Layer>.<Pass>.<Chan>`` as Blender's own multilayer files use:
+
+==============  =============================================  =======
+render pass     EXR channels (``naming="blender"``)             type
+==============  =============================================  =======
+color + alpha   ``ViewLayer.Combined.R/G/B/A``                  half
+depth           ``ViewLayer.Depth.Z`` (metres, 1e10 = nothing)  float
+normal          ``ViewLayer.Normal.X/Y/Z`` (world)              half
+confidence      ``ViewLayer.Confidence.X``                      half
+void            ``ViewLayer.Void.X``                            half
+region          ``ViewLayer.Region.X`` (integer ids, -1 none)   float
+alpha (alone)   ``ViewLayer.Alpha.X``                           half
+==============  =============================================  =======
+
+Blender loads such a file as a ``MULTILAYER`` image whose compositor Image node has one
+socket per pass. ``naming="nuke"`` writes the beauty as plain ``R, G, B, A`` (Nuke's rgba)
+and every other pass as ``<pass>.<chan>`` (``depth.Z``, ``normal.X`` ...), one Nuke layer
+each; ``naming="plain"`` writes a single pass with bare channel names (``R, G, B[, A]`` or
+``Y``) for applications that want one pass per file (After Effects).
+
+The camera (camera JSON, see docs/conventions.md) and optional metadata are stored as string
+attributes ``anchorstage/camera`` and ``anchorstage/meta`` in the header. Files are written
+atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .atomic import atomic_file
+from .camera import Camera
+from .errors import InputError, OutputError
+
+__all__ = ["write_exr", "read_exr", "exr_channel_names", "NAMINGS", "BLENDER_PASS_NAMES", "HALF_PASSES"]
+
+NAMINGS = ("blender", "nuke", "plain")
+#: Our pass name → Blender pass name and channel ids.
+BLENDER_PASS_NAMES: dict[str, tuple[str, str]] = {
+    "color": ("Combined", "RGB"),
+    "depth": ("Depth", "Z"),
+    "normal": ("Normal", "XYZ"),
+    "confidence": ("Confidence", "X"),
+    "void": ("Void", "X"),
+    "region": ("Region", "X"),
+    "alpha": ("Alpha", "X"),
+}
+#: Passes stored as 16-bit half by default; depth and region ids stay 32-bit float.
+HALF_PASSES = ("color", "alpha", "normal", "confidence", "void")
+_FROM_BLENDER = {v[0].lower(): k for k, v in BLENDER_PASS_NAMES.items()}
+
+
+def _as_numpy(name: str, x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x)
+    if a.ndim not in (2, 3):
+        raise InputError(f"write_exr: pass {name!r} must be [H, W] or [H, W, C] (got shape {list(a.shape)})")
+    return a
+
+
+def exr_channel_names(pass_name: str, naming: str = "blender", layer: str = "ViewLayer",
+                      with_alpha: bool = True) -> list[str]:
+    """EXR channel names for one of our passes under a naming scheme (see the module table)."""
+    blender, chans = BLENDER_PASS_NAMES[pass_name]
+    if pass_name == "color" and with_alpha:
+        chans = "RGBA"
+    if naming == "blender":
+        return [f"{layer}.{blender}.{c}" for c in chans]
+    if naming == "nuke":
+        return list(chans) if pass_name == "color" else [f"{pass_name}.{c}" for c in chans]
+    if pass_name in ("color", "normal"):
+        return list(chans) if pass_name == "color" else list("RGB")
+    return ["Y"]
+
+
+def write_exr(
+    path: str | os.PathLike,
+    passes: Mapping[str, Any],
+    camera: Optional[Camera] = None,
+    *,
+    layer: str = "ViewLayer",
+    naming: str = "blender",
+    half_for: Sequence[str] = HALF_PASSES,
+    meta: Optional[Mapping[str, Any]] = None,
+) -> Path:
+    """Write render passes as one multilayer EXR.
+
+    Args:
+        path: output ``.exr`` file (its folder is created).
+        passes: pass name → [H, W] or [H, W, C] tensor/array, as returned by
+            :func:`anchorstage.render` (``color`` [H, W, 3] linear, ``alpha`` [H, W],
+            ``depth`` [H, W] metres, ``normal`` [H, W, 3] world, ``confidence``, ``void``
+            [H, W], ``region`` [H, W] int). ``color`` and ``alpha`` together form Combined RGBA.
+        camera: stored in the header as camera JSON (Blender ``matrix_world``, metres).
+        layer: view-layer name for ``naming="blender"``.
+        naming: ``"blender"``, ``"nuke"`` or ``"plain"`` (plain: exactly one pass, bare names).
+        half_for: passes written as half floats; the rest are 32-bit float.
+        meta: JSON-ready metadata stored in the header.
+
+    Returns:
+        The written path.
+
+    Raises:
+        InputError: unknown pass or naming, mismatched sizes, non-finite values.
+        OutputError: the folder cannot be written.
+    """
+    import OpenEXR
+
+    if naming not in NAMINGS:
+        raise InputError(f"write_exr: naming must be one of {', '.join(NAMINGS)} (got {naming!r})")
+    if not passes:
+        raise InputError("write_exr: no passes to write")
+    bad = [k for k in passes if k not in BLENDER_PASS_NAMES]
+    if bad:
+        raise InputError(f"write_exr: unknown pass(es) {', '.join(map(repr, bad))}; valid: {', '.join(BLENDER_PASS_NAMES)}")
+    if naming == "plain" and not (len(passes) == 1 or set(passes) == {"color", "alpha"}):
+        raise InputError("write_exr: naming 'plain' holds one pass per file (or color + alpha)")
+    if not layer or "." in layer:
+        raise InputError(f"write_exr: layer name must be non-empty without dots (got {layer!r})")
+    arrays = {k: _as_numpy(k, v) for k, v in passes.items()}
+    shapes = {k: a.shape[:2] for k, a in arrays.items()}
+    if len(set(shapes.values())) != 1:
+        raise InputError(f"write_exr: passes differ in size: {shapes}")
+    with_alpha = "color" in arrays and "alpha" in arrays
+    channels: dict[str, np.ndarray] = {}
+    for name, a in arrays.items():
+        if name == "alpha" and with_alpha:
+            continue
+        planes = [a] if a.ndim == 2 else [a[..., i] for i in range(a.shape[2])]
+        if name == "color" and with_alpha:
+            planes = planes[:3] + [arrays["alpha"]]
+        names = exr_channel_names(name, naming, layer, with_alpha)
+        if len(planes) != len(names):
+            raise InputError(f"write_exr: pass {name!r} needs {len(names)} channel(s) (got {len(planes)})")
+        dtype = np.float16 if name in half_for else np.float32
+        for cname, plane in zip(names, planes):
+            plane = np.asarray(plane, dtype=np.float64 if plane.dtype.kind in "iu" else plane.dtype)
+            if not np.all(np.isfinite(plane)):
+                raise InputError(f"write_exr: pass {name!r} has non-finite values")
+            # OpenEXR writes non-contiguous arrays silently wrong.
+            channels[cname] = np.ascontiguousarray(plane.astype(dtype))
+    header: dict[str, Any] = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    if naming == "blender":
+        header["BlenderMultiChannel"] = "Blender V2.55.1 and newer"
+    if naming == "plain":
+        header["anchorstage/pass"] = ",".join(arrays)
+    if camera is not None:
+        header["anchorstage/camera"] = json.dumps(camera.to_json_dict())
+    if meta:
+        header["anchorstage/meta"] = json.dumps(meta)
+    with atomic_file(path, "EXR file") as tmp:
+        try:
+            OpenEXR.File(header, channels).write(str(tmp))
+        except Exception as e:  # OpenEXR raises plain exceptions on I/O errors
+            raise OutputError(f"EXR file {str(path)!r} cannot be written: {e}") from None
+    return Path(path)
+
+
+def _header_str(header: Mapping[str, Any], key: str) -> Optional[str]:
+    v = header.get(key)
+    if v is None:
+        return None
+    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+
+
+def read_exr(path: str | os.PathLike) -> dict[str, Any]:
+    """Read an EXR written by :func:`write_exr` (or a Blender multilayer render).
+
+    Args:
+        path: the ``.exr`` file.
+
+    Returns:
+        Our pass names → float32 numpy arrays (``color`` [H, W, 3], ``alpha``, ``depth``,
+        ``normal`` [H, W, 3], ``confidence``, ``void`` [H, W], ``region`` [H, W] int32);
+        channels that map to no pass are kept under their EXR names. Also ``camera``
+        (:class:`Camera`) and ``meta`` (dict) when the header holds them.
+
+    Raises:
+        InputError: missing or unreadable file.
+    """
+    import OpenEXR
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"EXR file {str(p)!r} does not exist")
+    try:
+        with OpenEXR.File(str(p), separate_channels=True) as f:
+            header = dict(f.parts[0].header)
+            raw = {n: np.array(c.pixels) for part in f.parts for n, c in part.channels.items()}
+    except Exception as e:  # OpenEXR raises plain exceptions for corrupt files
+        raise InputError(f"EXR file {str(p)!r} cannot be read: {e}") from None
+
+    plain_pass = _header_str(header, "anchorstage/pass")
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for name, a in raw.items():
+        parts = name.split(".")
+        chan = parts[-1]
+        if len(parts) >= 2:
+            pas = _FROM_BLENDER.get(parts[-2].lower(), parts[-2].lower())
+        elif plain_pass and "," not in plain_pass and chan in ("Y", "R", "G", "B"):
+            pas = plain_pass
+        elif chan in ("R", "G", "B", "A"):
+            pas = "color"
+        elif chan == "Z":
+            pas = "depth"
+        else:
+            pas = name
+        groups.setdefault(pas, {})[chan] = a.astype(np.float32)
+
+    out: dict[str, Any] = {}
+    for pas, chans in groups.items():
+        if pas in ("color", "normal") and all(c in chans for c in "RGB"):
+            out[pas] = np.stack([chans[c] for c in "RGB"], axis=-1)
+            if pas == "color" and "A" in chans:
+                out["alpha"] = chans["A"]
+        elif pas == "normal" and all(c in chans for c in "XYZ"):
+            out[pas] = np.stack([chans[c] for c in "XYZ"], axis=-1)
+        elif len(chans) == 1:
+            out[pas] = next(iter(chans.values()))
+        else:
+            out.update({f"{pas}.{c}": v for c, v in chans.items()})
+    if "region" in out:
+        out["region"] = np.rint(out["region"]).astype(np.int32)
+    cam = _header_str(header, "anchorstage/camera")
+    if cam:
+        out["camera"] = Camera.from_json_dict(json.loads(cam), source=f"EXR file {str(p)!r} camera")
+    meta = _header_str(header, "anchorstage/meta")
+    if meta:
+        out["meta"] = json.loads(meta)
+    return out
