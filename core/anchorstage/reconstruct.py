@@ -466,12 +466,15 @@ def _merge_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, need: i
 
 
 def _choose(eligible: torch.Tensor, cost: torch.Tensor, need: int) -> torch.Tensor:
-    """The ``need`` cheapest eligible cells (ties at the threshold all go)."""
+    """Exactly ``min(need, eligible)`` cheapest eligible cells (ties broken in raster order)."""
     n_el = int(eligible.sum())
-    if n_el > need:
-        thr = cost[eligible].kthvalue(max(need, 1)).values
-        eligible = eligible & (cost <= thr)
-    return eligible
+    if n_el <= need:
+        return eligible
+    thr = cost[eligible].kthvalue(max(need, 1)).values
+    chosen = eligible & (cost < thr)
+    ties = (eligible & (cost == thr)).view(-1)
+    ties &= ties.cumsum(0) <= need - int(chosen.sum())
+    return chosen | ties.view_as(chosen)
 
 
 def _records_from_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, mask: torch.Tensor
