@@ -40,7 +40,7 @@ from .device import resolve_device
 from .errors import InputError, MissingDependencyError
 from .splats import Splats
 
-__all__ = ["render", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD", "splat_normals"]
+__all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD", "splat_normals"]
 
 PASSES = ("color", "alpha", "depth", "normal", "confidence", "region", "void")
 BACKENDS = ("auto", "torch", "gsplat")
@@ -51,7 +51,7 @@ DEFAULT_VOID_THRESHOLD = 0.5
 _EMPTY_ALPHA = 0.5 / 255.0
 
 
-def _check_passes(passes: Iterable[str] | str) -> tuple[str, ...]:
+def check_passes(passes: Iterable[str] | str) -> tuple[str, ...]:
     if isinstance(passes, str):
         passes = [p.strip() for p in passes.split(",") if p.strip()]
     out = tuple(dict.fromkeys(passes))
@@ -132,7 +132,7 @@ def render(
         InputError: unknown pass, bad backend/device/background/threshold.
         MissingDependencyError: backend ``"gsplat"`` without gsplat installed.
     """
-    wanted = _check_passes(passes)
+    wanted = check_passes(passes)
     if not isinstance(splats, Splats):
         raise InputError(f"render: splats must be a Splats (got {type(splats).__name__})")
     if not isinstance(camera, Camera):

@@ -1,0 +1,281 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Export rendered frames for compositing: EXRs, void map, region masks, proxy render, metadata.
+
+For frame N (4-digit, e.g. 0012) ``export_frames`` writes into the output folder::
+
+    render.0012.exr                 presets "blender" and "nuke": every pass in one multilayer EXR
+    <pass>.0012.exr                 preset "after-effects": one EXR per pass (color holds RGBA)
+    frame_0012/void_map.png         8-bit, 255 where the camera sees what the photo never saw
+    frame_0012/proxy_render.png     the beauty pass, sRGB 8-bit
+    frame_0012/region_masks/<id>.png  one 8-bit mask per region (255 inside)
+    frame_0012/metadata.json        camera, metric scale, regions (planes, locks), confidence,
+                                    generation parameters, files
+
+Camera sequences come as a list of cameras or a camera-list JSON file (see
+:func:`load_camera_list`); ``frames=(first, last)`` renders only that chunk, so a render farm
+can split a shot. Every file is written atomically; chunks may write into the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .atomic import atomic_file, ensure_writable_dir
+from .camera import Camera
+from .errors import InputError
+from .exr import write_exr
+from .image_io import save_png
+from .progress import ProgressFn, report, scaled
+from .render import DEFAULT_VOID_THRESHOLD, PASSES, render
+
+__all__ = ["export_frames", "load_camera_list", "save_camera_list", "parse_frame_range", "PRESETS", "frame_metadata"]
+
+PRESETS = ("blender", "nuke", "after-effects")
+_NAMING = {"blender": "blender", "nuke": "nuke", "after-effects": "plain"}
+
+CameraList = Sequence[Union[Camera, tuple[int, Camera]]]
+
+
+def parse_frame_range(text: str) -> tuple[int, int]:
+    """``"10-19"`` or ``"7"`` → (first, last), inclusive."""
+    m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", str(text))
+    if m is None:
+        raise InputError(f"frame range must look like 10-19 or 7 (got {text!r})")
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) is not None else first
+    if last < first:
+        raise InputError(f"frame range {text!r}: the last frame comes before the first")
+    return first, last
+
+
+def load_camera_list(path: str | os.PathLike, first_frame: int = 1) -> list[tuple[int, Camera]]:
+    """Read a camera sequence.
+
+    The file holds a JSON list. Each entry is a camera JSON object (as for ``--camera``) with
+    an optional integer ``"frame"``, or ``{"frame": N, "camera": {...}}``; entries without a
+    frame number are numbered from ``first_frame`` by position. A single camera object is a
+    one-frame list.
+
+    Returns:
+        (frame number, camera) pairs in file order.
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"camera list {str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"camera list {str(p)!r} cannot be read: {e}") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not data:
+        raise InputError(f"camera list {str(p)!r}: expected a non-empty JSON list of cameras")
+    out = []
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise InputError(f"camera list {str(p)!r}: entry {i} is not a JSON object")
+        frame = entry.get("frame", first_frame + i)
+        if isinstance(frame, bool) or not isinstance(frame, int):
+            raise InputError(f"camera list {str(p)!r}: entry {i} has a non-integer frame {frame!r}")
+        cam = entry["camera"] if "camera" in entry else {k: v for k, v in entry.items() if k != "frame"}
+        out.append((frame, Camera.from_json_dict(cam, source=f"camera list {str(p)!r} entry {i}")))
+    frames = [f for f, _ in out]
+    if len(set(frames)) != len(frames):
+        raise InputError(f"camera list {str(p)!r}: frame numbers repeat")
+    return out
+
+
+def save_camera_list(path: str | os.PathLike, cameras: CameraList, first_frame: int = 1) -> None:
+    """Write a camera sequence that :func:`load_camera_list` reads (atomically)."""
+    entries = [{"frame": f, **c.to_json_dict()} for f, c in _numbered(cameras, first_frame)]
+    with atomic_file(path, "camera list") as tmp:
+        tmp.write_text(json.dumps(entries, indent=1), encoding="utf-8")
+
+
+def _numbered(cameras: Any, first_frame: int) -> list[tuple[int, Camera]]:
+    if isinstance(cameras, (str, os.PathLike)):
+        return load_camera_list(cameras, first_frame)
+    if isinstance(cameras, Camera):
+        cameras = [cameras]
+    out = []
+    for i, c in enumerate(cameras):
+        if isinstance(c, Camera):
+            out.append((first_frame + i, c))
+        elif isinstance(c, tuple) and len(c) == 2 and isinstance(c[1], Camera):
+            out.append((int(c[0]), c[1]))
+        else:
+            raise InputError(f"export: camera {i} must be a Camera or (frame, Camera) (got {type(c).__name__})")
+    if not out:
+        raise InputError("export: no cameras given")
+    return out
+
+
+def _blender_rotation(cam: Camera) -> tuple[list[float], list[float]]:
+    """Blender object rotation of the camera: quaternion wxyz and XYZ Euler in degrees."""
+    from scipy.spatial.transform import Rotation
+
+    rot = Rotation.from_matrix(cam.matrix_world[:3, :3])
+    x, y, z, w = rot.as_quat()
+    return [float(w), float(x), float(y), float(z)], [float(a) for a in rot.as_euler("xyz", degrees=True)]
+
+
+def frame_metadata(frame: int, camera: Camera, passes: Mapping[str, Any], *, regions: Sequence[Any] = (),
+                   metric_scale: float = 1.0, reference: Optional[Camera] = None,
+                   generation: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The JSON-ready metadata of one frame.
+
+    Args:
+        frame: frame number.
+        camera: the frame's camera.
+        passes: the rendered passes (numpy or torch, as from :func:`anchorstage.render`).
+        regions: the scene's :class:`~anchorstage.region.Region` list.
+        metric_scale: metres per scene unit of the reconstruction (1.0 = metric).
+        reference: the photo's camera, for the view angle.
+        generation: generation parameters to record (prompt, seed, model ...).
+    """
+    quat, euler = _blender_rotation(camera)
+    cam = camera.to_json_dict()
+    cam.update({"position_m": camera.position.tolist(), "rotation_quaternion_wxyz": quat,
+                "rotation_euler_xyz_deg": euler, "focal_px": camera.focal_px,
+                "principal_point_px": list(camera.principal_point_px), "fov_deg": list(camera.fov_deg),
+                "focal_35mm_equiv": camera.focal_35mm_equiv})
+    conf: dict[str, Any] = {}
+    void = _np(passes.get("void"))
+    if void is not None:
+        conf["void_coverage"] = float(void.mean())
+    c = _np(passes.get("confidence"))
+    a = _np(passes.get("alpha"))
+    if c is not None and a is not None:
+        seen = a > 1e-3
+        conf["mean_depth_confidence"] = float((c[seen] / a[seen]).mean()) if seen.any() else 0.0
+    if reference is not None:
+        cosang = float(np.clip(np.dot(reference.forward, camera.forward), -1.0, 1.0))
+        conf["view_angle_deg"] = math.degrees(math.acos(cosang))
+        conf["baseline_m"] = float(np.linalg.norm(camera.position - reference.position))
+    region_pass = _np(passes.get("region"))
+    regs = []
+    for r in regions:
+        d = r.to_json_dict()
+        if region_pass is not None:
+            d["visible_px"] = int((region_pass == r.index).sum())
+        regs.append(d)
+    return {"format": "anchorstage-frame", "format_version": 1, "frame": int(frame), "units": "metres",
+            "metric_scale": float(metric_scale), "camera": cam, "regions": regs, "confidence": conf,
+            "generation": dict(generation or {})}
+
+
+def _np(x: Any) -> Optional[np.ndarray]:
+    if x is None:
+        return None
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "region"
+
+
+def export_frames(
+    scene: Any,
+    cameras: Union[CameraList, str, os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    preset: str = "blender",
+    frames: Optional[tuple[int, int]] = None,
+    first_frame: int = 1,
+    passes: Sequence[str] = PASSES,
+    backend: str = "auto",
+    device: str = "auto",
+    void_threshold: float = DEFAULT_VOID_THRESHOLD,
+    generation: Optional[Mapping[str, Any]] = None,
+    progress: Optional[ProgressFn] = None,
+) -> list[dict[str, Any]]:
+    """Render and export a camera sequence (or one camera) of a scene.
+
+    Args:
+        scene: a :class:`~anchorstage.scene.Scene` (splats, regions, reference camera, meta).
+        cameras: a Camera, a list of Cameras (numbered from ``first_frame``), a list of
+            (frame, Camera), or a camera-list JSON path (:func:`load_camera_list`).
+        out_dir: output folder (created).
+        preset: ``"blender"``, ``"nuke"`` or ``"after-effects"``.
+        frames: optional inclusive (first, last) frame-number chunk to export.
+        first_frame: number of the first camera when the list carries no frame numbers.
+        passes: passes to render (all by default; masks and maps need region / void).
+        backend: render backend (``"auto"``, ``"torch"``, ``"gsplat"``).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        void_threshold: alpha below which a pixel is void.
+        generation: generation parameters recorded in each frame's metadata.
+        progress: optional progress callback.
+
+    Returns:
+        Each exported frame's metadata (as written to its metadata.json, with ``files``).
+
+    Raises:
+        InputError: unknown preset, no frames in the chunk, bad cameras or passes.
+        OutputError: the output folder cannot be written.
+    """
+    if preset not in PRESETS:
+        raise InputError(f"export: preset must be one of {', '.join(PRESETS)} (got {preset!r})")
+    numbered = _numbered(cameras, first_frame)
+    if frames is not None:
+        lo, hi = frames
+        numbered = [(f, c) for f, c in numbered if lo <= f <= hi]
+        if not numbered:
+            raise InputError(f"export: no frames in the chunk {lo}-{hi}")
+    out = ensure_writable_dir(out_dir, "export folder")
+    splats, regions = scene.splats, list(getattr(scene, "regions", []) or [])
+    meta = dict(getattr(scene, "meta", {}) or {})
+    naming = _NAMING[preset]
+    results = []
+    for k, (frame, cam) in enumerate(numbered):
+        step = scaled(progress, k / len(numbered), (k + 1) / len(numbered))
+        report(step, 0.0, f"frame {frame}: render")
+        res = render(splats, cam, passes, backend=backend, device=device, void_threshold=void_threshold)
+        res = {name: t.detach().cpu() for name, t in res.items()}
+        report(step, 0.6, f"frame {frame}: write")
+        tag = f"{frame:04d}"
+        fdir = out / f"frame_{tag}"
+        files: dict[str, Any] = {}
+        md = frame_metadata(frame, cam, res, regions=regions, metric_scale=meta.get("metric_scale", 1.0),
+                            reference=getattr(scene, "camera", None), generation=generation)
+        header_meta = {"frame": frame, "metric_scale": md["metric_scale"]}
+        if naming == "plain":
+            groups = [[p] for p in res if p != "alpha" or "color" not in res]
+            for g in groups:
+                if g == ["color"] and "alpha" in res:
+                    g = ["color", "alpha"]
+                path = out / f"{g[0]}.{tag}.exr"
+                write_exr(path, {p: res[p] for p in g}, camera=cam, naming="plain", meta=header_meta)
+                files[g[0]] = path.name
+        else:
+            path = out / f"render.{tag}.exr"
+            write_exr(path, res, camera=cam, naming=naming, meta=header_meta)
+            files["exr"] = path.name
+        if "void" in res:
+            save_png(fdir / "void_map.png", (res["void"].numpy() > 0.5).astype(np.uint8) * 255)
+            files["void_map"] = f"frame_{tag}/void_map.png"
+        if "color" in res:
+            save_png(fdir / "proxy_render.png", res["color"].numpy())
+            files["proxy_render"] = f"frame_{tag}/proxy_render.png"
+        if "region" in res:
+            reg = res["region"].numpy()
+            names = {r.index: _safe(r.id) for r in regions}
+            for idx in sorted(set(names) | {int(i) for i in np.unique(reg) if i >= 0}):
+                name = names.get(idx, f"region_{idx}")
+                save_png(fdir / "region_masks" / f"{name}.png", (reg == idx).astype(np.uint8) * 255)
+                files.setdefault("region_masks", {})[str(idx)] = f"frame_{tag}/region_masks/{name}.png"
+            for d in md["regions"]:
+                d["mask"] = files["region_masks"][str(d["index"])]
+        md.update({"preset": preset, "passes": list(res), "files": files,
+                   "render": {"backend": backend, "void_threshold": void_threshold}})
+        with atomic_file(fdir / "metadata.json", "metadata file") as tmp:
+            tmp.write_text(json.dumps(md, indent=2), encoding="utf-8")
+        results.append(md)
+        report(step, 1.0, f"frame {frame}: done")
+    return results
