@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""3DGS PLY: our layout round-trips; SHARP's files and generic (SH) 3DGS files read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from anchorstage import InputError, Splats, read_ply, write_ply
+from anchorstage.ply import SH_C0, read_ply_info
+
+STANDARD = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+            "rot_0", "rot_1", "rot_2", "rot_3"]
+
+
+def _splats(n=500, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(n, 4, generator=g)
+    q = q / q.norm(dim=1, keepdim=True)
+    return Splats(means=torch.randn(n, 3, generator=g) * 5, quats=q, scales=torch.rand(n, 3, generator=g) * 0.1 + 1e-4,
+                  opacities=torch.rand(n, generator=g) * 0.98 + 0.01, colors=torch.rand(n, 3, generator=g))
+
+
+def _write_raw(path, fmt, elements, comments=()):
+    """A PLY written by hand: elements = [(name, structured array)], fmt binary_little_endian/big/ascii."""
+    kinds = {"f4": "float", "u4": "uint", "i4": "int", "u1": "uchar", "f8": "double"}
+    head = ["ply", f"format {fmt} 1.0", *[f"comment {c}" for c in comments]]
+    for name, arr in elements:
+        head.append(f"element {name} {len(arr)}")
+        head += [f"property {kinds[arr.dtype[k].str[1:]]} {k}" for k in arr.dtype.names]
+    head.append("end_header")
+    with open(path, "wb") as f:
+        f.write(("\n".join(head) + "\n").encode())
+        for _, arr in elements:
+            if fmt == "ascii":
+                for row in arr:
+                    f.write((" ".join(repr(float(v)) if isinstance(v, np.floating) else str(v) for v in row) + "\n").encode())
+            else:
+                f.write(arr.astype(arr.dtype.newbyteorder("<" if fmt == "binary_little_endian" else ">")).tobytes())
+
+
+def _vertex(sp, dc, extra=()):
+    n = len(sp)
+    names = STANDARD + [e for e, _ in extra]
+    v = np.zeros(n, dtype=[(k, "f4") for k in names])
+    v["x"], v["y"], v["z"] = sp.means.numpy().T
+    v["f_dc_0"], v["f_dc_1"], v["f_dc_2"] = dc.T
+    o = sp.opacities.double().numpy()
+    v["opacity"] = np.log(o / (1 - o))
+    v["scale_0"], v["scale_1"], v["scale_2"] = np.log(sp.scales.double().numpy()).T
+    v["rot_0"], v["rot_1"], v["rot_2"], v["rot_3"] = sp.quats.numpy().T
+    for name, values in extra:
+        v[name] = values
+    return v
+
+
+def test_round_trip_and_standard_header(tmp_path):
+    sp = _splats()
+    path = tmp_path / "s.ply"
+    write_ply(path, sp)
+    head = path.read_bytes().split(b"end_header\n")[0].decode().splitlines()
+    assert head[1] == "format binary_little_endian 1.0"
+    props = [line.split()[-1] for line in head if line.startswith("property")]
+    assert props[:3] == ["x", "y", "z"] and [p for p in props if p in STANDARD] == STANDARD
+    assert all(line.split()[1] == "float" for line in head if line.startswith("property"))
+    assert path.stat().st_size == len("\n".join(head)) + 1 + len("end_header\n") + 17 * 4 * len(sp)
+    back = read_ply(path)
+    assert torch.equal(back.means, sp.means) and torch.equal(back.quats, sp.quats)
+    for k in ("scales", "opacities", "colors"):
+        torch.testing.assert_close(getattr(back, k), getattr(sp, k), rtol=1e-6, atol=1e-6)
+    # The written normals are the splats' local z axes.
+    info = read_ply_info(path)
+    assert info.color_space == "linearRGB" and info.sh_degree == 0
+
+
+def test_empty_and_extreme_values(tmp_path):
+    empty = Splats(means=torch.zeros(0, 3), quats=torch.zeros(0, 4), scales=torch.zeros(0, 3),
+                   opacities=torch.zeros(0), colors=torch.zeros(0, 3))
+    write_ply(tmp_path / "e.ply", empty)
+    assert len(read_ply(tmp_path / "e.ply")) == 0
+    sp = _splats(4)
+    sp.opacities[:] = torch.tensor([0.0, 1.0, 0.5, 1e-9])
+    write_ply(tmp_path / "x.ply", sp)
+    back = read_ply(tmp_path / "x.ply")
+    assert torch.all(torch.isfinite(back.opacities)) and back.opacities[0] < 1e-6 and back.opacities[1] > 1 - 1e-6
+
+
+def test_sharp_layout_with_supplementary_elements(tmp_path):
+    sp = _splats(300)
+    srgb = np.where(sp.colors.numpy() <= 0.0031308, sp.colors.numpy() * 12.92,
+                    1.055 * sp.colors.numpy() ** (1 / 2.4) - 0.055)
+    v = _vertex(sp, (srgb - 0.5) / SH_C0)
+    elems = [("vertex", v),
+             ("extrinsic", np.array([(x,) for x in np.eye(4).ravel()], dtype=[("extrinsic", "f4")])),
+             ("intrinsic", np.array([(x,) for x in [500, 0, 320, 0, 500, 240, 0, 0, 1]], dtype=[("intrinsic", "f4")])),
+             ("image_size", np.array([(640,), (480,)], dtype=[("image_size", "u4")])),
+             ("frame", np.array([(1,), (300,)], dtype=[("frame", "i4")])),
+             ("disparity", np.array([(0.1,), (0.9,)], dtype=[("disparity", "f4")])),
+             ("color_space", np.array([(0,)], dtype=[("color_space", "u1")])),
+             ("version", np.array([(1,), (5,), (0,)], dtype=[("version", "u1")]))]
+    _write_raw(tmp_path / "sharp.ply", "binary_little_endian", elems)
+    info = read_ply_info(tmp_path / "sharp.ply")
+    assert info.color_space == "sRGB"
+    np.testing.assert_allclose(info.splats.colors.numpy(), sp.colors.numpy(), atol=1e-5)  # back to linear
+    np.testing.assert_allclose(info.splats.means.numpy(), sp.means.numpy())
+    np.testing.assert_allclose(info.splats.opacities.numpy(), sp.opacities.numpy(), rtol=1e-5)
+    assert info.supplements["image_size"].tolist() == [640, 480]
+    assert info.supplements["intrinsic"].reshape(3, 3)[0, 0] == 500
+    assert info.supplements["version"].tolist() == [1, 5, 0]
+    # color_space 1 means the DC colours are already linear.
+    elems[6] = ("color_space", np.array([(1,)], dtype=[("color_space", "u1")]))
+    _write_raw(tmp_path / "sharp_lin.ply", "binary_little_endian", elems)
+    np.testing.assert_allclose(read_ply(tmp_path / "sharp_lin.ply").colors.numpy(), srgb, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["binary_little_endian", "binary_big_endian", "ascii"])
+def test_generic_3dgs_with_spherical_harmonics(tmp_path, fmt):
+    sp = _splats(50)
+    rest = [(f"f_rest_{i}", np.random.default_rng(i).normal(size=50).astype(np.float32)) for i in range(45)]
+    normals = [(k, np.zeros(50, np.float32)) for k in ("nx", "ny", "nz")]
+    v = _vertex(sp, (sp.colors.numpy() - 0.5) / SH_C0, normals + rest)
+    v["rot_0"] *= 3.0  # trained files store unnormalised rotations
+    v["rot_1"] *= 3.0
+    v["rot_2"] *= 3.0
+    v["rot_3"] *= 3.0
+    _write_raw(tmp_path / "g.ply", fmt, [("vertex", v)], comments=["generated by a trainer"])
+    info = read_ply_info(tmp_path / "g.ply")
+    assert info.sh_degree == 3 and info.comments == ["generated by a trainer"]
+    np.testing.assert_allclose(info.splats.colors.numpy(), sp.colors.numpy(), atol=1e-5)
+    np.testing.assert_allclose(info.splats.quats.numpy(), sp.quats.numpy(), atol=1e-6)
+    np.testing.assert_allclose(info.splats.scales.numpy(), sp.scales.numpy(), rtol=1e-5)
+
+
+def test_bad_files_are_named(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_ply(tmp_path / "none.ply")
+    (tmp_path / "t.ply").write_text("hello")
+    with pytest.raises(InputError, match="not a PLY"):
+        read_ply(tmp_path / "t.ply")
+    mesh = np.zeros(3, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    _write_raw(tmp_path / "m.ply", "binary_little_endian", [("vertex", mesh)])
+    with pytest.raises(InputError, match="missing vertex properties f_dc_0"):
+        read_ply(tmp_path / "m.ply")
+    write_ply(tmp_path / "s.ply", _splats(10))
+    data = (tmp_path / "s.ply").read_bytes()
+    (tmp_path / "cut.ply").write_bytes(data[:-20])
+    with pytest.raises(InputError, match="truncated"):
+        read_ply(tmp_path / "cut.ply")
