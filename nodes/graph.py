@@ -35,13 +35,19 @@ def _is_stage_node(node) -> bool:
     return callable(getattr(type(node), "compute", None)) and hasattr(node, "job_params")
 
 
+_INVALID = object()
+
+
 def _source_of(socket):
-    """(node, socket) feeding an input socket, through reroutes; None when unlinked/muted."""
+    """(node, socket) feeding an input socket, through reroutes; None when unlinked/muted;
+    ``_INVALID`` when Blender marked a link invalid (it closes a cycle)."""
     seen = 0
     while socket.is_linked and seen < 64:
         link = socket.links[0]
-        if not link.is_valid or link.is_muted:
+        if link.is_muted:
             return None
+        if not link.is_valid:
+            return _INVALID
         node = link.from_node
         if node.bl_idname == "NodeReroute":
             socket = node.inputs[0]
@@ -62,6 +68,9 @@ def build_jobs(tree, context) -> tuple[dict[str, Job], dict[str, str]]:
         for sock in node.inputs:
             src = _source_of(sock)
             if src is None:
+                continue
+            if src is _INVALID:
+                problems[node.name] = f"the link into {sock.name!r} is invalid: the node links form a cycle"
                 continue
             from_node, from_socket = src
             if not _is_stage_node(from_node) or from_node.mute:
@@ -96,7 +105,8 @@ def run_tree(tree, context=None, *, targets: Optional[list[str]] = None,
             from anchorstage import InputError
 
             raise InputError(_msg)
-        jobs[name].run = failing
+        # Run the failing stand-in whatever its inputs, so the problem is shown on this node.
+        jobs[name].run, jobs[name].required, jobs[name].inputs = failing, (), {}
     try:
         report = executor_for(tree).run(jobs, targets=targets, progress=progress, force=force)
     except GraphError as e:

@@ -6,7 +6,20 @@ import os
 
 import bpy
 
-from .base import AnchorStageNode, file_stamp
+from .base import AnchorStageNode
+
+# path -> (input hash, stamp of what was written): an unchanged export is not written again,
+# a deleted or replaced output is.
+_WRITTEN: dict = {}
+
+
+def _stamp(path: str):
+    p = os.path.join(path, "scene.json") if os.path.isdir(path) else path
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
 
 FORMATS = (
     ("SCENE", "Scene Folder", "scene.json, splats.ply (+ exact extras), image, depth, region masks"),
@@ -37,20 +50,22 @@ class AnchorStageExportNode(AnchorStageNode, bpy.types.Node):
         layout.prop(self, "filepath", text="")
         layout.prop(self, "overwrite")
 
+    volatile = True  # checks its own output on disk (see _WRITTEN)
+
     def job_params(self, context):
-        # The target's stamp is part of the key: a deleted or replaced output is written again.
-        stamp = file_stamp(self.filepath)
-        if self.filepath and os.path.isdir(stamp[0]):
-            stamp = [stamp[0], "dir", os.path.getmtime(stamp[0])]
-        return {"format": self.format, "target": stamp, "overwrite": self.overwrite}
+        path = os.path.normpath(bpy.path.abspath(self.filepath)) if self.filepath else ""
+        return {"format": self.format, "target": path, "overwrite": self.overwrite}
 
     @staticmethod
     def compute(params, inputs, ctx):
         from anchorstage import InputError
 
-        path = params["target"][0]
+        path = params["target"]
         if not path:
             raise InputError("Export node: no output path is set")
+        if _WRITTEN.get(path) == (ctx.input_hash, _stamp(path)):
+            ctx.note(f"up to date: {path}")
+            return {"path": path}
         fmt = params["format"]
         if fmt in ("SCENE", "PLY") and "scene" not in inputs:
             raise InputError(f"Export node: {fmt.lower()} export needs the Splat Scene input connected")
@@ -75,6 +90,7 @@ class AnchorStageExportNode(AnchorStageNode, bpy.types.Node):
             p = inputs["passes"]
             write_exr(path, p["passes"], camera=p["camera"])
             out = path
+        _WRITTEN[path] = (ctx.input_hash, _stamp(path))
         ctx.note(f"wrote {out}")
         return {"path": str(out)}
 
