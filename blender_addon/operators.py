@@ -301,6 +301,44 @@ class ANCHORSTAGE_OT_camera_focal_preset(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ANCHORSTAGE_OT_export_camera_list(bpy.types.Operator, ExportHelper):
+    """Write the scene camera's animation as a camera-list JSON (one metric camera per frame) for
+    `anchorstage export --cameras` on machines without Blender"""
+
+    bl_idname = "anchorstage.export_camera_list"
+    bl_label = "Export Camera List (.json)"
+    filename_ext = ".json"
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+    camera: bpy.props.StringProperty(name="Camera", default="", description="Camera object; empty: the scene camera")
+    frame_start: bpy.props.IntProperty(name="Start", default=-1, description="-1: the scene's frame range")
+    frame_end: bpy.props.IntProperty(name="End", default=-1)
+
+    def execute(self, context):
+        from anchorstage.export import save_camera_list
+
+        scene = context.scene
+        first = scene.frame_start if self.frame_start < 0 else self.frame_start
+        last = scene.frame_end if self.frame_end < 0 else self.frame_end
+        if last < first:
+            self.report({"ERROR"}, f"Camera list: frame range {first}-{last} is empty")
+            return {"CANCELLED"}
+        current = scene.frame_current
+        cams = []
+        try:
+            obj = _camera_object(context, self.camera)
+            for f in range(first, last + 1):
+                scene.frame_set(f)
+                cams.append((f, boundary.camera_from_blender(obj, scene)))
+            save_camera_list(self.filepath, cams)
+        except Exception as e:  # noqa: BLE001
+            self.report({"ERROR"}, f"Camera list: {_error_text(e)}")
+            return {"CANCELLED"}
+        finally:
+            scene.frame_set(current)
+        self.report({"INFO"}, f"Wrote {len(cams)} cameras to {self.filepath}")
+        return {"FINISHED"}
+
+
 # ---------------------------------------------------------------------------------------------- PLY
 class ANCHORSTAGE_OT_import_ply(bpy.types.Operator, ImportHelper):
     """Import a 3D Gaussian Splatting PLY (standard 3DGS, SHARP) as a splat object"""
@@ -367,6 +405,7 @@ def _menu_import(self, context):
 
 def _menu_export(self, context):
     self.layout.operator(ANCHORSTAGE_OT_export_ply.bl_idname, text="Gaussian Splats (.ply)")
+    self.layout.operator(ANCHORSTAGE_OT_export_camera_list.bl_idname, text="AnchorStage Camera List (.json)")
 
 
 # ---------------------------------------------------------------------------------------------- compositor
@@ -409,7 +448,7 @@ classes = (
     ANCHORSTAGE_OT_new_stage, ANCHORSTAGE_OT_execute, ANCHORSTAGE_OT_clear_cache,
     ANCHORSTAGE_OT_camera_dolly, ANCHORSTAGE_OT_camera_truck, ANCHORSTAGE_OT_camera_pedestal,
     ANCHORSTAGE_OT_camera_pan, ANCHORSTAGE_OT_camera_tilt, ANCHORSTAGE_OT_camera_roll, ANCHORSTAGE_OT_camera_orbit,
-    ANCHORSTAGE_OT_camera_focal_preset, ANCHORSTAGE_OT_import_ply, ANCHORSTAGE_OT_export_ply,
+    ANCHORSTAGE_OT_camera_focal_preset, ANCHORSTAGE_OT_export_camera_list, ANCHORSTAGE_OT_import_ply, ANCHORSTAGE_OT_export_ply,
     ANCHORSTAGE_OT_setup_compositor, ANCHORSTAGE_OT_import_exr,
 )
 _register, _unregister = bpy.utils.register_classes_factory(classes)

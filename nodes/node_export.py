@@ -25,7 +25,12 @@ FORMATS = (
     ("SCENE", "Scene Folder", "scene.json, splats.ply (+ exact extras), image, depth, region masks"),
     ("PLY", "3DGS PLY", "Standard 3D Gaussian Splatting PLY that other splat viewers open"),
     ("EXR", "Multilayer EXR", "The rendered passes (connect Passes) in Blender's layer naming"),
+    ("FRAME", "Compositing Frame", "Render the connected Camera at the current frame and write the compositing "
+                                   "package: EXR(s), void map, region masks, proxy render, metadata.json"),
 )
+PRESETS = (("blender", "Blender", "One multilayer EXR, Blender's layer names"),
+           ("nuke", "Nuke", "One multilayer EXR, layer names Nuke shows"),
+           ("after-effects", "After Effects", "One EXR per pass"))
 
 
 class AnchorStageExportNode(AnchorStageNode, bpy.types.Node):
@@ -40,33 +45,46 @@ class AnchorStageExportNode(AnchorStageNode, bpy.types.Node):
                                        description="Folder (scene) or file (.ply / .exr); '//' is the .blend's folder")
     overwrite: bpy.props.BoolProperty(name="Overwrite", default=True,
                                       description="Replace an existing scene folder or file")
+    preset: bpy.props.EnumProperty(name="Preset", items=PRESETS, default="blender")
 
     def init(self, context):
         self.inputs.new("AnchorStageSocketScene", "Splat Scene", identifier="scene")
         self.inputs.new("AnchorStageSocketPasses", "Passes", identifier="passes")
+        self.inputs.new("AnchorStageSocketCamera", "Camera", identifier="camera")
 
     def draw_props(self, context, layout):
         layout.prop(self, "format", text="")
         layout.prop(self, "filepath", text="")
-        layout.prop(self, "overwrite")
+        if self.format == "FRAME":
+            layout.prop(self, "preset", text="")
+        else:
+            layout.prop(self, "overwrite")
 
     volatile = True  # checks its own output on disk (see _WRITTEN)
 
     def job_params(self, context):
         path = os.path.normpath(bpy.path.abspath(self.filepath)) if self.filepath else ""
-        return {"format": self.format, "target": path, "overwrite": self.overwrite}
+        params = {"format": self.format, "target": path, "overwrite": self.overwrite}
+        if self.format == "FRAME":
+            from .base import pref
+
+            params.update(preset=self.preset, frame=context.scene.frame_current,
+                          device=pref("device", "AUTO", context).lower())
+        return params
 
     @staticmethod
     def compute(params, inputs, ctx):
         from anchorstage import InputError
 
         path = params["target"]
+        fmt = params["format"]
         if not path:
             raise InputError("Export node: no output path is set")
+        if fmt == "FRAME":
+            return AnchorStageExportNode._export_frame(params, inputs, ctx)
         if _WRITTEN.get(path) == (ctx.input_hash, _stamp(path)):
             ctx.note(f"up to date: {path}")
             return {"path": path}
-        fmt = params["format"]
         if fmt in ("SCENE", "PLY") and "scene" not in inputs:
             raise InputError(f"Export node: {fmt.lower()} export needs the Splat Scene input connected")
         if fmt == "SCENE":
@@ -93,6 +111,25 @@ class AnchorStageExportNode(AnchorStageNode, bpy.types.Node):
         _WRITTEN[path] = (ctx.input_hash, _stamp(path))
         ctx.note(f"wrote {out}")
         return {"path": str(out)}
+
+
+    @staticmethod
+    def _export_frame(params, inputs, ctx):
+        from anchorstage import InputError
+        from anchorstage.export import export_frames
+
+        if "scene" not in inputs or "camera" not in inputs:
+            raise InputError("Export node: a compositing frame needs the Splat Scene and Camera inputs connected")
+        key = (params["target"], params["frame"], params["preset"])
+        marker = os.path.join(params["target"], f"frame_{params['frame']:04d}", "metadata.json")
+        if _WRITTEN.get(key) == (ctx.input_hash, _stamp(marker)):
+            ctx.note(f"up to date: frame {params['frame']}")
+            return {"path": params["target"]}
+        records = export_frames(inputs["scene"], [(params["frame"], inputs["camera"])], params["target"],
+                                preset=params["preset"], device=params["device"], progress=ctx.report)
+        _WRITTEN[key] = (ctx.input_hash, _stamp(marker))
+        ctx.note(f"frame {params['frame']} ({params['preset']}) in {params['target']}")
+        return {"path": params["target"], "records": records}
 
 
 register, unregister = bpy.utils.register_classes_factory((AnchorStageExportNode,))

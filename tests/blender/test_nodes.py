@@ -178,3 +178,40 @@ def test_camera_node_follows_the_scene_camera(fresh_scene):
     assert report.ok
     got = _graph().node_outputs(tree, node.name)["camera"]
     assert got.allclose(want, atol=1e-5)
+
+
+def test_export_passes_exr_and_compositing_frame(fresh_scene, tmp_path):
+    from anchorstage import read_exr
+
+    scene = fresh_scene
+    tree, image, depth, reg = _tree(scene)
+    cam_node = tree.nodes.new("AnchorStageCameraNode")
+    cam_node.use_scene_camera = False
+    obj = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(obj)
+    import importlib
+
+    from gt_fixture import load_view
+
+    boundary = importlib.import_module(f"{ADDON_MODULE}.boundary")
+    boundary.apply_camera_to_blender(load_view("v1")["camera"].with_resolution(80, 45), obj, scene, set_resolution=True)
+    cam_node.camera = obj
+    render = tree.nodes.new("AnchorStageRenderNode")
+    tree.links.new(reg.outputs["scene"], render.inputs["scene"])
+    tree.links.new(cam_node.outputs["camera"], render.inputs["camera"])
+    exr = tree.nodes.new("AnchorStageExportNode")
+    exr.format, exr.filepath = "EXR", str(tmp_path / "passes.exr")
+    tree.links.new(render.outputs["passes"], exr.inputs["passes"])
+    frame = tree.nodes.new("AnchorStageExportNode")
+    frame.format, frame.filepath, frame.preset = "FRAME", str(tmp_path / "frames"), "nuke"
+    tree.links.new(reg.outputs["scene"], frame.inputs["scene"])
+    tree.links.new(cam_node.outputs["camera"], frame.inputs["camera"])
+    scene.frame_set(7)
+    report = _graph().run_tree(tree, bpy.context)
+    assert report.ok, (report.errors, report.blocked)
+    back = read_exr(tmp_path / "passes.exr")
+    passes = _graph().node_outputs(tree, render.name)["passes"]["passes"]
+    np.testing.assert_allclose(back["depth"], passes["depth"], rtol=1e-6)
+    assert back["camera"].allclose(load_view("v1")["camera"].with_resolution(80, 45), atol=1e-5)
+    assert (tmp_path / "frames" / "frame_0007" / "metadata.json").is_file()
+    assert (tmp_path / "frames" / "render.0007.exr").is_file()

@@ -177,3 +177,22 @@ def test_ply_export_import_round_trip(small_stage, tmp_path):
         bpy.ops.anchorstage.import_ply(filepath=str(bad))
     with pytest.raises(RuntimeError, match="not a splat object"):
         bpy.ops.anchorstage.export_ply(filepath=str(tmp_path / "x.ply"), object_name=cam.name)
+
+
+def test_camera_animation_exports_as_a_camera_list(small_stage, tmp_path):
+    from anchorstage.export import load_camera_list
+
+    boundary = _addon("boundary")
+    scene, obj, cam = small_stage
+    for f, y in ((1, 0.0), (4, 1.5)):
+        cam.location = (0.0, y, 0.0)
+        cam.keyframe_insert("location", frame=f)
+    scene.frame_set(2)
+    path = tmp_path / "cams.json"
+    assert bpy.ops.anchorstage.export_camera_list(filepath=str(path), frame_start=1, frame_end=4) == {"FINISHED"}
+    assert scene.frame_current == 2
+    cams = load_camera_list(path)
+    assert [f for f, _ in cams] == [1, 2, 3, 4]
+    scene.frame_set(3)
+    assert cams[2][1].allclose(boundary.camera_from_blender(cam, scene), atol=1e-6)
+    assert cams[3][1].position[1] == pytest.approx(1.5)
