@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> list[str]:
     from .splat_object import splat_objects
 
     scene = bpy.context.scene
+    chunk = parse_frames(args.frames) if args.frames else None  # bad ranges fail before any work
     if args.device:
         prefs = get_prefs()
         if prefs is not None:
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> list[str]:
         print(f"AnchorStage batch: saved {os.path.abspath(args.save_blend)}", flush=True)
     if args.no_render:
         return []
-    first, last = parse_frames(args.frames) if args.frames else (scene.frame_start, scene.frame_end)
+    first, last = chunk or (scene.frame_start, scene.frame_end)
     shot = (scene.frame_start, scene.frame_end)
     written = []
     try:

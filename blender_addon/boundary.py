@@ -17,7 +17,7 @@ from anchorstage import Camera, InputError
 
 __all__ = ["render_resolution", "camera_from_blender", "apply_camera_to_blender", "camera_json_from_blender",
            "SPLAT_ATTRIBUTES", "splats_to_mesh", "splats_from_mesh", "is_splat_mesh", "image_to_render_rect",
-           "render_rect_to_image", "image_to_pixels"]
+           "render_rect_to_image", "image_to_pixels", "camera_from_view"]
 
 
 def render_resolution(scene: bpy.types.Scene) -> tuple[int, int]:
@@ -235,3 +235,30 @@ def image_to_pixels(image: np.ndarray) -> np.ndarray:
     else:
         out[..., : a.shape[2]] = a[..., :4]
     return np.ascontiguousarray(out[::-1]).ravel()
+
+
+# ---------------------------------------------------------------------------------------------- viewport
+def camera_from_view(view_matrix, window_matrix, width: int, height: int,
+                     clip_start: float = 0.1, clip_end: float = 1000.0) -> Camera:
+    """A core Camera for a perspective 3D-viewport (or any OpenGL-style projection).
+
+    ``view_matrix`` is world → Blender view space (looks down -Z), ``window_matrix`` the
+    projection; for eye coordinates (x, y, z) the normalised device x is
+    ``(P00 x + P02 z) / -z``, so ``fx = P00 W / 2`` and ``cx = W / 2 (1 - P02)``; likewise
+    ``fy = P11 H / 2`` and, with image rows top-down, ``cy = H / 2 (1 + P12)``.
+    """
+    from anchorstage.camera import BLENDER_FROM_CV
+
+    p = _matrix_to_np(window_matrix)
+    if abs(p[3, 3]) > 1e-9 or abs(p[3, 2] + 1.0) > 1e-6:
+        raise InputError("only perspective views can be rendered by AnchorStage (this view is orthographic)")
+    fx, fy = p[0, 0] * width / 2.0, p[1, 1] * height / 2.0
+    f = 0.5 * (fx + fy)
+    K = np.array([[f, 0.0, width / 2.0 * (1.0 - p[0, 2])], [0.0, f, height / 2.0 * (1.0 + p[1, 2])], [0.0, 0.0, 1.0]])
+    world_from_view = np.linalg.inv(_matrix_to_np(view_matrix))
+    world_from_cam = world_from_view @ BLENDER_FROM_CV
+    # drop any scale the view matrix carries (orthonormalise the rotation)
+    u, _, vt = np.linalg.svd(world_from_cam[:3, :3])
+    world_from_cam[:3, :3] = u @ vt
+    cam = Camera.from_K(K, width, height, world_from_cam=world_from_cam)
+    return cam.replace(clip_start=max(1e-4, float(clip_start)), clip_end=max(float(clip_end), float(clip_start) * 2))

@@ -127,6 +127,56 @@ class AnchorStageRenderEngine(bpy.types.RenderEngine):
         self.update_progress(1.0)
 
 
+    # ------------------------------------------------------------------ viewport (Rendered shading)
+    _VIEW_MAX_SIDE = 640  # render the viewport at most this large, then stretch: stays interactive
+
+    def view_update(self, context, depsgraph):
+        """Scene changed: read the splat objects again (once per change, not per redraw)."""
+        try:
+            self._view_splats = gather_splats(depsgraph)
+            self._view_error = ""
+        except Exception as e:  # noqa: BLE001
+            self._view_splats, self._view_error = None, str(e)
+        self._view_key = None
+
+    def view_draw(self, context, depsgraph):
+        import gpu
+        from gpu_extras.presets import draw_texture_2d
+
+        region, rv3d = context.region, context.region_data
+        if not hasattr(self, "_view_splats"):
+            self.view_update(context, depsgraph)
+        scale = min(1.0, self._VIEW_MAX_SIDE / max(region.width, region.height, 1))
+        w, h = max(1, int(region.width * scale)), max(1, int(region.height * scale))
+        key = (w, h, tuple(map(tuple, rv3d.view_matrix)), tuple(map(tuple, rv3d.window_matrix)))
+        if key != getattr(self, "_view_key", None):
+            self._view_key = key
+            self._view_texture = None
+            if self._view_splats is not None and len(self._view_splats):
+                try:
+                    from anchorstage import render
+
+                    space = context.space_data
+                    camera = boundary.camera_from_view(rv3d.view_matrix, rv3d.window_matrix, w, h,
+                                                       space.clip_start, space.clip_end)
+                    device = (getattr(_prefs(), "device", "AUTO") or "AUTO").lower()
+                    out = render(self._view_splats, camera, passes=("color", "alpha"), device=device)
+                    rgba = np.concatenate([out["color"].cpu().numpy(), out["alpha"].cpu().numpy()[..., None]], -1)
+                    buf = gpu.types.Buffer("FLOAT", w * h * 4, boundary.image_to_render_rect(rgba).ravel())
+                    self._view_texture = gpu.types.GPUTexture((w, h), format="RGBA16F", data=buf)
+                except Exception as e:  # noqa: BLE001 - shown in the header, never raised
+                    self._view_error = str(e)
+            if self._view_error:
+                self.update_stats("AnchorStage", self._view_error)
+        if self._view_texture is None:
+            return
+        gpu.state.blend_set("ALPHA_PREMULT")
+        self.bind_display_space_shader(depsgraph.scene)
+        draw_texture_2d(self._view_texture, (0, 0), region.width, region.height)
+        self.unbind_display_space_shader()
+        gpu.state.blend_set("NONE")
+
+
 def compatible_panels():
     """Blender's own panels that make sense with this engine (output, dimensions, film, passes)."""
     wanted = {"RENDER_PT_format", "RENDER_PT_frame_range", "RENDER_PT_output", "RENDER_PT_encoding",

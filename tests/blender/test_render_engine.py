@@ -196,3 +196,28 @@ def test_camera_animation_exports_as_a_camera_list(small_stage, tmp_path):
     scene.frame_set(3)
     assert cams[2][1].allclose(boundary.camera_from_blender(cam, scene), atol=1e-6)
     assert cams[3][1].position[1] == pytest.approx(1.5)
+
+
+def test_viewport_projection_matches_the_camera(small_stage):
+    """The viewport path rebuilds a core camera from view + projection matrices; for a camera's own
+    matrices it must equal the camera (this is what Rendered shading through the camera draws)."""
+    from mathutils import Euler
+
+    boundary = _addon("boundary")
+    scene, obj, cam = small_stage
+    cam.data.lens, cam.data.shift_x, cam.data.shift_y = 42.0, 0.07, -0.03
+    cam.location, cam.rotation_euler = (0.4, -1.0, 1.3), Euler((1.3, 0.05, 0.4))
+    bpy.context.view_layer.update()
+    dg = bpy.context.evaluated_depsgraph_get()
+    w, h = boundary.render_resolution(scene)
+    proj = cam.calc_matrix_camera(dg, x=w, y=h)
+    view = cam.matrix_world.inverted()
+    got = boundary.camera_from_view(view, proj, w, h, cam.data.clip_start, cam.data.clip_end)
+    want = boundary.camera_from_blender(cam, scene)
+    np.testing.assert_allclose(got.K, want.K, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(got.world_from_cam, want.world_from_cam, atol=1e-5)
+    import mathutils
+
+    ortho = mathutils.Matrix.OrthoProjection("XY", 4)
+    with pytest.raises(Exception, match="orthographic"):
+        boundary.camera_from_view(view, ortho, w, h)
