@@ -19,14 +19,17 @@ _COLOURS = {SKY: (0.35, 0.55, 0.9), GROUND: (0.25, 0.22, 0.18), FACADE: (0.6, 0.
             BOX: (0.8, 0.7, 0.1)}
 
 
-def synthetic_stage(width=640, height=360, lens_mm=35.0):
+def synthetic_stage(width=640, height=360, lens_mm=35.0, world_from_cam=None):
     """Ray-cast an analytic stage like the Cycles fixture: ground z=0, facade y=10, sphere, box.
+
+    The default camera stands 1.6 m above the ground looking slightly down at the facade.
 
     Returns:
         (image_linear [H, W, 3], depth_m [H, W] (inf = sky), object_index [H, W] uint8, camera).
     """
     cam = Camera(width=width, height=height, lens_mm=lens_mm, sensor_width_mm=36.0,
-                 world_from_cam=look_at((0.0, 0.0, 1.6), (0.0, 10.0, 1.2)))
+                 world_from_cam=look_at((0.0, 0.0, 1.6), (0.0, 10.0, 1.2)) if world_from_cam is None
+                 else world_from_cam)
     uv = cam.pixel_centers().reshape(-1, 2)
     xy = (uv - np.asarray(cam.principal_point_px)) / cam.focal_px
     ray = np.concatenate([xy, np.ones((len(xy), 1))], axis=1) @ cam.rotation.T  # camera z = 1: t is planar depth
@@ -143,6 +146,30 @@ def test_no_sky_when_colour_says_otherwise(stage):
     grey_wall[idx == SKY] = (0.1, 0.1, 0.1)  # a dark far wall is not sky
     regions = segment_depth(grey_wall, finite, cam)
     assert not by_label(regions, "sky")
+
+
+def test_pitched_and_rolled_camera():
+    # 25° down and rolled 5°: the ground is found within its wider tolerance, and the facade,
+    # cut by the frame to about a metre of height, perpendicular to it.
+    target = (0.0, 6.0, 1.6 - 6.0 * np.tan(np.radians(25.0)))
+    pose = Camera(width=64, height=36, lens_mm=24.0, world_from_cam=look_at((0.0, 0.0, 1.6), target))
+    pose = pose.roll(5.0).world_from_cam
+    img, depth, idx, cam = synthetic_stage(480, 270, lens_mm=24.0, world_from_cam=pose)
+    regions = segment_depth(img, depth, cam)
+    (ground,) = by_label(regions, "ground")
+    (facade,) = by_label(regions, "facade")
+    assert iou(ground.mask, idx == GROUND) >= 0.8 and iou(facade.mask, idx == FACADE) >= 0.8
+    assert normal_error_deg(ground.plane, [0, 0, 1]) < 2.0 and normal_error_deg(facade.plane, [0, 1, 0]) < 2.0
+
+
+def test_package_facade_is_callable_after_submodule_import(stage):
+    import anchorstage
+    import anchorstage.segment as module
+
+    img, depth, idx, cam = stage
+    _, splats = _splats_from_depth(depth, cam, step=16)
+    scene = SimpleNamespace(image_linear=img, depth_m=depth, camera=cam, splats=splats, regions=[])
+    assert [r.id for r in anchorstage.segment(scene)] == [r.id for r in module.segment_depth(img, depth, cam)]
 
 
 def test_max_regions_and_determinism(stage):

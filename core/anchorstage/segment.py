@@ -14,11 +14,12 @@ Method (all in the world frame, Z up, metres; see docs/region_data_format.md for
    (blue-dominant, or bright and unsaturated) and little texture that connect to them or to the
    top edge (monocular models often give the sky a large finite depth).
 4. Ground: RANSAC over points with near-vertical normals below the camera, hypotheses limited to
-   planes within 20° of horizontal; the plane with most inliers wins and is refined by a
+   planes within 40° of horizontal (a photo's default pose is level, so a pitched camera tilts
+   the ground in the world); the plane with most inliers wins and is refined by a
    least-squares (SVD) fit on its inliers. Inliers are within ``1.5 cm + 2 %`` of the depth.
-5. Facades: the same RANSAC over the remaining points with near-horizontal normals, planes within
-   15° of vertical, repeated while a plane holds ≥ 2 % of the pixels and spans at least 2 m
-   wide and 1.5 m tall (so the face of a box is not a facade).
+5. Facades: the same RANSAC over the remaining points, planes within 15° of perpendicular to the
+   ground found (world Z without one), repeated while a plane holds ≥ 2 % of the pixels and spans at least 2 m
+   wide and 1.5 m tall, or 4 m wide (so the face of a box is not a facade).
 6. Objects: the rest is split into depth-connected components (a jump of more than 5 % in depth
    between neighbours separates them); components under 0.3 % of the image are merged into their
    nearest region. The largest become ``object_001``, ``object_002``, … up to ``max_regions``.
@@ -27,6 +28,8 @@ Method (all in the world frame, Z up, metres; see docs/region_data_format.md for
 from __future__ import annotations
 
 import math
+import sys
+import types
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -45,11 +48,12 @@ WORK_PIXELS = 250_000
 
 _TAU_ABS_M = 0.015
 _TAU_REL = 0.02
-_GROUND_MAX_TILT_DEG = 20.0
+_GROUND_MAX_TILT_DEG = 40.0
 _FACADE_MAX_TILT_DEG = 15.0
 _FACADE_MIN_FRACTION = 0.02
 _FACADE_MIN_WIDTH_M = 2.0
 _FACADE_MIN_HEIGHT_M = 1.5
+_FACADE_WIDE_M = 4.0
 _MAX_FACADES = 4
 _OBJECT_MIN_FRACTION = 0.003
 _DEPTH_JUMP_REL = 0.05
@@ -207,13 +211,12 @@ def _sky(wk: _Work) -> np.ndarray:
     return sky
 
 
-def _plane_extent(pts: np.ndarray, plane: np.ndarray) -> tuple[float, float]:
-    """(horizontal, vertical) robust extent in metres of [N, 3] points on a vertical plane."""
-    n = plane[:3]
-    horiz = np.cross([0.0, 0.0, 1.0], n)
+def _plane_extent(pts: np.ndarray, plane: np.ndarray, up: np.ndarray) -> tuple[float, float]:
+    """(horizontal, vertical) robust extent in metres of [N, 3] points on a plane standing along ``up``."""
+    horiz = np.cross(up, plane[:3])
     horiz /= max(np.linalg.norm(horiz), 1e-12)
     a = pts @ horiz
-    z = pts[:, 2]
+    z = pts @ up
     lo_a, hi_a = np.percentile(a, [2, 98])
     lo_z, hi_z = np.percentile(z, [2, 98])
     return float(hi_a - lo_a), float(hi_z - lo_z)
@@ -249,7 +252,9 @@ def _labels(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera, max_r
 
     report(progress, 0.35, "ground plane")
     cos_g = math.cos(math.radians(_GROUND_MAX_TILT_DEG))
-    cand = free & (np.abs(wk.normals[..., 2]) > math.cos(math.radians(30))) & (wk.points[..., 2] < wk.cam_z)
+    up = np.array([0.0, 0.0, 1.0])
+    cand = free & (np.abs(wk.normals[..., 2]) > math.cos(math.radians(_GROUND_MAX_TILT_DEG + 10))) & \
+        (wk.points[..., 2] < wk.cam_z)
     if cand.sum() >= 0.01 * n_px:
         plane = _ransac(wk.points[cand], wk.normals[cand], wk.depth[cand], rng, lambda n: np.abs(n[:, 2]) > cos_g)
         if plane is not None and abs(plane[2]) > cos_g:
@@ -259,6 +264,8 @@ def _labels(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera, max_r
                 lab[inl] = len(kinds)
                 kinds.append(("ground", _orient(plane, cam), _plane_stats(wk, inl, plane)))
                 free &= ~inl
+                # Facades stand perpendicular to the ground found: robust to a pitched or rolled camera.
+                up = np.asarray(kinds[-1][1][:3])
 
     report(progress, 0.5, "facades")
     sin_f = math.sin(math.radians(_FACADE_MAX_TILT_DEG))
@@ -266,19 +273,21 @@ def _labels(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera, max_r
     for _ in range(_MAX_FACADES + 2):
         if sum(k[0] == "facade" for k in kinds) >= _MAX_FACADES or len(kinds) >= max_regions:
             break
-        cand = free & ~rejected & (np.abs(wk.normals[..., 2]) < math.sin(math.radians(30))) & \
+        cand = free & ~rejected & (np.abs(wk.normals @ up.astype(np.float32)) < math.sin(math.radians(30))) & \
             (np.linalg.norm(wk.normals, axis=-1) > 0)
         if cand.sum() < _FACADE_MIN_FRACTION * n_px:
             break
-        plane = _ransac(wk.points[cand], wk.normals[cand], wk.depth[cand], rng, lambda n: np.abs(n[:, 2]) < sin_f)
-        if plane is None or abs(plane[2]) >= sin_f:
+        plane = _ransac(wk.points[cand], wk.normals[cand], wk.depth[cand], rng, lambda n: np.abs(n @ up) < sin_f)
+        if plane is None or abs(plane[:3] @ up) >= sin_f:
             break
         inl = free & _inliers(wk.points, wk.normals, wk.depth, plane)
         inl = _large_parts(inl, _OBJECT_MIN_FRACTION * n_px)
         if inl.sum() < _FACADE_MIN_FRACTION * n_px:
             break
-        width_m, height_m = _plane_extent(wk.points[inl], plane)
-        if width_m < _FACADE_MIN_WIDTH_M or height_m < _FACADE_MIN_HEIGHT_M:
+        width_m, height_m = _plane_extent(wk.points[inl], plane, up)
+        # A wall cut by the frame may show little height, but it is still wide.
+        wall = (width_m >= _FACADE_MIN_WIDTH_M and height_m >= _FACADE_MIN_HEIGHT_M) or width_m >= _FACADE_WIDE_M
+        if not wall:
             rejected |= inl  # a flat face of an object: leave it for the object stage
             continue
         lab[inl] = len(kinds)
@@ -464,3 +473,17 @@ def segment(scene: Any, *, max_regions: int = 10, progress: Optional[ProgressFn]
     scene.regions = regions
     report(progress, 1.0, "regions done")
     return regions
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``anchorstage.segment`` callable even after ``anchorstage.segment`` (the module) was imported.
+
+    Importing the submodule binds the package attribute ``segment`` to the module, shadowing the
+    lazy facade's function of the same name; calling the module forwards to :func:`segment`.
+    """
+
+    def __call__(self, scene: Any, *, max_regions: int = 10, progress: Optional[ProgressFn] = None) -> list[Region]:
+        return segment(scene, max_regions=max_regions, progress=progress)
+
+
+sys.modules[__name__].__class__ = _CallableModule
