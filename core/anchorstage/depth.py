@@ -454,7 +454,7 @@ def estimate_depth(
                 from .exif import DEFAULT_FOCAL_35MM, FULL_FRAME_DIAGONAL_MM
 
                 focal = DEFAULT_FOCAL_35MM / FULL_FRAME_DIAGONAL_MM * math.hypot(w, h)
-                notes.append(f"no camera and no field-of-view head: assuming a {DEFAULT_FOCAL_35MM:g} mm-equivalent lens")
+                notes.append(f"no camera and no usable field-of-view estimate: assuming a {DEFAULT_FOCAL_35MM:g} mm-equivalent lens")
         # Canonical inverse depth → metric inverse depth at the photo's width, interpolated as inverse depth.
         inv = pred * (w / focal)
         inv = F.interpolate(inv[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
