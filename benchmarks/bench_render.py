@@ -111,8 +111,11 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--json", metavar="OUT.json")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     sp, ref = stage_splats(args.splats)
     cam = ref.with_resolution(args.width, args.height).truck(0.3).orbit((0, 0, 1.2), 6.0, 3.0)
