@@ -146,9 +146,9 @@ def _quat_mul(a: tuple[float, ...], b: tuple[torch.Tensor, ...]) -> torch.Tensor
     aw, ax, ay, az = a
     bw, bx, by, bz = b
     w = aw * bw - ax * bx - ay * by - az * bz
-    q = torch.stack([w, aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw], -1)
-    return q * torch.where(w < 0, -1.0, 1.0)[:, None]
+    sign = torch.where(w < 0, -1.0, 1.0)
+    return torch.stack([w * sign, (aw * bx + ax * bw + ay * bz - az * by) * sign,
+                        (aw * by - ax * bz + ay * bw + az * bx) * sign, (aw * bz + ax * by - ay * bx + az * bw) * sign], -1)
 
 
 def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
@@ -231,7 +231,7 @@ def _one_sided(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
     s_b = (bwd - take(0)).abs().nan_to_num(math.inf)
     f_ok, b_ok = torch.isfinite(fwd), torch.isfinite(bwd)
     use_f = f_ok & (~b_ok | (s_f <= s_b))
-    one_sided = torch.where(use_f, fwd, torch.where(b_ok, bwd, torch.zeros_like(fwd)))
+    one_sided = torch.where(use_f, fwd, torch.where(b_ok, bwd, 0.0))
     # Where both sides agree the surface is smooth: the central difference is second-order accurate.
     smooth = f_ok & b_ok & ((fwd - bwd).abs() <= 0.05 * (fwd.abs() + bwd.abs()))
     return torch.where(smooth, 0.5 * (fwd + bwd), one_sided)
@@ -248,7 +248,7 @@ def _second_diff(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor
         return torch.zeros_like(w)
     ok = valid.narrow(dim, 0, n - 2) & valid.narrow(dim, 1, n - 2) & valid.narrow(dim, 2, n - 2)
     sd = w.narrow(dim, 0, n - 2) + w.narrow(dim, 2, n - 2) - 2 * w.narrow(dim, 1, n - 2)
-    sd = torch.where(ok, sd.abs(), torch.zeros_like(sd))  # second difference centred on 1..n-2
+    sd = torch.where(ok, sd.abs(), 0.0)  # second difference centred on 1..n-2
     e = torch.cat([sd.narrow(dim, 0, 1), sd, sd.narrow(dim, n - 3, 1)], dim)
     return e / w.clamp_min(1e-30)
 
@@ -263,7 +263,7 @@ class _Pixels:
 
     z: torch.Tensor
     valid: torch.Tensor
-    n: torch.Tensor  # [3, H, W] unit normals facing the camera
+    n: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # 3 x [H, W] unit normal components, facing the camera
     conf: torch.Tensor
     xs: torch.Tensor
     ys: torch.Tensor
@@ -276,18 +276,17 @@ def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
     f = camera.focal_px
     cx, cy = camera.principal_point_px
     valid = torch.isfinite(depth)
-    z = torch.where(valid, depth, torch.zeros_like(depth))
+    z = torch.where(valid, depth, 0.0)
     xs = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5 - cx) / f
     ys = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5 - cy) / f
-    inv = torch.where(valid, 1.0 / z.clamp_min(1e-30), torch.zeros_like(z))
+    inv = torch.where(valid, 1.0 / depth, 0.0)
     # With P = z (x, y, 1) and w = 1/z: dP/du x dP/dv ∝ (w_u, w_v, w/f - w_u x - w_v y) / w^2, which
     # points away from the camera; negated to face it.
     wu = _one_sided(inv, valid, 1)
     wv = _one_sided(inv, valid, 0)
     nz = wu * xs[None, :] + wv * ys[:, None] - inv / f
-    inv_len = torch.rsqrt(wu * wu + wv * wv + nz * nz).nan_to_num(0.0, 0.0, 0.0)
-    n = torch.stack([-wu * inv_len, -wv * inv_len, nz * inv_len])
-    n[2] = torch.where(valid, n[2], torch.full_like(z, -1.0))
+    inv_len = torch.where(valid, torch.rsqrt(wu * wu + wv * wv + nz * nz), 0.0)
+    n = (wu * -inv_len, wv * -inv_len, torch.where(valid, nz * inv_len, -1.0))
 
     # Inverse depth is affine in (u, v) on any plane: its second difference flags depth edges.
     e = torch.maximum(_second_diff(inv, valid, 0), _second_diff(inv, valid, 1))
@@ -296,7 +295,7 @@ def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
     vpad = F.pad(valid, (1, 1, 1, 1), value=True)
     border = ~(vpad[:-2, 1:-1] & vpad[2:, 1:-1] & vpad[1:-1, :-2] & vpad[1:-1, 2:])
     conf = torch.where(border, conf * _SKY_EDGE_CONF, conf)
-    return _Pixels(z=z, valid=valid, n=n, conf=torch.where(valid, conf, torch.zeros_like(conf)), xs=xs, ys=ys)
+    return _Pixels(z=z, valid=valid, n=n, conf=torch.where(valid, conf, 0.0), xs=xs, ys=ys)
 
 
 # ---------------------------------------------------------------------------- second layer
@@ -321,31 +320,36 @@ def _second_layer(px: _Pixels, rgb: torch.Tensor, band: int) -> dict[str, torch.
     z, valid = px.z, px.valid
     h, w = z.shape
     dev = z.device
-    far = torch.where(valid, z, torch.full_like(z, math.inf))
-    padded = F.pad(far, (1, 1, 1, 1), value=math.inf)
-    shifted = torch.stack([padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in _DIRS])
-    zmin, direction = shifted.min(0)
+    padded = F.pad(torch.where(valid, z, math.inf), (1, 1, 1, 1), value=math.inf)
+    shifted = [padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in _DIRS]
+    zmin = torch.minimum(torch.minimum(shifted[0], shifted[1]), torch.minimum(shifted[2], shifted[3]))
     seed = valid & (px.conf < _MERGE_MIN_CONF) & (zmin < z * (1 - _L2_JUMP))
     sidx = seed.view(-1).nonzero()[:, 0]
-    dirs = torch.tensor(_DIRS, device=dev)[direction.view(-1)[sidx]]  # [S, 2]
+    sy, sx = sidx // w, sidx % w
+    # Walk towards the nearest-depth 4-neighbour (the foreground side of the edge).
+    near = torch.stack([padded.view(-1)[(sy + 1 + dy) * (w + 2) + sx + 1 + dx] for dy, dx in _DIRS], 1).argmin(1)
+    dirs = torch.tensor(_DIRS, device=dev)[near]  # [S, 2]
     steps = torch.arange(1, band + 1, device=dev)
-    ty = (sidx // w)[:, None] + dirs[:, :1] * steps  # [S, band]
-    tx = (sidx % w)[:, None] + dirs[:, 1:] * steps
+    ty = sy[:, None] + dirs[:, :1] * steps  # [S, band]
+    tx = sx[:, None] + dirs[:, 1:] * steps
     inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
-    tidx = (ty.clamp(0, h - 1) * w + tx.clamp(0, w - 1))
+    tidx = ty.clamp(0, h - 1) * w + tx.clamp(0, w - 1)
     zs = z.view(-1)[sidx]
     ok = inside & valid.view(-1)[tidx] & (z.view(-1)[tidx] < zs[:, None] * (1 - _L2_JUMP))
     ok = ok.cumprod(1).bool()  # stop at the first pixel that is not in front
     sel_s, sel_j = ok.nonzero(as_tuple=True)
-    t_idx = tidx[sel_s, sel_j]
-    t_idx, first = _unique_first(t_idx)  # a pixel reached from two seeds gets one splat
-    s_idx = sidx[sel_s[first]]
+    t_all = tidx[sel_s, sel_j]
+    # A pixel reached from several seeds gets one splat, from the first of them.
+    order = torch.arange(t_all.numel(), device=dev)
+    first = torch.full((h * w,), t_all.numel(), dtype=torch.long, device=dev).scatter_reduce_(0, t_all, order, "amin")
+    keep = first[t_all] == order
+    t_idx, s_idx = t_all[keep], sidx[sel_s[keep]]
     zs = z.view(-1)[s_idx]
-    n_s = px.n.view(3, -1)[:, s_idx]
+    n_s = torch.stack([c.view(-1)[s_idx] for c in px.n])
     xs_s, ys_s = px.xs[s_idx % w], px.ys[s_idx // w]
     rx, ry = px.xs[t_idx % w], px.ys[t_idx // w]
     nd = n_s[0] * rx + n_s[1] * ry + n_s[2]
-    t = zs * (n_s[0] * xs_s + n_s[1] * ys_s + n_s[2]) / torch.where(nd.abs() < 1e-6, torch.full_like(nd, -1e-6), nd)
+    t = zs * (n_s[0] * xs_s + n_s[1] * ys_s + n_s[2]) / torch.where(nd.abs() < 1e-6, -1e-6, nd)
     zq = z.view(-1)[t_idx]
     plane_ok = (nd < -_MIN_COS * torch.sqrt(rx * rx + ry * ry + 1.0)) & (t > zq * (1 + _L2_JUMP)) & (t < 2 * zs)
     t = torch.where(plane_ok, t, zs)
@@ -359,17 +363,6 @@ _SOA = ("p", "n")  # record fields stored [3, M]; the others are [M] or [M, 3]
 def _take(rec: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
     """The records selected by ``index``."""
     return {k: v[:, index] if k in _SOA else v[index] for k, v in rec.items()}
-
-
-def _unique_first(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unique values of a 1-D tensor and the position of each one's first occurrence."""
-    if x.numel() == 0:
-        return x, x
-    order = torch.argsort(x, stable=True)
-    xs = x[order]
-    keep = torch.ones_like(xs, dtype=torch.bool)
-    keep[1:] = xs[1:] != xs[:-1]
-    return xs[keep], order[keep]
 
 
 # ---------------------------------------------------------------------------- merging
@@ -436,14 +429,14 @@ def _merge_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, need: i
     h2, w2 = zq[0].shape
     xq = [px.xs[j:2 * w2:2][None, :] for i in (0, 1) for j in (0, 1)]
     yq = [px.ys[i:2 * h2:2][:, None] for i in (0, 1) for j in (0, 1)]
-    nq = _quads(px.n.permute(1, 2, 0))
+    nq = [_quads(c) for c in px.n]  # per component, 4 quads each
     rq, oq = _quads(rgb), _quads(opacity)
     inv = [1.0 / q.clamp_min(1e-30) for q in zq]
     # Inverse depth is affine on a plane, so its 2x2 "twist" is zero there; ~4x a child's off-plane offset.
     twist = (inv[0] + inv[3] - inv[1] - inv[2]).abs() / (0.25 * (inv[0] + inv[1] + inv[2] + inv[3]))
     dev_rel = twist * (f / 4.0)
-    nsum = nq[0] + nq[1] + nq[2] + nq[3]
-    agree = nsum.norm(dim=-1) / 4.0
+    nsum = [q[0] + q[1] + q[2] + q[3] for q in nq]
+    agree = torch.sqrt(nsum[0] * nsum[0] + nsum[1] * nsum[1] + nsum[2] * nsum[2]) / 4.0
     csum = rq[0] + rq[1] + rq[2] + rq[3]
     c2sum = rq[0] * rq[0] + rq[1] * rq[1] + rq[2] * rq[2] + rq[3] * rq[3]
     cm = csum / 4.0
@@ -455,7 +448,7 @@ def _merge_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, need: i
     sums = torch.cat([
         torch.full_like(zsum, 4.0)[..., None],
         torch.stack([sum(zq[k] * xq[k] for k in range(4)), sum(zq[k] * yq[k] for k in range(4)), zsum], -1),
-        csum, c2sum, nsum,
+        csum, c2sum, torch.stack(nsum, -1),
         (oq[0] + oq[1] + oq[2] + oq[3])[..., None],
         (cq[0] + cq[1] + cq[2] + cq[3])[..., None],
     ], -1)
@@ -482,13 +475,13 @@ def _records_from_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, 
     h, w = mask.shape
     idx = mask.view(-1).nonzero()[:, 0]
     z = px.z.view(-1)[idx]
-    return {"p": torch.stack([z * px.xs[idx % w], z * px.ys[idx // w], z]), "n": px.n.view(3, -1)[:, idx],
+    return {"p": torch.stack([z * px.xs[idx % w], z * px.ys[idx // w], z]), "n": torch.stack([c.view(-1)[idx] for c in px.n]),
             "c": rgb.view(-1, 3)[idx], "o": opacity.view(-1)[idx], "conf": px.conf.view(-1)[idx],
             "span": torch.ones_like(z)}
 
 
 def _records_from_cells(s: torch.Tensor, whole: torch.Tensor, span: int) -> dict[str, torch.Tensor]:
-    sel = s[whole]
+    sel = s.view(-1, s.shape[-1]).index_select(0, whole.view(-1).nonzero()[:, 0])
     cnt = sel[:, _CNT:_CNT + 1]
     return {"p": (sel[:, _P] / cnt).T.contiguous(), "n": F.normalize(sel[:, _N], dim=-1).T.contiguous(), "c": sel[:, _C] / cnt,
             "o": sel[:, _O] / cnt[:, 0], "conf": sel[:, _CF] / cnt[:, 0],
@@ -617,7 +610,7 @@ def reconstruct(
     q_wc = _quat_from_axes(*(tuple(torch.tensor([wc[i, j]], dtype=torch.float64) for i in range(3)) for j in range(3)))
     rot = torch.tensor(wc[:3, :3], dtype=torch.float32, device=dev)
     tr = torch.tensor(wc[:3, 3:4], dtype=torch.float32, device=dev)
-    splats = Splats(means=torch.addmm(tr, rot, rec["p"]).T.contiguous(),
+    splats = Splats(means=torch.addmm(tr.T, rec["p"].T, rot.T),
                     quats=_quat_mul(tuple(float(q) for q in q_wc), quat_cam), scales=scales,
                     opacities=rec["o"].clamp(1e-4, _OPACITY_MAX).contiguous(), colors=rec["c"].contiguous(),
                     confidence=rec["conf"].clamp(0.0, 1.0).contiguous())
