@@ -221,3 +221,19 @@ def test_viewport_projection_matches_the_camera(small_stage):
     ortho = mathutils.Matrix.OrthoProjection("XY", 4)
     with pytest.raises(Exception, match="orthographic"):
         boundary.camera_from_view(view, ortho, w, h)
+
+
+def test_core_written_exr_imports_as_multilayer(small_stage, tmp_path):
+    """An EXR from the core / `anchorstage render` CLI (write_exr) opens as one socket per pass."""
+    from anchorstage import render, write_exr
+
+    boundary = _addon("boundary")
+    scene, obj, cam = small_stage
+    camera = boundary.camera_from_blender(cam, scene)
+    passes = render(boundary.splats_from_mesh(obj.data, obj.matrix_world), camera, device="cpu")
+    path = write_exr(tmp_path / "cli.exr", passes, camera=camera)
+    assert bpy.ops.anchorstage.import_exr(filepath=str(path)) == {"FINISHED"}
+    node = next(n for n in scene.compositing_node_group.nodes if n.bl_idname == "CompositorNodeImage")
+    assert node.image.type == "MULTILAYER"
+    names = {s.name for s in node.outputs if s.enabled}
+    assert {"Combined", "Depth", "Normal", "Confidence", "Void", "Region"} <= names, names
