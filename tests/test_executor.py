@@ -163,3 +163,12 @@ def test_progress_is_monotonic_and_complete():
 def test_fingerprint_is_canonical():
     assert ex.fingerprint({"a": 1, "b": [1.0, 2]}) == ex.fingerprint({"b": [1.0, 2], "a": 1})
     assert ex.fingerprint({"a": 1}) != ex.fingerprint({"a": 2})
+
+
+def test_notes_reach_the_report_even_on_failure():
+    def run(params, inputs, ctx):
+        ctx.note("depth resampled from 80x45")
+        raise InputError("bad")
+
+    rep = ex.Executor().run({"a": ex.Job("a", "A", run)})
+    assert rep.notes["a"] == ["depth resampled from 80x45"] and rep.errors["a"] == "bad"
