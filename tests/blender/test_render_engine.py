@@ -237,3 +237,19 @@ def test_core_written_exr_imports_as_multilayer(small_stage, tmp_path):
     assert node.image.type == "MULTILAYER"
     names = {s.name for s in node.outputs if s.enabled}
     assert {"Combined", "Depth", "Normal", "Confidence", "Void", "Region"} <= names, names
+
+
+def test_proxies_render_in_cycles_with_splat_colours(small_stage, tmp_path):
+    """The Geometry Nodes proxies carry colour/opacity to Blender's own engines (instancer attributes)."""
+    scene, obj, cam = small_stage
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.device = "CPU"
+    scene.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
+    scene.render.filepath = str(tmp_path / "cycles.exr")
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    ch = _read_exr(tmp_path / "cycles.exr")
+    r, b = ch["ViewLayer.Combined.R"], ch["ViewLayer.Combined.B"]
+    h, w = r.shape
+    assert r[: h // 2, : w // 2].mean() > 0.05 and b[: h // 2, : w // 2].mean() < 0.2 * r[: h // 2, : w // 2].mean()
+    assert b[h // 2:, w // 2:].mean() > 0.05 and r[h // 2:, w // 2:].mean() < 0.2 * b[h // 2:, w // 2:].mean()
