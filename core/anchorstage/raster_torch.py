@@ -125,7 +125,8 @@ def project(
     z = pc[:, 2]
     keep = (z >= near) & (z <= far) & (opacities >= ALPHA_MIN)
     ids = keep.nonzero().squeeze(1)
-    pc, z = pc[ids], z[ids]
+    pc = pc.index_select(0, ids)
+    z = pc[:, 2]
     x, y = pc[:, 0], pc[:, 1]
     rz = 1.0 / z
     # gsplat clamps the Jacobian's x/z, y/z to 1.3x the half field of view.
@@ -138,14 +139,14 @@ def project(
     # J W as two rows [M, 3]; then T = J W R(q) S, cov2d = T Tᵀ.
     j0 = (fx * rz)[:, None] * (R[0] - tx[:, None] * R[2])
     j1 = (fy * rz)[:, None] * (R[1] - ty[:, None] * R[2])
-    M = _quat_to_rotmat(quats[ids]) * scales[ids][:, None, :]
+    M = _quat_to_rotmat(quats.index_select(0, ids)) * scales.index_select(0, ids)[:, None, :]
     t0 = torch.einsum("nj,njk->nk", j0, M)
     t1 = torch.einsum("nj,njk->nk", j1, M)
     cxx = (t0 * t0).sum(1) + eps2d
     cxy = (t0 * t1).sum(1)
     cyy = (t1 * t1).sum(1) + eps2d
     det = cxx * cyy - cxy * cxy
-    op = opacities[ids]
+    op = opacities.index_select(0, ids)
     extend = torch.sqrt(2.0 * torch.log(op / ALPHA_MIN)).clamp(max=3.33)
     rx = torch.ceil(extend * torch.sqrt(cxx))
     ry = torch.ceil(extend * torch.sqrt(cyy))
@@ -153,16 +154,15 @@ def project(
     v = fy * y * rz + cy
     ok = (det > 0) & (u + rx > 0) & (u - rx < width) & (v + ry > 0) & (v - ry < height)
     sel = ok.nonzero().squeeze(1)
-    det = det[sel]
-    conics = torch.stack([cyy[sel] / det, -cxy[sel] / det, cxx[sel] / det], dim=1)
+    cxx, cxy, cyy, det, u, v, z, op, rx, ry = (t.index_select(0, sel) for t in (cxx, cxy, cyy, det, u, v, z, op, rx, ry))
     return Projection(
-        ids=ids[sel],
-        means2d=torch.stack([u[sel], v[sel]], dim=1),
-        conics=conics,
-        cov2d=torch.stack([cxx[sel], cxy[sel], cyy[sel]], dim=1),
-        depths=z[sel],
-        opacities=op[sel],
-        radii=torch.stack([rx[sel], ry[sel]], dim=1).to(torch.int32),
+        ids=ids.index_select(0, sel),
+        means2d=torch.stack([u, v], dim=1),
+        conics=torch.stack([cyy / det, -cxy / det, cxx / det], dim=1),
+        cov2d=torch.stack([cxx, cxy, cyy], dim=1),
+        depths=z,
+        opacities=op,
+        radii=torch.stack([rx, ry], dim=1).to(torch.int32),
     )
 
 
@@ -220,12 +220,12 @@ def rasterize(
                 **({"class_weight_argmax": cls_out.reshape(height, width)} if classes is not None else {})}
 
     order = _depth_order(proj.depths)
-    mx, my = proj.means2d[order].unbind(1)
-    a, b, c = proj.conics[order].unbind(1)
-    op = proj.opacities[order]
-    cyy = proj.cov2d[order, 2]
-    feats = torch.cat([features[order], torch.ones(M, 1, dtype=torch.float32, device=dev)], dim=1)
-    cls = classes[order] if want_cls else None
+    mx, my = proj.means2d.index_select(0, order).unbind(1)
+    a, b, c = proj.conics.index_select(0, order).T.contiguous()
+    op = proj.opacities.index_select(0, order)
+    cyy = proj.cov2d[:, 2].index_select(0, order)
+    feats = torch.cat([features.index_select(0, order), torch.ones(M, 1, dtype=torch.float32, device=dev)], dim=1)
+    cls = classes.index_select(0, order) if want_cls else None
 
     # alpha >= 1/255  <=>  sigma <= log(255 * opacity): the ellipse each splat can touch.
     smax = torch.log(op / ALPHA_MIN)
@@ -240,7 +240,7 @@ def rasterize(
     entry_band = b0[entry_splat] + (torch.arange(entry_splat.shape[0], device=dev)
                                     - torch.repeat_interleave(torch.cumsum(nb, 0) - nb, nb))
     by_band = _stable_argsort_u16(entry_band)  # stable: depth order kept inside each band
-    entry_splat = entry_splat[by_band]
+    entry_splat = entry_splat.index_select(0, by_band)
     band_counts = torch.bincount(entry_band, minlength=(height + band_rows - 1) // band_rows).tolist()
 
     start = 0
@@ -390,10 +390,10 @@ def rasterize_splats(
         ``class_weight_argmax`` [H, W] int64 (only with ``classes``).
     """
     proj = project(means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
-    feats = features[proj.ids]
+    feats = features.index_select(0, proj.ids)
     if with_depth:
         feats = torch.cat([feats, proj.depths[:, None]], dim=1)
-    res = rasterize(proj, feats, width, height, None if classes is None else classes[proj.ids], num_classes)
+    res = rasterize(proj, feats, width, height, None if classes is None else classes.index_select(0, proj.ids), num_classes)
     if with_depth:
         acc = res["features"]
         res["depth"] = acc[..., -1] / res["alpha"].clamp(min=1e-10)
