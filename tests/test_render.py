@@ -158,3 +158,12 @@ def test_moved_blender_camera_sees_the_same_point():
     iy, ix = np.unravel_index(int(out["alpha"].argmax()), out["alpha"].shape)
     assert abs(ix + 0.5 - uv[0, 0]) <= 0.5 and abs(iy + 0.5 - uv[0, 1]) <= 0.5
     assert abs(float(out["depth"][iy, ix]) - z[0]) < 1e-5
+
+
+def test_many_regions_bound_the_band_and_stay_exact(monkeypatch):
+    sp = _random_splats(n=80, seed=5)
+    sp.region_ids = torch.arange(80, dtype=torch.int32) * 1000  # 81 classes with the background
+    cam = _cam()
+    (feats, alpha, depth, cls), lut = _naive(sp, cam)
+    out = render(sp, cam, ["region"], backend="torch")
+    np.testing.assert_array_equal(out["region"].numpy(), lut[cls])

@@ -86,7 +86,7 @@ def rasterize_splats(
         cam_from_world[None], K[None], width, height,
         near_plane=near, far_plane=far, eps2d=eps2d, packed=False,
         render_mode="RGB+ED" if with_depth else "RGB", rasterize_mode="classic",
-        channel_chunk=max(32, channels.shape[1]),
+        channel_chunk=64,  # colour, normal, confidence, ~a dozen regions and depth in one pass
     )
     colors, alpha = colors[0], alphas[0, ..., 0]
     out: dict[str, torch.Tensor] = {"features": colors[..., :F], "alpha": alpha}

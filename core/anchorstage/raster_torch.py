@@ -233,7 +233,8 @@ def rasterize(
     y0 = torch.ceil(my - hy - 0.5).clamp(0, height - 1).to(torch.int64)
     y1 = torch.floor(my + hy - 0.5).clamp(0, height - 1).to(torch.int64)
     live = (my + hy - 0.5 >= 0) & (my - hy - 0.5 <= height - 1)
-    band_rows = max(1, min(height, _BAND_PIXELS // width))
+    # A band's per-(pixel, class) weights stay under ~64 MB however many regions there are.
+    band_rows = max(1, min(height, _BAND_PIXELS // width, (1 << 24) // (width * max(num_classes, 1))))
     b0 = y0 // band_rows
     nb = torch.where(live, y1 // band_rows - b0 + 1, torch.zeros_like(b0))
     entry_splat = torch.repeat_interleave(torch.arange(M, device=dev), nb)
