@@ -130,6 +130,22 @@ def test_budget_merges_flat_low_texture_areas_first():
     np.testing.assert_allclose(_project_cov(sp.subset(torch.from_numpy(merged)), cam)[:, 0, 0], 1.44, rtol=1e-3)
 
 
+def test_flat_areas_merge_up_the_levels_before_texture_merges_at_all():
+    cam = _camera()
+    img = _image()
+    img[:, : W // 2] = 0.4
+    budget = W * H // 2  # more than the flat half's 2x2 blocks can give
+    sc = reconstruct(img, _wall(cam), cam, max_splats=budget, second_layer=False, device="cpu")
+    assert len(sc.splats) == budget
+    merges = sc.meta["merges_per_level"]
+    assert len(merges) == 4 and merges[0] > (W // 4) * (H // 2)  # the flat half went up to 16x16 cells
+    uv, _ = cam.project(sc.splats.means.numpy())
+    textured = np.count_nonzero(uv[:, 0] > W / 2)
+    # The textured half gives up only what the flat half could not: under 1 % of its pixels.
+    assert textured > 0.99 * (W // 2) * H
+    assert sc.splats.scales[:, 0].max() > 7 * 0.6 * 5.0 / cam.focal_px  # 16x16-pixel splats exist
+
+
 def test_tight_budget_goes_through_several_levels_then_prunes():
     cam = _camera()
     img = np.full((H, W, 3), 0.3, np.float32)

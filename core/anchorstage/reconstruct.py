@@ -55,6 +55,7 @@ _MERGE_MIN_CONF = 0.5  # blocks touching a depth edge never merge
 _MERGE_MAX_DEV = 0.1  # max off-plane deviation of a block's children, in child footprints
 _MERGE_MIN_AGREE = math.cos(math.radians(15.0))  # |mean of unit normals| of a mergeable block
 _MAX_LEVELS = 4  # up to 16x16-pixel splats
+_FLAT_COST = 1e-3  # merge cost under which a block counts as flat (colour std ≲ 2 % of its mean)
 _L2_JUMP = 0.05  # relative depth jump that makes a depth edge for the second layer
 _L2_BAND = 0.008  # second-layer band width, fraction of the larger image side
 _L2_OPACITY = 0.8
@@ -372,22 +373,24 @@ def _quads(x: torch.Tensor) -> list[torch.Tensor]:
     return [x[i:2 * h2:2, j:2 * w2:2] for i in (0, 1) for j in (0, 1)]
 
 
-def _merge_level(s: torch.Tensor, whole: torch.Tensor, cmin: torch.Tensor, need: int, span: int, f: float
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Merge the ``need`` cheapest eligible 2x2 blocks of cells into parent cells.
+@dataclass
+class _Level:
+    """One merge level: cells of 2^L x 2^L pixels, each the merge of a 2x2 block of the level below.
 
-    Args:
-        s: [h, w, 15] per-cell sums (count, points, colours, squared colours, normals, opacity, confidence).
-        whole: [h, w] bool, cell is an emitted splat at this level; cleared in place for merged children.
-        cmin: [h, w] lowest pixel confidence inside each cell.
-        need: how many merges would meet the budget.
-        span: child cell size in pixels.
-        f: focal length in pixels.
-
-    Returns:
-        (parent sums, parent whole mask, parent cmin, number of merges done).
+    ``sums``, ``cost`` and ``ok`` hold for every cell position, whether merged or not; ``whole``
+    marks the cells actually emitted as splats at this level.
     """
-    sq, wq, cq = _quads(s), _quads(whole), _quads(cmin)
+
+    sums: torch.Tensor  # [h, w, 15] per-cell sums: count, points, colours, squared colours, normals, opacity, conf
+    cmin: torch.Tensor  # [h, w] lowest pixel confidence inside the cell
+    cost: torch.Tensor  # [h, w] merge cost: relative colour variance + normal disagreement + 0.1 x twist
+    ok: torch.Tensor  # [h, w] bool: the block may merge (valid, confident, coplanar, normals agree)
+    whole: torch.Tensor  # [h, w] bool: merged and emitted at this level
+
+
+def _level_from_cells(child: _Level, span: int, f: float) -> _Level:
+    """The next level up from a level of ``span``-pixel cells."""
+    sq, cq = _quads(child.sums), _quads(child.cmin)
     parent = sq[0] + sq[1] + sq[2] + sq[3]
     cnt = parent[..., _CNT].clamp_min(1.0)
     pm = parent[..., _P] / cnt[..., None]
@@ -401,29 +404,34 @@ def _merge_level(s: torch.Tensor, whole: torch.Tensor, cmin: torch.Tensor, need:
     var = (parent[..., _C2] / cnt[..., None] - cm * cm).clamp_min(0.0).sum(-1)
     texture = var / (cm.mean(-1) ** 2 + 1e-4)
     pmin = torch.minimum(torch.minimum(cq[0], cq[1]), torch.minimum(cq[2], cq[3]))
-    eligible = wq[0] & wq[1] & wq[2] & wq[3] & (pmin >= _MERGE_MIN_CONF) & (dev_rel < _MERGE_MAX_DEV) & (agree > _MERGE_MIN_AGREE)
-    # Texture dominates: flat, low-texture areas merge first; geometry breaks ties.
-    cost = texture + (1.0 - agree) + 0.1 * dev_rel
-    eligible = _choose(eligible, cost, need)
-    for child in wq:
-        child &= ~eligible
-    return parent, eligible, pmin, int(eligible.sum())
+    ok = (pmin >= _MERGE_MIN_CONF) & (dev_rel < _MERGE_MAX_DEV) & (agree > _MERGE_MIN_AGREE)
+    return _Level(parent, pmin, texture + (1.0 - agree) + 0.1 * dev_rel, ok, torch.zeros_like(ok))
 
 
-def _merge_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, need: int, f: float
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """First merge level, straight from the pixel maps: 2x2 pixel blocks → one cell.
+def _merge(child_whole: torch.Tensor, parent: _Level, need: int, max_cost: float) -> int:
+    """Merge up to ``need`` of the cheapest eligible blocks (cost ≤ ``max_cost``) whose four children are whole.
+
+    Updates ``parent.whole`` and clears the merged children in ``child_whole`` (in place).
+    """
+    wq = _quads(child_whole)
+    eligible = parent.ok & wq[0] & wq[1] & wq[2] & wq[3]
+    if math.isfinite(max_cost):
+        eligible &= parent.cost <= max_cost
+    chosen = _choose(eligible, parent.cost, need)
+    parent.whole |= chosen
+    for q in wq:
+        q &= ~chosen
+    return int(chosen.sum())
+
+
+def _level_from_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, f: float) -> _Level:
+    """The first merge level, straight from the pixel maps: 2x2 pixel blocks.
 
     Args:
         px: per-pixel maps.
         rgb: [H, W, 3] linear colours.
         opacity: [H, W] per-pixel opacity.
-        need: merges that would meet the budget.
         f: focal length in pixels.
-
-    Returns:
-        (cell sums [h/2, w/2, 15], merged-cell mask, cell min confidence, pixel mask of
-        pixels still emitted on their own [H, W], number of merges).
     """
     zq, vq, cq = _quads(px.z), _quads(px.valid), _quads(px.conf)
     h2, w2 = zq[0].shape
@@ -442,8 +450,7 @@ def _merge_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, need: i
     cm = csum / 4.0
     texture = (c2sum / 4.0 - cm * cm).clamp_min(0.0).sum(-1) / (cm.mean(-1) ** 2 + 1e-4)
     pmin = torch.minimum(torch.minimum(cq[0], cq[1]), torch.minimum(cq[2], cq[3]))
-    chosen = _choose(vq[0] & vq[1] & vq[2] & vq[3] & (pmin >= _MERGE_MIN_CONF) & (dev_rel < _MERGE_MAX_DEV)
-                     & (agree > _MERGE_MIN_AGREE), texture + (1.0 - agree) + 0.1 * dev_rel, need)
+    ok = vq[0] & vq[1] & vq[2] & vq[3] & (pmin >= _MERGE_MIN_CONF) & (dev_rel < _MERGE_MAX_DEV) & (agree > _MERGE_MIN_AGREE)
     zsum = zq[0] + zq[1] + zq[2] + zq[3]
     sums = torch.cat([
         torch.full_like(zsum, 4.0)[..., None],
@@ -452,10 +459,7 @@ def _merge_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, need: i
         (oq[0] + oq[1] + oq[2] + oq[3])[..., None],
         (cq[0] + cq[1] + cq[2] + cq[3])[..., None],
     ], -1)
-    alone = px.valid.clone()
-    for q in _quads(alone):
-        q &= ~chosen
-    return sums, chosen, pmin, alone, int(chosen.sum())
+    return _Level(sums, pmin, texture + (1.0 - agree) + 0.1 * dev_rel, ok, torch.zeros_like(ok))
 
 
 def _choose(eligible: torch.Tensor, cost: torch.Tensor, need: int) -> torch.Tensor:
@@ -573,28 +577,30 @@ def reconstruct(
     budget1 = budget - (layer2["o"].shape[0] if layer2 else 0)
 
     count = int(px.valid.sum())
-    alone = px.valid
-    levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    alone = px.valid.clone()  # pixels emitted on their own
+    levels: list[_Level] = []
     merged_per_level: list[int] = []
-    if count > budget1 and min(h, w) >= 2:
-        sums, whole, cmin, alone, done = _merge_pixels(px, rgb, opacity, math.ceil((count - budget1) / 3), f)
-        levels.append((sums, whole, cmin))
-        merged_per_level.append(done)
-        count -= 3 * done
-    while levels and count > budget1 and len(levels) < _MAX_LEVELS and merged_per_level[-1] > 0:
-        s_l, whole_l, cmin_l = levels[-1]
-        if min(s_l.shape[0], s_l.shape[1]) < 2:
-            break
-        need = math.ceil((count - budget1) / 3)
-        parent, whole_p, cmin_p, done = _merge_level(s_l, whole_l, cmin_l, need, 2 ** len(levels), f)
-        levels.append((parent, whole_p, cmin_p))
-        merged_per_level.append(done)
-        count -= 3 * done
-        report(progress, 0.3 + 0.3 * len(levels) / _MAX_LEVELS, f"merging level {len(levels)}")
+    # Flat, low-texture cells merge first, as far up as they go; then the cheapest of the rest.
+    for phase, max_cost in enumerate((_FLAT_COST, math.inf)):
+        for lv in range(1, _MAX_LEVELS + 1):
+            if count <= budget1:
+                break
+            if len(levels) < lv:
+                below = alone if lv == 1 else levels[-1].whole
+                if min(below.shape) < 2:
+                    break
+                levels.append(_level_from_pixels(px, rgb, opacity, f) if lv == 1
+                              else _level_from_cells(levels[-1], 2 ** (lv - 1), f))
+                merged_per_level.append(0)
+            done = _merge(alone if lv == 1 else levels[lv - 2].whole, levels[lv - 1],
+                          math.ceil((count - budget1) / 3), max_cost)
+            merged_per_level[lv - 1] += done
+            count -= 3 * done
+            report(progress, 0.3 + 0.3 * (phase * _MAX_LEVELS + lv) / (2 * _MAX_LEVELS), f"merging level {lv}")
 
     report(progress, 0.6, "fitting splat shapes")
     parts = [_records_from_pixels(px, rgb, opacity, alone)]
-    parts += [_records_from_cells(s_l, whole_l, 2 ** (lv + 1)) for lv, (s_l, whole_l, _) in enumerate(levels)]
+    parts += [_records_from_cells(lev.sums, lev.whole, 2 ** (lv + 1)) for lv, lev in enumerate(levels)]
     per_level = [int(p["o"].shape[0]) for p in parts]
     if layer2 is not None:
         parts.append(layer2)
