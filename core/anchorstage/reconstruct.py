@@ -272,16 +272,19 @@ class _Pixels:
     ys: torch.Tensor
 
 
-def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
-    """Per-pixel depth, normals and depth confidence from a [H, W] depth map (inf where invalid)."""
-    h, w = depth.shape
-    dev = depth.device
-    f = camera.focal_px
-    cx, cy = camera.principal_point_px
-    valid = torch.isfinite(depth)
-    z = torch.where(valid, depth, 0.0)
-    xs = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5 - cx) / f
-    ys = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5 - cy) / f
+def _band_geometry(depth: torch.Tensor, valid: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, f: float
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normals and depth confidence of a band of rows.
+
+    Args:
+        depth: [h, W] planar depth, metres, inf where invalid.
+        valid: [h, W] bool.
+        xs: [W] and ys: [h] normalised image coordinates of the pixel centres.
+        f: focal length in pixels.
+
+    Returns:
+        (n_x, n_y, n_z, confidence), each [h, W]; normals are unit, camera frame, facing the camera.
+    """
     inv = torch.where(valid, 1.0 / depth, 0.0)
     # With P = z (x, y, 1) and w = 1/z: dP/du x dP/dv ∝ (w_u, w_v, w/f - w_u x - w_v y) / w^2, which
     # points away from the camera; negated to face it.
@@ -289,16 +292,35 @@ def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
     wv = _one_sided(inv, valid, 0)
     nz = wu * xs[None, :] + wv * ys[:, None] - inv / f
     inv_len = torch.where(valid, torch.rsqrt(wu * wu + wv * wv + nz * nz), 0.0)
-    n = (wu * -inv_len, wv * -inv_len, torch.where(valid, nz * inv_len, -1.0))
-
     # Inverse depth is affine in (u, v) on any plane: its second difference flags depth edges.
     e = torch.maximum(_second_diff(inv, valid, 0), _second_diff(inv, valid, 1))
     conf = torch.exp(-((e / _EDGE_TAU) ** 2))
     # Pixels next to masked depth sit on a discontinuity to infinity.
     vpad = F.pad(valid, (1, 1, 1, 1), value=True)
     border = ~(vpad[:-2, 1:-1] & vpad[2:, 1:-1] & vpad[1:-1, :-2] & vpad[1:-1, 2:])
-    conf = torch.where(border, conf * _SKY_EDGE_CONF, conf)
-    return _Pixels(z=z, valid=valid, n=n, conf=torch.where(valid, conf, 0.0), xs=xs, ys=ys)
+    conf = torch.where(valid, torch.where(border, conf * _SKY_EDGE_CONF, conf), 0.0)
+    return wu * -inv_len, wv * -inv_len, torch.where(valid, nz * inv_len, -1.0), conf
+
+
+def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
+    """Per-pixel depth, normals and depth confidence from a [H, W] depth map (inf where invalid)."""
+    h, w = depth.shape
+    dev = depth.device
+    f = camera.focal_px
+    cx, cy = camera.principal_point_px
+    valid = torch.isfinite(depth)
+    xs = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5 - cx) / f
+    ys = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5 - cy) / f
+    out = [torch.empty_like(depth) for _ in range(4)]
+    # Bands of rows with a 2-row halo (what the differences reach) keep the ~60 steps in cache on the CPU.
+    rows = h if dev.type == "cuda" else max(8, _CHUNK // w)
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        lo, hi = max(0, r0 - 2), min(h, r1 + 2)
+        band = _band_geometry(depth[lo:hi], valid[lo:hi], xs, ys[lo:hi], f)
+        for o, b in zip(out, band):
+            o[r0:r1] = b[r0 - lo:r1 - lo]
+    return _Pixels(z=torch.where(valid, depth, 0.0), valid=valid, n=tuple(out[:3]), conf=out[3], xs=xs, ys=ys)
 
 
 # ---------------------------------------------------------------------------- second layer
