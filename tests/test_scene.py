@@ -99,6 +99,19 @@ def test_unwritable_output(scene, tmp_path):
         save_scene(scene, blocker)
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_parent_folder(scene, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(OutputError, match="not writable"):
+            save_scene(scene, ro / "scene")
+    finally:
+        ro.chmod(0o755)
+    assert list(ro.iterdir()) == []
+
+
 def test_failure_midway_leaves_nothing(scene, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")

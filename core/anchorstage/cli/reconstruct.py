@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +44,12 @@ def _check_out(out: Path, force: bool) -> None:
                               "refusing to write into it (choose another folder)")
         if is_scene_dir(out) and not force:
             raise OutputError(f"scene folder {str(out)!r} already holds a scene; use --force to replace it")
+    # The scene is written beside its final place: the nearest existing ancestor must take new folders.
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"scene folder {str(out)!r} cannot be created: {str(parent)!r} is not a writable folder")
 
 
 def run(args: argparse.Namespace) -> int:
