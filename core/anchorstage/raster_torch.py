@@ -263,7 +263,28 @@ def rasterize(
 
 
 def _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, cls, num_classes, out, cls_out):
-    """Composite the splats ``s`` (depth order) into image rows r0..r1 (inclusive) of ``out``."""
+    """Composite the splats ``s`` into image rows r0..r1 (inclusive) of ``out``.
+
+    Args:
+        s: [S] int64 indices of the band's splats into the depth-sorted arrays, ascending (front first).
+        r0: first image row of the band.
+        r1: last image row of the band (inclusive).
+        width: image width in pixels.
+        mx: [M] float32 splat centre x, pixels (depth order, like every per-splat array here).
+        my: [M] float32 splat centre y, pixels.
+        a: [M] float32 conic xx.
+        b: [M] float32 conic xy.
+        c: [M] float32 conic yy.
+        op: [M] float32 opacity.
+        smax: [M] float32 log(255 · opacity): sigma bound of the alpha >= 1/255 ellipse.
+        y0: [M] int64 first image row the ellipse touches.
+        y1: [M] int64 last image row the ellipse touches.
+        feats: [M, F + 1] float32 channels to composite, the last one all ones (for alpha).
+        cls: [M] int64 class per splat, or None.
+        num_classes: number of classes.
+        out: [H * W, F + 1] float32 accumulator (this band's rows are added).
+        cls_out: [H * W] int64 per-pixel dominant class (this band's rows are written).
+    """
     dev = feats.device
     npx = (r1 - r0 + 1) * width
     # One record per (splat, row): the pixel span its ellipse covers on that row.
@@ -322,7 +343,20 @@ def _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, 
 
 
 def _composite_pairs(key, alpha, sid, npx, feats, cls, num_classes, log_t, acc, cls_w):
-    """Front-to-back composite pairs grouped by pixel ``key`` (depth order inside each group)."""
+    """Front-to-back composite one chunk of (pixel, splat) pairs.
+
+    Args:
+        key: [P] int64 band-local pixel index, non-decreasing; depth order inside each pixel.
+        alpha: [P] float32 pair alpha (0 for pairs below 1/255).
+        sid: [P] int64 splat index (row of ``feats``).
+        npx: pixels in the band.
+        feats: [M, F + 1] float32 per-splat channels.
+        cls: [M] int64 class per splat, or None.
+        num_classes: number of classes.
+        log_t: [npx] float64 log-transmittance of each pixel so far (all pairs, updated).
+        acc: [npx, F + 1] float32 weighted sums (updated).
+        cls_w: [npx * num_classes] float32 per-(pixel, class) weights (updated), or None.
+    """
     dev = feats.device
     ell = torch.log1p(-alpha).to(torch.float64)
     incl = torch.cumsum(ell, 0)
