@@ -77,7 +77,7 @@ def rasterize_splats(
     want_cls = classes is not None and num_classes > 1
     if want_cls:
         parts.append(torch.nn.functional.one_hot(classes, num_classes).to(features.dtype))
-    channels = torch.cat(parts, dim=1) if parts else features
+    channels = torch.cat(parts, dim=1)
     pad = channels.shape[1] == 0  # gsplat needs at least one channel
     if pad:
         channels = torch.zeros(n, 1, device=features.device)
