@@ -63,6 +63,7 @@ _L2_CONF = 0.3  # inferred geometry: less trustworthy than observed pixels
 _L2_MAX_SHARE = 0.25  # at most this share of the budget goes to the second layer
 
 _CHUNK = 1 << 16  # splats per chunk when fitting shapes on the CPU
+_NO_DIFF = 1e30  # marks a missing inverse-depth difference
 
 # Channels of the per-cell sums used while merging.
 _CNT, _P, _C, _C2, _N, _O, _CF = 0, slice(1, 4), slice(4, 7), slice(7, 10), slice(10, 13), 13, 14
@@ -225,14 +226,17 @@ def _one_sided(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
     hi, lo = [slice(None)] * 2, [slice(None)] * 2
     hi[dim], lo[dim] = slice(1, None), slice(None, -1)
     hi_t, lo_t = tuple(hi), tuple(lo)
-    diff = torch.where(valid[hi_t] & valid[lo_t], w[hi_t] - w[lo_t], torch.full_like(w[hi_t], math.inf))
-    dp = F.pad(diff, (2, 2) if dim == 1 else (0, 0, 2, 2), value=math.inf)
+    pair = valid[hi_t] & valid[lo_t]
+    # A huge finite sentinel (not inf) marks missing differences: no NaNs, no finiteness tests.
+    diff = torch.where(pair, w[hi_t] - w[lo_t], _NO_DIFF)
+    pad = (2, 2) if dim == 1 else (0, 0, 2, 2)
+    dp = F.pad(diff, pad, value=_NO_DIFF)
+    okp = F.pad(pair, pad, value=False)
     n = w.shape[dim]
-    take = lambda k: dp.narrow(dim, k, n)  # noqa: E731  (dp index k + i holds diff[i + k - 2])
-    fwd, bwd = take(2), take(1)
-    s_f = (take(3) - fwd).abs().nan_to_num(math.inf)
-    s_b = (bwd - take(0)).abs().nan_to_num(math.inf)
-    f_ok, b_ok = torch.isfinite(fwd), torch.isfinite(bwd)
+    fwd, bwd = dp.narrow(dim, 2, n), dp.narrow(dim, 1, n)  # dp index i + k holds diff[i + k - 2]
+    f_ok, b_ok = okp.narrow(dim, 2, n), okp.narrow(dim, 1, n)
+    s_f = (dp.narrow(dim, 3, n) - fwd).abs()
+    s_b = (bwd - dp.narrow(dim, 0, n)).abs()
     use_f = f_ok & (~b_ok | (s_f <= s_b))
     one_sided = torch.where(use_f, fwd, torch.where(b_ok, bwd, 0.0))
     # Where both sides agree the surface is smooth: the central difference is second-order accurate.
@@ -272,36 +276,6 @@ class _Pixels:
     ys: torch.Tensor
 
 
-def _band_geometry(depth: torch.Tensor, valid: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, f: float
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Normals and depth confidence of a band of rows.
-
-    Args:
-        depth: [h, W] planar depth, metres, inf where invalid.
-        valid: [h, W] bool.
-        xs: [W] and ys: [h] normalised image coordinates of the pixel centres.
-        f: focal length in pixels.
-
-    Returns:
-        (n_x, n_y, n_z, confidence), each [h, W]; normals are unit, camera frame, facing the camera.
-    """
-    inv = torch.where(valid, 1.0 / depth, 0.0)
-    # With P = z (x, y, 1) and w = 1/z: dP/du x dP/dv ∝ (w_u, w_v, w/f - w_u x - w_v y) / w^2, which
-    # points away from the camera; negated to face it.
-    wu = _one_sided(inv, valid, 1)
-    wv = _one_sided(inv, valid, 0)
-    nz = wu * xs[None, :] + wv * ys[:, None] - inv / f
-    inv_len = torch.where(valid, torch.rsqrt(wu * wu + wv * wv + nz * nz), 0.0)
-    # Inverse depth is affine in (u, v) on any plane: its second difference flags depth edges.
-    e = torch.maximum(_second_diff(inv, valid, 0), _second_diff(inv, valid, 1))
-    conf = torch.exp(-((e / _EDGE_TAU) ** 2))
-    # Pixels next to masked depth sit on a discontinuity to infinity.
-    vpad = F.pad(valid, (1, 1, 1, 1), value=True)
-    border = ~(vpad[:-2, 1:-1] & vpad[2:, 1:-1] & vpad[1:-1, :-2] & vpad[1:-1, 2:])
-    conf = torch.where(valid, torch.where(border, conf * _SKY_EDGE_CONF, conf), 0.0)
-    return wu * -inv_len, wv * -inv_len, torch.where(valid, nz * inv_len, -1.0), conf
-
-
 def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
     """Per-pixel depth, normals and depth confidence from a [H, W] depth map (inf where invalid)."""
     h, w = depth.shape
@@ -311,16 +285,22 @@ def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
     valid = torch.isfinite(depth)
     xs = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5 - cx) / f
     ys = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5 - cy) / f
-    out = [torch.empty_like(depth) for _ in range(4)]
-    # Bands of rows with a 2-row halo (what the differences reach) keep the ~60 steps in cache on the CPU.
-    rows = h if dev.type == "cuda" else max(8, _CHUNK // w)
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        lo, hi = max(0, r0 - 2), min(h, r1 + 2)
-        band = _band_geometry(depth[lo:hi], valid[lo:hi], xs, ys[lo:hi], f)
-        for o, b in zip(out, band):
-            o[r0:r1] = b[r0 - lo:r1 - lo]
-    return _Pixels(z=torch.where(valid, depth, 0.0), valid=valid, n=tuple(out[:3]), conf=out[3], xs=xs, ys=ys)
+    inv = torch.where(valid, 1.0 / depth, 0.0)
+    # With P = z (x, y, 1) and w = 1/z: dP/du x dP/dv ∝ (w_u, w_v, w/f - w_u x - w_v y) / w^2, which
+    # points away from the camera; negated to face it.
+    wu = _one_sided(inv, valid, 1)
+    wv = _one_sided(inv, valid, 0)
+    nz = wu * xs[None, :] + wv * ys[:, None] - inv / f
+    inv_len = torch.where(valid, torch.rsqrt(wu * wu + wv * wv + nz * nz), 0.0)
+    n = (wu * -inv_len, wv * -inv_len, torch.where(valid, nz * inv_len, -1.0))
+    # Inverse depth is affine in (u, v) on any plane: its second difference flags depth edges.
+    e = torch.maximum(_second_diff(inv, valid, 0), _second_diff(inv, valid, 1))
+    conf = torch.exp(-((e / _EDGE_TAU) ** 2))
+    # Pixels next to masked depth sit on a discontinuity to infinity.
+    vpad = F.pad(valid, (1, 1, 1, 1), value=True)
+    border = ~(vpad[:-2, 1:-1] & vpad[2:, 1:-1] & vpad[1:-1, :-2] & vpad[1:-1, 2:])
+    conf = torch.where(valid, torch.where(border, conf * _SKY_EDGE_CONF, conf), 0.0)
+    return _Pixels(z=torch.where(valid, depth, 0.0), valid=valid, n=n, conf=conf, xs=xs, ys=ys)
 
 
 # ---------------------------------------------------------------------------- second layer
