@@ -12,9 +12,9 @@ The algorithm (see docs/reconstruction.md):
 4. Each splat is the pixel's footprint on its tangent plane: the exact Jacobian of the
    ray–plane intersection gives two in-plane axes and scales (stretched by the slant), and
    the third axis — the normal — is thin.
-5. Over the splat budget, 2x2 blocks (then 4x4, ...) that are planar and flat in colour merge
-   into one splat, cheapest (least textured) first; whatever still exceeds the budget is pruned
-   by lowest opacity x confidence.
+5. Over the splat budget, 2x2 blocks (then 4x4, ...) of coplanar, confident pixels merge into one
+   splat: first the flat, low-texture ones, as far up the levels as they go, then the cheapest of
+   the rest; whatever still exceeds the budget is pruned by lowest opacity x confidence.
 6. Optionally a second layer behind depth edges: the background surface continues (along its
    own plane) a few pixels behind the foreground, so a small camera move reveals plausible
    background instead of a hole.
@@ -67,7 +67,6 @@ _NO_DIFF = 1e30  # marks a missing inverse-depth difference
 
 # Channels of the per-cell sums used while merging.
 _CNT, _P, _C, _C2, _N, _O, _CF = 0, slice(1, 4), slice(4, 7), slice(7, 10), slice(10, 13), 13, 14
-_NCH = 15
 
 
 def default_max_splats(width: int, height: int) -> int:
@@ -622,7 +621,7 @@ def reconstruct(
     quats = torch.empty(n_out, 4, device=dev)
     scales = torch.empty(n_out, 3, device=dev)
     # In cache-sized chunks: ~100 element-wise steps on a chunk stay in cache instead of streaming memory.
-    chunk = n_out if dev.type == "cuda" else _CHUNK
+    chunk = max(1, n_out) if dev.type == "cuda" else _CHUNK
     for i in range(0, n_out, chunk):
         j = min(i + chunk, n_out)
         q_cam, scales[i:j] = _footprint(rec["p"][:, i:j], rec["n"][:, i:j], rec["span"][i:j], f)
