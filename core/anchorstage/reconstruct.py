@@ -4,8 +4,9 @@
 The algorithm (see docs/reconstruction.md):
 
 1. Back-project every valid pixel centre with its planar depth (camera frame, OpenCV).
-2. Normals from the depth map: tangents by one-sided differences, taking the side with the
-   smaller depth change so they never reach across a depth edge.
+2. Normals from the inverse-depth gradient (exact on planes): central differences where the
+   surface is smooth, else the one-sided difference on the side that continues straight, so they
+   never reach across a depth edge or around a crease.
 3. Depth confidence from the second difference of inverse depth (zero on any plane, large at
    discontinuities and on "flying" pixels between foreground and background), times the
    caller's confidence; it sets each splat's opacity, so nothing opaque bridges an edge.
