@@ -34,6 +34,7 @@ __all__ = [
     "T_MIN",
     "EPS2D",
     "Projection",
+    "quat_to_rotmat",
     "project",
     "rasterize",
     "rasterize_splats",
@@ -75,14 +76,17 @@ class Projection(NamedTuple):
     radii: torch.Tensor
 
 
-def _quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """[N, 4] wxyz (any norm) → [N, 3, 3] rotation matrices."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack(
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], dim=-1
-    ).reshape(-1, 3, 3)
+def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """[N, 4] wxyz (any non-zero norm) → [N, 3, 3] rotation matrices (local → world)."""
+    w, x, y, z = quats.unbind(-1)
+    s = 2.0 / (w * w + x * x + y * y + z * z)  # normalises without a separate pass
+    xs, ys, zs = x * s, y * s, z * s
+    wx, wy, wz = w * xs, w * ys, w * zs
+    xx, xy, xz = x * xs, x * ys, x * zs
+    yy, yz, zz = y * ys, y * zs, z * zs
+    return torch.stack([1 - (yy + zz), xy - wz, xz + wy,
+                        xy + wz, 1 - (xx + zz), yz - wx,
+                        xz - wy, yz + wx, 1 - (xx + yy)], dim=-1).reshape(-1, 3, 3)
 
 
 def project(
@@ -139,7 +143,7 @@ def project(
     # J W as two rows [M, 3]; then T = J W R(q) S, cov2d = T Tᵀ.
     j0 = (fx * rz)[:, None] * (R[0] - tx[:, None] * R[2])
     j1 = (fy * rz)[:, None] * (R[1] - ty[:, None] * R[2])
-    M = _quat_to_rotmat(quats.index_select(0, ids)) * scales.index_select(0, ids)[:, None, :]
+    M = quat_to_rotmat(quats.index_select(0, ids)) * scales.index_select(0, ids)[:, None, :]
     t0 = torch.einsum("nj,njk->nk", j0, M)
     t1 = torch.einsum("nj,njk->nk", j1, M)
     cxx = (t0 * t0).sum(1) + eps2d

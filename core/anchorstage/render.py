@@ -38,6 +38,7 @@ import torch
 from .camera import Camera
 from .device import resolve_device
 from .errors import InputError, MissingDependencyError
+from .raster_torch import quat_to_rotmat
 from .splats import Splats
 
 __all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD", "splat_normals"]
@@ -73,16 +74,9 @@ def splat_normals(splats: Splats, camera_position: torch.Tensor) -> torch.Tensor
     Returns:
         [N, 3] float32 unit normals, world frame.
     """
-    q = torch.nn.functional.normalize(splats.quats, dim=-1)
-    w, x, y, z = q.unbind(-1)
-    # Columns of R(q): the splat's local axes in world.
-    cols = torch.stack([
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)], -1),
-        torch.stack([2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)], -1),
-        torch.stack([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], dim=1)  # [N, axis, 3]
+    cols = quat_to_rotmat(splats.quats).transpose(1, 2)  # [N, axis, 3]: the splat's local axes in world
     thin = splats.scales.argmin(dim=1)
-    n = cols[torch.arange(len(splats), device=q.device), thin]
+    n = cols[torch.arange(len(splats), device=cols.device), thin]
     facing = ((camera_position.to(n) - splats.means) * n).sum(-1) < 0
     return torch.where(facing[:, None], -n, n)
 
