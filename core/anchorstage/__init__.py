@@ -16,23 +16,27 @@ from .errors import AnchorStageError, InputError, MissingDependencyError, Output
 from .region import Region
 from .splats import Splats
 
+# These stage functions share their module's name. Importing a submodule sets the package
+# attribute of that name to the module, so bind the functions here, after their modules are
+# loaded: `anchorstage.render` is then always the function, whatever was imported first.
+from .reconstruct import reconstruct
+from .render import render
+from .segment import segment
+
 # name -> module that defines it; filled by each stage's module.
 _LAZY = {
     "load_image": "image_io",
-    "reconstruct": "reconstruct",
     "Scene": "scene",
     "load_scene": "scene",
     "save_scene": "scene",
     "read_ply": "ply",
     "write_ply": "ply",
     "load_depth": "depth_io",
-    "render": "render",
     "write_exr": "exr",
     "read_exr": "exr",
     "export_frames": "export",
     "estimate_depth": "depth",
     "read_intrinsics": "exif",
-    "segment": "segment",
 }
 
 __all__ = [
@@ -48,6 +52,9 @@ __all__ = [
     "save_camera_json",
     "Region",
     "Splats",
+    "reconstruct",
+    "render",
+    "segment",
     *_LAZY,
 ]
 
