@@ -51,3 +51,26 @@ def test_camera_moves_apply_in_order(tmp_path, capsys):
     assert moved.allclose(expected, atol=1e-9)
     np.testing.assert_allclose(info["position_m"], expected.position, atol=1e-9)
     assert info["fov_deg"][0] == pytest.approx(expected.fov_deg[0])
+
+
+def test_bench_runs_each_script_with_its_json_path(tmp_path):
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    for name in ("render", "segment"):
+        (bench / f"bench_{name}.py").write_text(
+            "import json, sys\n"
+            "path = sys.argv[sys.argv.index('--json') + 1]\n"
+            f"json.dump({{'name': '{name}'}}, open(path, 'w'))\n"
+        )
+    out = tmp_path / "results"
+    assert main(["bench", "render", "segment", "--benchmarks", str(bench), "--json-dir", str(out)]) == 0
+    assert json.loads((out / "segment.json").read_text()) == {"name": "segment"}
+    assert (out / "render.json").exists()
+    assert main(["bench", "nope"]) == 2
+
+
+def test_bench_reports_a_failing_script(tmp_path):
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    (bench / "bench_render.py").write_text("raise SystemExit(3)\n")
+    assert main(["bench", "render", "--benchmarks", str(bench), "--json-dir", str(tmp_path)]) == 2
