@@ -51,6 +51,7 @@ EPS2D = 0.3
 
 _BAND_PIXELS = 65535  # keys of a band must fit uint16 for the radix sort
 _CHUNK_PAIRS = 1 << 20  # pairs composited at once: bounds memory (~100 bytes per pair) and stays cache-friendly
+_BELOW_ALPHA_MIN = float(np.nextafter(np.float32(ALPHA_MIN), np.float32(0)))  # threshold_ keeps x > this
 _SPAN_MARGIN = 1e-3  # px; spans are a superset, the exact alpha test decides
 
 
@@ -307,11 +308,11 @@ def _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, 
     x0 = torch.ceil(cxr + (-bdy - sq) / ra - _SPAN_MARGIN).clamp_(0, width - 1)
     x1 = torch.floor(cxr + (-bdy + sq) / ra + _SPAN_MARGIN).clamp_(-1, width - 1)
     span = (x1 - x0 + 1).clamp_(min=0).to(torch.int64)
-    # -log(alpha) along the span is A u² + B u + C, u = x - x0 (small, so float32 stays exact).
+    # log(opacity) - sigma along the span is A u² + B u + C, u = x - x0 (small, so float32 stays exact).
     d0 = x0 - cxr
-    A = 0.5 * ra
-    B = ra * d0 + bdy
-    C = (A * d0 + bdy) * d0 + 0.5 * cdy2 - torch.log(op).index_select(0, row_splat)
+    A = -0.5 * ra
+    B = -(ra * d0 + bdy)
+    C = (A * d0 - bdy) * d0 - 0.5 * cdy2 + torch.log(op).index_select(0, row_splat)
     rkey = ((row_y - r0) * width).to(torch.float32) + x0
 
     # Chunks of whole rows with a bounded number of pairs; per-pixel log-transmittance carries over.
@@ -328,10 +329,9 @@ def _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, 
         pr = torch.repeat_interleave(sp)
         u = torch.arange(hi_pair - lo_pair, device=dev, dtype=torch.float32)
         u -= (torch.cumsum(sp, 0) - sp).to(torch.float32).index_select(0, pr)
-        nlog = A[lo_row:hi_row].index_select(0, pr).mul_(u).add_(B[lo_row:hi_row].index_select(0, pr)).mul_(u)
-        nlog += C[lo_row:hi_row].index_select(0, pr)
-        alpha = nlog.neg_().exp_().clamp_(max=ALPHA_MAX)
-        alpha *= alpha >= ALPHA_MIN
+        alpha = A[lo_row:hi_row].index_select(0, pr).mul_(u).add_(B[lo_row:hi_row].index_select(0, pr)).mul_(u)
+        alpha += C[lo_row:hi_row].index_select(0, pr)
+        alpha = torch.nn.functional.threshold_(alpha.exp_().clamp_(max=ALPHA_MAX), _BELOW_ALPHA_MIN, 0.0)
         key = (rkey[lo_row:hi_row].index_select(0, pr) + u).to(torch.int32)
         sid = row_splat[lo_row:hi_row].index_select(0, pr)
         perm = _stable_argsort_u16(key)
@@ -362,20 +362,22 @@ def _composite_pairs(key, alpha, sid, npx, feats, cls, num_classes, log_t, acc, 
         cls_w: [npx * num_classes] float32 per-(pixel, class) weights (updated), or None.
     """
     dev = feats.device
-    ell = torch.log1p(-alpha).to(torch.float64)
-    incl = torch.cumsum(ell, 0)
+    ell = torch.log1p(-alpha)
+    incl = torch.cumsum(ell, 0, dtype=torch.float64)
     counts = torch.bincount(key, minlength=npx)
     ends = torch.cumsum(counts, 0)
     has = counts > 0
     first = (ends - counts)[has]
     # Per pixel: carried log-transmittance minus the running sum before its first pair.
     off = log_t.clone()
-    off[has] -= incl.index_select(0, first) - ell.index_select(0, first)
+    off[has] -= incl.index_select(0, first) - ell.index_select(0, first).double()
     incl += off.index_select(0, key)
     log_t[has] = incl.index_select(0, ends[has] - 1)
-    # Included while the transmittance after the splat stays above T_MIN (gsplat's early stop).
-    keep = incl > math.log(T_MIN)
-    w = (incl - ell).to(torch.float32).exp_().mul_(alpha).mul_(keep)
+    # Per pixel the values are small again: float32 from here. A pair is included while the
+    # transmittance after it stays above T_MIN (gsplat's early stop).
+    incl32 = incl.to(torch.float32)
+    keep = incl32 > math.log(T_MIN)
+    w = torch.where(keep, (incl32 - ell).exp_().mul_(alpha), 0.0)
     crow = torch.zeros(npx + 1, dtype=torch.int32, device=dev)
     crow[1:] = ends
     with warnings.catch_warnings():
