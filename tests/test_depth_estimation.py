@@ -263,3 +263,24 @@ def test_prebuilt_network_and_single_pass(folders):
     assert np.all(np.isfinite(one.depth_m))
     with pytest.raises(InputError, match="relative"):
         wrap_depth_network(tiny_depth_anything(max_depth=1, kind="relative"), "rel", "cpu")
+
+
+def test_hub_id_loads_from_the_local_cache_offline(folders, tmp_path, monkeypatch):
+    # Lay the saved folder out as a Hugging Face cache snapshot: a hub id then loads offline,
+    # including its preprocessor_config.json (the tiny 56-px input proves it was read).
+    import shutil
+
+    import huggingface_hub.constants as hf_constants
+
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-da"
+    snap = repo / "snapshots" / "0123abc"
+    snap.mkdir(parents=True)
+    for f in folders["da"].iterdir():
+        shutil.copy(f, snap / f.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    est = estimate_depth(_image(), _camera(), model="tiny-org/tiny-da", device="cpu")
+    _check(est)
+    assert est.model == "tiny-org/tiny-da"
+    assert "model input 70x56 (photo 96x72)" in est.notes

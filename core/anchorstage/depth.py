@@ -217,6 +217,19 @@ def load_depth_model(model: str = DEFAULT_DEPTH_MODEL, device: str | torch.devic
     return _load_cached(model_id, str(local) if local else None, str(dev))
 
 
+def _from_cache_first(loader: Any, model_id: str, local: Optional[Path], **kwargs: Any) -> Any:
+    """``loader(model_id)`` from the local cache, going to the hub only when it is not cached.
+
+    A cached model then loads with no network round trip (and no retries on a flaky network).
+    """
+    if local is not None:
+        return loader(model_id, **kwargs)
+    try:
+        return loader(model_id, local_files_only=True, **kwargs)
+    except OSError:
+        return loader(model_id, **kwargs)
+
+
 def _check_kind(config: Any, where: str) -> str:
     """The config's model_type when it is a supported metric depth architecture, else InputError."""
     kind = getattr(config, "model_type", None)
@@ -237,7 +250,7 @@ def _load_cached(model_id: str, local_str: Optional[str], device_str: str) -> De
     local = Path(local_str) if local_str else None
     where = f"depth model folder {model_id!r}" if local else f"depth model {model_id!r}"
     try:
-        config = AutoConfig.from_pretrained(model_id)
+        config = _from_cache_first(AutoConfig.from_pretrained, model_id, local)
     except OSError as e:
         if local is not None:
             raise InputError(f"{where}: config.json cannot be read: {e}") from None
@@ -254,7 +267,7 @@ def _load_cached(model_id: str, local_str: Optional[str], device_str: str) -> De
     else:
         from transformers import ZoeDepthForDepthEstimation as cls
     try:
-        net = cls.from_pretrained(model_id, config=config)
+        net = _from_cache_first(cls.from_pretrained, model_id, local, config=config)
     except OSError as e:
         if local is not None:
             raise InputError(f"{where} has a config.json but its weights cannot be loaded ({e}); expected "
