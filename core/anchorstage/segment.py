@@ -23,6 +23,8 @@ Method (all in the world frame, Z up, metres; see docs/region_data_format.md for
 6. Objects: the rest is split into depth-connected components (a jump of more than 5 % in depth
    between neighbours separates them); components under 0.3 % of the image are merged into their
    nearest region. The largest become ``object_001``, ``object_002``, … up to ``max_regions``.
+7. Full resolution: labels are upsampled, and pixels near a label boundary are re-decided per
+   pixel (the plane they lie on, else the neighbouring object), so edges are pixel-accurate.
 """
 
 from __future__ import annotations
@@ -319,7 +321,10 @@ def _labels(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera, max_r
     report(progress, 0.85, "merging small parts")
     lab = _fill_unassigned(lab, wk.valid | sky)
     full = _upsample(lab, wk.stride, depth.shape)
-    if any(k[0] == "sky" for k in kinds):
+    has_sky = any(k[0] == "sky" for k in kinds)
+    if wk.stride > 1:
+        _refine_boundaries(full, lab, depth, camera, [k[1] for k in kinds], has_sky, wk.stride)
+    if has_sky:
         full[~(np.isfinite(depth) & (depth > 0))] = 0  # sky is region 0 when present
     counters: dict[str, int] = {}
     regions = []
@@ -354,6 +359,47 @@ def _fill_unassigned(lab: np.ndarray, assignable: np.ndarray) -> np.ndarray:
     out = lab.copy()
     out[hole] = lab[iy[hole], ix[hole]]
     return out
+
+
+def _refine_boundaries(full: np.ndarray, lab: np.ndarray, depth: np.ndarray, camera: Camera,
+                       planes: list[Optional[tuple[float, ...]]], has_sky: bool, stride: int) -> None:
+    """Re-decide, at full resolution, the pixels near a label boundary of the subsampled grid (in place).
+
+    Each such pixel picks among the labels of its 3x3 work-grid neighbourhood: the planar region
+    whose plane it lies on (closest, within tolerance), else the most common other non-sky label;
+    pixels without geometry stay sky. Without this, boundaries would be ``stride``-pixel steps.
+    """
+    band = ndimage.maximum_filter(lab, size=3) != ndimage.minimum_filter(lab, size=3)
+    rows, cols = np.nonzero(_upsample(band.astype(np.int32), stride, depth.shape))
+    if len(rows) == 0:
+        return
+    d = depth[rows, cols]
+    geo = np.isfinite(d) & (d > 0)
+    rows, cols, d = rows[geo], cols[geo], d[geo]
+    h, w = lab.shape
+    wr, wc = np.minimum(rows // stride, h - 1), np.minimum(cols // stride, w - 1)
+    cand = np.stack([lab[np.clip(wr + dr, 0, h - 1), np.clip(wc + dc, 0, w - 1)]
+                     for dr in (-1, 0, 1) for dc in (-1, 0, 1)], axis=1)  # [B, 9]
+    pts = camera.unproject(np.stack([cols + 0.5, rows + 0.5], axis=1), d)
+    tau = _tau(d)
+    best = np.full(len(d), -1, dtype=np.int32)
+    best_dist = np.full(len(d), np.inf)
+    for k, plane in enumerate(planes):
+        if plane is None:
+            continue
+        dist = np.abs(pts @ np.asarray(plane[:3]) + plane[3])
+        ok = (cand == k).any(axis=1) & (dist < tau) & (dist < best_dist)
+        best[ok], best_dist[ok] = k, dist[ok]
+    other = np.array([p is None for p in planes] + [False], dtype=bool)  # indexable by -1
+    if has_sky:
+        other[0] = False
+    non_planar = np.where(other[cand], cand, -1)
+    votes = np.zeros((len(d), len(planes)), dtype=np.int32)
+    for j in range(cand.shape[1]):
+        ok = non_planar[:, j] >= 0
+        votes[np.flatnonzero(ok), non_planar[ok, j]] += 1
+    fallback = np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), full[rows, cols])
+    full[rows, cols] = np.where(best >= 0, best, fallback)
 
 
 def _upsample(lab: np.ndarray, stride: int, shape: tuple[int, int]) -> np.ndarray:
