@@ -136,6 +136,7 @@ def _normals(pts: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def _tau(depth: np.ndarray) -> np.ndarray:
+    """Plane-distance tolerance in metres for points at ``depth`` metres (any shape)."""
     return _TAU_ABS_M + _TAU_REL * depth
 
 
@@ -182,7 +183,11 @@ def _ransac(pts: np.ndarray, nrm: np.ndarray, depth: np.ndarray, rng: np.random.
 
 
 def _inliers(pts: np.ndarray, nrm: np.ndarray, depth: np.ndarray, plane: np.ndarray) -> np.ndarray:
-    """Points within the distance tolerance whose normal agrees (or that lie very close to the plane)."""
+    """[...] bool: points within the distance tolerance whose normal agrees (or that lie very close).
+
+    ``pts`` [..., 3] world metres, ``nrm`` [..., 3] unit normals, ``depth`` [...] metres,
+    ``plane`` (a, b, c, d) with a unit normal.
+    """
     dist = np.abs(pts @ plane[:3].astype(np.float32) + np.float32(plane[3]))
     tau = _tau(depth)
     agree = np.abs(nrm @ plane[:3].astype(np.float32)) > math.cos(math.radians(30))
@@ -351,7 +356,7 @@ def _plane_stats(wk: _Work, inl: np.ndarray, plane: np.ndarray) -> dict[str, Any
 
 
 def _fill_unassigned(lab: np.ndarray, assignable: np.ndarray) -> np.ndarray:
-    """Give unassigned pixels that carry geometry the label of the nearest labelled pixel."""
+    """[h, w] labels: unassigned (-1) pixels where ``assignable`` [h, w] take the nearest label."""
     hole = (lab < 0) & assignable
     if not hole.any() or not (lab >= 0).any():
         return lab
@@ -403,6 +408,7 @@ def _refine_boundaries(full: np.ndarray, lab: np.ndarray, depth: np.ndarray, cam
 
 
 def _upsample(lab: np.ndarray, stride: int, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour [H, W] copy of a work-grid [h, w] map subsampled by ``stride``."""
     if stride == 1:
         return lab
     H, W = shape
