@@ -154,3 +154,16 @@ def test_implausible_focal_plane_is_ignored():
 def test_json_record_names_the_source():
     d = intrinsics_from_exif({"FocalLengthIn35mmFilm": 28}, 300, 200).to_json_dict()
     assert d["source"] == "exif-35mm" and d["focal_35mm"] == pytest.approx(28.0)
+
+
+def test_heic_without_reader_says_which_package(tmp_path):
+    import importlib.util
+
+    from anchorstage import InputError
+
+    if importlib.util.find_spec("pillow_heif") is not None:
+        pytest.skip("pillow_heif is installed: HEIC photos load normally")
+    p = tmp_path / "photo.heic"
+    p.write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.raises(InputError, match="pillow-heif"):
+        load_image(p)
