@@ -284,3 +284,11 @@ def test_hub_id_loads_from_the_local_cache_offline(folders, tmp_path, monkeypatc
     _check(est)
     assert est.model == "tiny-org/tiny-da"
     assert "model input 70x56 (photo 96x72)" in est.notes
+
+
+def test_aliases_resolve_to_hub_ids():
+    from anchorstage.depth import DEPTH_MODEL_ALIASES
+
+    with pytest.raises(MissingDependencyError, match="Depth-Anything-V2-Metric-Indoor-Large-hf"):
+        estimate_depth(_image(), model="da2-indoor", device="cpu")
+    assert DEPTH_MODEL_ALIASES["depth-pro"] == "apple/DepthPro-hf"
