@@ -21,8 +21,10 @@ scan, and accumulated with one sparse-matrix product per chunk for all channels 
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -249,15 +251,27 @@ def rasterize(
     entry_splat = entry_splat.index_select(0, by_band)
     band_counts = torch.bincount(entry_band, minlength=(height + band_rows - 1) // band_rows).tolist()
 
-    start = 0
-    for band, count in enumerate(band_counts):
-        if count == 0:
-            continue
-        s = entry_splat[start:start + count]
-        start += count
-        r0 = band * band_rows
-        r1 = min(height, r0 + band_rows) - 1
-        _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, cls, num_classes, out, cls_out)
+    offsets = [0, *itertools.accumulate(band_counts)]
+    jobs = [(entry_splat[offsets[k]:offsets[k + 1]], k * band_rows, min(height, (k + 1) * band_rows) - 1)
+            for k, n in enumerate(band_counts) if n]
+
+    def run(job: tuple[torch.Tensor, int, int]) -> None:
+        _composite_band(*job, width, mx, my, a, b, c, op, smax, y0, y1, feats, cls, num_classes, out, cls_out)
+
+    workers = min(torch.get_num_threads(), len(jobs)) if dev.type == "cpu" else 1
+    if workers > 1:
+        # Bands write disjoint rows: one band per thread, one intra-op thread each, so the
+        # single-threaded steps (radix sort, scans) run in parallel too.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, jobs))
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        for job in jobs:
+            run(job)
 
     alpha = out[:, F]
     return {
