@@ -292,3 +292,33 @@ def test_aliases_resolve_to_hub_ids():
     with pytest.raises(MissingDependencyError, match="Depth-Anything-V2-Metric-Indoor-Large-hf"):
         estimate_depth(_image(), model="da2-indoor", device="cpu")
     assert DEPTH_MODEL_ALIASES["depth-pro"] == "apple/DepthPro-hf"
+
+
+@pytest.mark.parametrize("kind", ["depth_anything", "zoedepth"])
+def test_preprocessing_matches_the_transformers_image_processors(kind):
+    # Our torch preprocessing must feed real checkpoints what their own (PIL) processors would.
+    from PIL import Image
+
+    from anchorstage.depth import _preprocess, wrap_depth_network
+    from anchorstage.image_io import srgb_to_linear
+
+    yy, xx = np.mgrid[0:360, 0:640]
+    srgb = (np.stack([xx / 640, yy / 360, 0.5 + 0.4 * np.sin(xx / 20)], -1) * 255).astype(np.uint8)
+    if kind == "depth_anything":
+        from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
+
+        prep = {"size": {"height": 518, "width": 518}, "keep_aspect_ratio": True, "ensure_multiple_of": 14,
+                "resample": 3, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+        ref = DPTImageProcessorPil(do_resize=True, do_normalize=True, **prep)
+        net = tiny_depth_anything()
+    else:
+        from transformers.models.zoedepth.image_processing_pil_zoedepth import ZoeDepthImageProcessorPil
+
+        prep = {"size": {"height": 384, "width": 512}, "keep_aspect_ratio": True, "ensure_multiple_of": 32,
+                "do_pad": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+        ref = ZoeDepthImageProcessorPil(**prep)
+        net = tiny_zoedepth()
+    expected = ref(images=Image.fromarray(srgb), return_tensors="pt")["pixel_values"]
+    batch, _, _, _ = _preprocess(srgb_to_linear(srgb / 255.0), wrap_depth_network(net, kind, "cpu", prep), False)
+    assert batch.shape == expected.shape
+    assert float((batch - expected).abs().mean()) < 0.005 and float((batch - expected).abs().max()) < 0.05
