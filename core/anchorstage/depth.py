@@ -188,7 +188,8 @@ def _prep_settings(kind: str, config: Any, raw: dict[str, Any]) -> dict[str, Any
         # Depth Pro's input size is fixed by its patch layout: patch_size / smallest pyramid ratio.
         side = int(round(config.patch_size / min(config.scaled_images_ratios)))
         return dict(height=side, width=side, keep=False, multiple=1, mean=tuple(raw.get("image_mean", (0.5,) * 3)),
-                    std=tuple(raw.get("image_std", (0.5,) * 3)), mode="bilinear", pad=False)
+                    std=tuple(raw.get("image_std", (0.5,) * 3)), mode="bilinear", pad=False,
+                    antialias=False)  # as Depth Pro's own processor
     d["height"] = int(size.get("height", d["height"]))
     d["width"] = int(size.get("width", d["width"]))
     d["keep"] = bool(raw.get("keep_aspect_ratio", d["keep"]))
@@ -374,7 +375,7 @@ def _preprocess(rgb_linear: np.ndarray, dm: DepthModel, flip: bool) -> tuple[tor
         pad_h, pad_w = int(math.sqrt(h / 2) * 3), int(math.sqrt(w / 2) * 3)
         x = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
     size = _fit_size(x.shape[-2], x.shape[-1], p)
-    x = F.interpolate(x, size=size, mode=p["mode"], align_corners=False, antialias=True)
+    x = F.interpolate(x, size=size, mode=p["mode"], align_corners=False, antialias=p.get("antialias", True))
     mean = torch.tensor(p["mean"], dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(p["std"], dtype=torch.float32).view(1, 3, 1, 1)
     x = (x - mean) / std
