@@ -113,7 +113,7 @@ class DepthModel:
         net: the transformers model (eval mode, on ``device`` in ``dtype``).
         device: torch device.
         dtype: float16 on CUDA, float32 on CPU.
-        prep: preprocessing settings (size, keep_aspect_ratio, ensure_multiple_of, mean, std, mode, pad).
+        prep: preprocessing settings (height, width, keep, multiple, mean, std, mode, pad[, antialias]).
         max_depth_m: upper end of the model's range in metres (None: unbounded).
         reference_focal: assumed focal_px / min(H, W) of the training data, or None (no correction).
         variant: human-readable training domain (e.g. "outdoor (Virtual KITTI 2)").
