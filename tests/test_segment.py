@@ -162,14 +162,13 @@ def test_pitched_and_rolled_camera():
     assert normal_error_deg(ground.plane, [0, 0, 1]) < 2.0 and normal_error_deg(facade.plane, [0, 1, 0]) < 2.0
 
 
-def test_package_facade_is_callable_after_submodule_import(stage, monkeypatch):
+def test_package_attribute_is_the_function_after_submodule_import(stage):
     import importlib
 
     import anchorstage
 
     module = importlib.import_module("anchorstage.segment")
-    # Importing the submodule before the facade is used leaves the module as ``anchorstage.segment``.
-    monkeypatch.setattr(anchorstage, "segment", module)
+    assert anchorstage.segment is module.segment
     img, depth, idx, cam = stage
     _, splats = _splats_from_depth(depth, cam, step=16)
     scene = SimpleNamespace(image_linear=img, depth_m=depth, camera=cam, splats=splats, regions=[])

@@ -30,8 +30,6 @@ Method (all in the world frame, Z up, metres; see docs/region_data_format.md for
 from __future__ import annotations
 
 import math
-import sys
-import types
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -526,16 +524,3 @@ def segment(scene: Any, *, max_regions: int = 10, progress: Optional[ProgressFn]
     report(progress, 1.0, "regions done")
     return regions
 
-
-class _CallableModule(types.ModuleType):
-    """Makes ``anchorstage.segment`` callable even after ``anchorstage.segment`` (the module) was imported.
-
-    Importing the submodule binds the package attribute ``segment`` to the module, shadowing the
-    lazy facade's function of the same name; calling the module forwards to :func:`segment`.
-    """
-
-    def __call__(self, scene: Any, *, max_regions: int = 10, progress: Optional[ProgressFn] = None) -> list[Region]:
-        return segment(scene, max_regions=max_regions, progress=progress)
-
-
-sys.modules[__name__].__class__ = _CallableModule
