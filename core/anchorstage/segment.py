@@ -523,4 +523,3 @@ def segment(scene: Any, *, max_regions: int = 10, progress: Optional[ProgressFn]
     scene.regions = regions
     report(progress, 1.0, "regions done")
     return regions
-
