@@ -72,6 +72,9 @@ def test_bands_and_chunks_do_not_change_the_image(monkeypatch):
     ref = render(sp, cam, backend="torch", device="cpu")
     monkeypatch.setattr(raster_torch, "_BAND_PIXELS", 97)  # several bands of 2 rows
     monkeypatch.setattr(raster_torch, "_CHUNK_PAIRS", 37)  # many chunks per band
+    monkeypatch.setattr(raster_torch, "_PROJECT_CHUNK", 7)  # projection split over the worker threads
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # three workers even on a 1-core runner
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the real setting alone
     out = render(sp, cam, backend="torch", device="cpu")
     for k in PASSES:
         np.testing.assert_allclose(out[k].numpy(), ref[k].numpy(), atol=1e-6, err_msg=k)

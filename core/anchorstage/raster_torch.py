@@ -21,11 +21,12 @@ scan, and accumulated with one sparse-matrix product per chunk for all channels 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple, Optional
+from typing import Callable, Iterator, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -54,6 +55,7 @@ EPS2D = 0.3
 _BAND_PIXELS = 65535  # keys of a band must fit uint16 for the radix sort
 _CHUNK_PAIRS = 1 << 20  # pairs composited at once: bounds memory (~100 bytes per pair) and stays cache-friendly
 _BELOW_ALPHA_MIN = float(np.nextafter(np.float32(ALPHA_MIN), np.float32(0)))  # threshold_ keeps x > this
+_PROJECT_CHUNK = 1 << 16  # splats per parallel projection piece, at least
 _SPAN_MARGIN = 1e-3  # px; spans are a superset, the exact alpha test decides
 
 
@@ -192,6 +194,41 @@ def _depth_order(depths: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(first[second])
 
 
+@contextlib.contextmanager
+def _worker_pool(device: torch.device) -> Iterator[tuple[Optional[ThreadPoolExecutor], int]]:
+    """On the CPU, threads for independent pieces of work (splat chunks, row bands), each running
+    torch with one intra-op thread: the single-threaded steps (radix sorts, scans) then run in
+    parallel too, and no OpenMP barrier stalls on a busy machine. torch's thread count is restored."""
+    n = torch.get_num_threads() if device.type == "cpu" else 1
+    if n <= 1:
+        yield None, 1
+        return
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(n) as pool:
+            yield pool, n
+    finally:
+        torch.set_num_threads(n)
+
+
+def _map(pool: Optional[ThreadPoolExecutor], fn: Callable, items: list) -> list:
+    return list(pool.map(fn, items)) if pool is not None and len(items) > 1 else [fn(x) for x in items]
+
+
+def _project_parallel(pool, workers, means, quats, scales, opacities, *args) -> Projection:
+    """:func:`project` over up to ``workers`` splat chunks on the pool (ids stay ascending)."""
+    n = means.shape[0]
+    parts = min(workers, max(1, n // _PROJECT_CHUNK))
+    bounds = [n * k // parts for k in range(parts + 1)]
+    chunks = _map(pool, lambda k: project(means[bounds[k]:bounds[k + 1]], quats[bounds[k]:bounds[k + 1]],
+                                          scales[bounds[k]:bounds[k + 1]], opacities[bounds[k]:bounds[k + 1]], *args),
+                  list(range(parts)))
+    if parts == 1:
+        return chunks[0]
+    chunks = [c._replace(ids=c.ids + bounds[k]) for k, c in enumerate(chunks)]
+    return Projection(*(torch.cat(f) for f in zip(*chunks)))
+
+
 def rasterize(
     proj: Projection,
     features: torch.Tensor,
@@ -199,6 +236,7 @@ def rasterize(
     height: int,
     classes: Optional[torch.Tensor] = None,
     num_classes: int = 0,
+    _pool: Optional[ThreadPoolExecutor] = None,
 ) -> dict[str, torch.Tensor]:
     """Composite projected splats front to back into per-pixel sums.
 
@@ -258,20 +296,12 @@ def rasterize(
     def run(job: tuple[torch.Tensor, int, int]) -> None:
         _composite_band(*job, width, mx, my, a, b, c, op, smax, y0, y1, feats, cls, num_classes, out, cls_out)
 
-    workers = min(torch.get_num_threads(), len(jobs)) if dev.type == "cpu" else 1
-    if workers > 1:
-        # Bands write disjoint rows: one band per thread, one intra-op thread each, so the
-        # single-threaded steps (radix sort, scans) run in parallel too.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(run, jobs))
-        finally:
-            torch.set_num_threads(threads)
+    # Bands write disjoint rows, so they run in parallel.
+    if _pool is None:
+        with _worker_pool(dev) as (pool, _):
+            _map(pool, run, jobs)
     else:
-        for job in jobs:
-            run(job)
+        _map(_pool, run, jobs)
 
     alpha = out[:, F]
     return {
@@ -444,11 +474,13 @@ def rasterize_splats(
         (sum(w·z) / alpha, as gsplat's "ED"; only with ``with_depth``) and
         ``class_weight_argmax`` [H, W] int64 (only with ``classes``).
     """
-    proj = project(means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
-    feats = features.index_select(0, proj.ids)
-    if with_depth:
-        feats = torch.cat([feats, proj.depths[:, None]], dim=1)
-    res = rasterize(proj, feats, width, height, None if classes is None else classes.index_select(0, proj.ids), num_classes)
+    with _worker_pool(means.device) as (pool, workers):
+        proj = _project_parallel(pool, workers, means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
+        feats = features.index_select(0, proj.ids)
+        if with_depth:
+            feats = torch.cat([feats, proj.depths[:, None]], dim=1)
+        cls = None if classes is None else classes.index_select(0, proj.ids)
+        res = rasterize(proj, feats, width, height, cls, num_classes, _pool=pool)
     if with_depth:
         acc = res["features"]
         res["depth"] = acc[..., -1] / res["alpha"].clamp(min=1e-10)
