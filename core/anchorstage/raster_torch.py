@@ -17,6 +17,7 @@ generated in depth order, grouped by pixel with a stable radix sort on 16-bit pi
 (rows are processed in bands of at most 65535 pixels, and each band in chunks of a bounded
 number of pairs, so memory stays bounded), composited with a segmented log-transmittance
 scan, and accumulated with one sparse-matrix product per chunk for all channels at once.
+On the CPU, projection chunks and row bands run on a small thread pool, one intra-op thread each.
 """
 
 from __future__ import annotations
