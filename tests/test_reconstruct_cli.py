@@ -161,3 +161,43 @@ def test_16bit_png_depth_in_millimetres(tmp_path, capsys):
     got = load_scene(tmp_path / "s").depth_m
     assert np.array_equal(np.isinf(got), ~np.isfinite(d))
     np.testing.assert_allclose(got[np.isfinite(d)], d[np.isfinite(d)], atol=0.0006)
+
+
+def test_scene_gets_regions_unless_asked_not_to(tmp_path, capsys):
+    rc, out, err = _run(capsys, IMG, "--depth", DEPTH, "--camera", CAM, "--out", tmp_path / "s")
+    assert rc == 0, err
+    sc = load_scene(tmp_path / "s")
+    labels = {r.label for r in sc.regions}
+    assert {"sky", "ground", "facade"} <= labels, labels
+    assert "regions: " in out and "ground_001" in out
+    ids = sc.splats.region_ids.numpy()
+    assert (ids >= 0).mean() > 0.95  # nearly every splat lies in a region
+    rc, _, err = _run(capsys, IMG, "--depth", DEPTH, "--camera", CAM, "--no-regions", "--out", tmp_path / "n")
+    assert rc == 0, err
+    assert load_scene(tmp_path / "n").regions == []
+
+
+def test_without_exif_focal_a_depth_pro_field_of_view_sets_the_lens(tmp_path, capsys):
+    from test_depth_estimation import _constant_head, _save, tiny_depth_pro
+
+    model = tiny_depth_pro()
+    _constant_head(model.head.layers[-2], 0.25)
+    _constant_head(model.fov_model.head.layers[-1], 60.0)  # the model sees a 60° horizontal field of view
+    folder = _save(model, tmp_path / "dp")
+    rc, _, err = _run(capsys, IMG, "--depth-model", folder, "--out", tmp_path / "s", "--device", "cpu")
+    assert rc == 0, err
+    sc = load_scene(tmp_path / "s")
+    assert sc.meta["intrinsics_source"] == f"field of view estimated by {folder}"
+    assert sc.meta["intrinsics"]["source"] == "default"
+    assert sc.camera.fov_deg[0] == pytest.approx(60.0)
+
+
+def test_camera_from_fov():
+    from anchorstage import Camera
+    from anchorstage.cli.reconstruct import camera_from_fov
+
+    for w, h in ((640, 360), (360, 640)):
+        cam = camera_from_fov(Camera(width=w, height=h, lens_mm=50.0), 60.0)
+        assert cam.fov_deg[0] == pytest.approx(60.0)
+    with pytest.raises(Exception, match="impossible field of view"):
+        camera_from_fov(Camera(width=64, height=64, lens_mm=50.0), 190.0)

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import sys
 from pathlib import Path
 
+import numpy as np
+
+from ..camera import Camera
 from ..errors import InputError, OutputError
 from ._common import add_camera_args, add_device_arg, camera_from_args, progress_enabled
 
@@ -27,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--far-limit", type=float, metavar="M", help="depth beyond this many metres is sky (default 1000)")
     p.add_argument("--no-second-layer", action="store_true", help="no background splats behind depth edges")
     p.add_argument("--depth-model", metavar="ID_OR_PATH", help="depth model hub id, alias or local folder (without --depth)")
+    p.add_argument("--no-regions", action="store_true", help="skip region segmentation (sky/ground/facades/objects)")
     add_device_arg(p)
     p.add_argument("--force", action="store_true", help="replace SCENE_DIR if it already holds a scene")
     p.set_defaults(func=run)
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     camera = camera_from_args(args, (image.width, image.height))
     meta: dict = {"source_image": str(Path(args.image).name), "notes": list(image.notes)}
+    guessed_intrinsics = False
     if camera is not None:
         meta["intrinsics_source"] = "camera file" if args.camera else "command line (--lens-mm/--sensor-mm)"
     else:
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         camera = intr.camera(image.width, image.height)
         meta["intrinsics_source"] = intr.source
         meta["intrinsics"] = intr.to_json_dict()
+        guessed_intrinsics = intr.source == "default"
 
     with cli_progress("reconstruct", enabled=progress_enabled()) as bar:
         confidence = None
@@ -97,15 +103,34 @@ def run(args: argparse.Namespace) -> int:
             from ..depth import DEFAULT_DEPTH_MODEL, estimate_depth
 
             model = args.depth_model or DEFAULT_DEPTH_MODEL
-            est = estimate_depth(image, camera, model=model, device=args.device, progress=scaled(bar, 0.0, 0.7))
+            # With no focal length from EXIF, let a model that estimates the field of view (Depth Pro) use its own.
+            est = estimate_depth(image, None if guessed_intrinsics else camera, model=model, device=args.device,
+                                 progress=scaled(bar, 0.0, 0.7))
             depth, confidence = est.depth_m, est.confidence
+            if guessed_intrinsics and est.fov_x_deg is not None:
+                camera = camera_from_fov(camera, est.fov_x_deg)
+                meta["intrinsics_source"] = f"field of view estimated by {est.model}"
             meta["depth_source"] = f"model {est.model}"
             meta["notes"] += list(est.notes)
             regress = scaled(bar, 0.7, 0.95)
         scene = reconstruct(image, depth, camera, max_splats=args.max_splats, confidence=confidence, far_limit_m=far,
                             second_layer=not args.no_second_layer, device=args.device, progress=regress, meta=meta)
+        if not args.no_regions:
+            from ..segment import segment
+
+            segment(scene)
         save_scene(scene, out, force=args.force)
         bar(1.0, "saved")
+    regions = ", ".join(r.id for r in scene.regions) or "none"
     print(f"{out}: {len(scene.splats)} splats from {scene.width}x{scene.height} "
-          f"(intrinsics: {scene.meta['intrinsics_source']}; depth: {scene.meta['depth_source']})", file=sys.stdout)
+          f"(intrinsics: {scene.meta['intrinsics_source']}; depth: {scene.meta['depth_source']}; regions: {regions})")
     return 0
+
+
+def camera_from_fov(camera: Camera, fov_x_deg: float) -> Camera:
+    """``camera`` with the focal length that gives a horizontal field of view of ``fov_x_deg``."""
+    if not 0.0 < fov_x_deg < 180.0:
+        raise InputError(f"depth model returned an impossible field of view ({fov_x_deg:g} degrees)")
+    f_px = camera.width / (2.0 * math.tan(math.radians(fov_x_deg) / 2.0))
+    K = np.array([[f_px, 0.0, camera.width / 2.0], [0.0, f_px, camera.height / 2.0], [0.0, 0.0, 1.0]])
+    return Camera.from_K(K, camera.width, camera.height, camera.world_from_cam, camera.sensor_width_mm)
