@@ -70,7 +70,6 @@ class Projection(NamedTuple):
         cov2d: [M, 3] float32 2D covariance (xx, xy, yy) with the low-pass added, pixels².
         depths: [M] float32 z of the centres along the view axis, metres.
         opacities: [M] float32.
-        radii: [M, 2] int32 half-extent of the culling box, pixels.
     """
 
     ids: torch.Tensor
@@ -79,7 +78,6 @@ class Projection(NamedTuple):
     cov2d: torch.Tensor
     depths: torch.Tensor
     opacities: torch.Tensor
-    radii: torch.Tensor
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
@@ -164,7 +162,7 @@ def project(
     v = fy * y * rz + cy
     ok = (det > 0) & (u + rx > 0) & (u - rx < width) & (v + ry > 0) & (v - ry < height)
     sel = ok.nonzero().squeeze(1)
-    cxx, cxy, cyy, det, u, v, z, op, rx, ry = (t.index_select(0, sel) for t in (cxx, cxy, cyy, det, u, v, z, op, rx, ry))
+    cxx, cxy, cyy, det, u, v, z, op = (t.index_select(0, sel) for t in (cxx, cxy, cyy, det, u, v, z, op))
     return Projection(
         ids=ids.index_select(0, sel),
         means2d=torch.stack([u, v], dim=1),
@@ -172,7 +170,6 @@ def project(
         cov2d=torch.stack([cxx, cxy, cyy], dim=1),
         depths=z,
         opacities=op,
-        radii=torch.stack([rx, ry], dim=1).to(torch.int32),
     )
 
 
