@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,8 @@ from anchorstage import Camera, InputError, Splats, look_at, render
 from anchorstage import raster_torch
 from anchorstage.render import BACKGROUND_DEPTH, PASSES
 from render_reference import naive_render
+
+render_module = importlib.import_module("anchorstage.render")  # the module (the package attribute is the function)
 
 
 def _random_splats(n: int = 60, seed: int = 0) -> Splats:
@@ -73,6 +77,7 @@ def test_bands_and_chunks_do_not_change_the_image(monkeypatch):
     monkeypatch.setattr(raster_torch, "_BAND_PIXELS", 97)  # several bands of 2 rows
     monkeypatch.setattr(raster_torch, "_CHUNK_PAIRS", 37)  # many chunks per band
     monkeypatch.setattr(raster_torch, "_PROJECT_CHUNK", 7)  # projection split over the worker threads
+    monkeypatch.setattr(render_module, "_NORMALS_CHUNK", 5)  # and the normals
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # three workers even on a 1-core runner
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the real setting alone
     out = render(sp, cam, backend="torch", device="cpu")

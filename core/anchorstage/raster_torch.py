@@ -42,6 +42,8 @@ __all__ = [
     "project",
     "rasterize",
     "rasterize_splats",
+    "Workers",
+    "cpu_workers",
 ]
 
 #: Pairs below this alpha are skipped (gsplat's ALPHA_THRESHOLD).
@@ -192,38 +194,48 @@ def _depth_order(depths: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(first[second])
 
 
+class Workers:
+    """CPU threads for independent pieces of work (splat chunks, row bands), each running torch
+    with one intra-op thread: single-threaded steps (radix sorts, scans) then run in parallel too,
+    and a busy machine does not stall every op at OpenMP barriers."""
+
+    def __init__(self, pool: Optional[ThreadPoolExecutor], n: int) -> None:
+        self.pool, self.n = pool, n
+
+    def map(self, fn: Callable, items: list) -> list:
+        """``[fn(x) for x in items]``, on the threads when there are several."""
+        return list(self.pool.map(fn, items)) if self.pool is not None and len(items) > 1 else [fn(x) for x in items]
+
+    def ranges(self, n: int, min_size: int = 1 << 16) -> list[tuple[int, int]]:
+        """Split ``range(n)`` into up to one contiguous piece per thread, each >= ``min_size``."""
+        parts = max(1, min(self.n, n // max(min_size, 1)))
+        bounds = [n * k // parts for k in range(parts + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
+
+
 @contextlib.contextmanager
-def _worker_pool(device: torch.device) -> Iterator[tuple[Optional[ThreadPoolExecutor], int]]:
-    """On the CPU, threads for independent pieces of work (splat chunks, row bands), each running
-    torch with one intra-op thread: the single-threaded steps (radix sorts, scans) then run in
-    parallel too, and no OpenMP barrier stalls on a busy machine. torch's thread count is restored."""
+def cpu_workers(device: torch.device) -> Iterator[Workers]:
+    """:class:`Workers` for ``device`` (none off the CPU); torch's thread count is restored after."""
     n = torch.get_num_threads() if device.type == "cpu" else 1
     if n <= 1:
-        yield None, 1
+        yield Workers(None, 1)
         return
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(n) as pool:
-            yield pool, n
+            yield Workers(pool, n)
     finally:
         torch.set_num_threads(n)
 
 
-def _map(pool: Optional[ThreadPoolExecutor], fn: Callable, items: list) -> list:
-    return list(pool.map(fn, items)) if pool is not None and len(items) > 1 else [fn(x) for x in items]
-
-
-def _project_parallel(pool, workers, means, quats, scales, opacities, *args) -> Projection:
-    """:func:`project` over up to ``workers`` splat chunks on the pool (ids stay ascending)."""
-    n = means.shape[0]
-    parts = min(workers, max(1, n // _PROJECT_CHUNK))
-    bounds = [n * k // parts for k in range(parts + 1)]
-    chunks = _map(pool, lambda k: project(means[bounds[k]:bounds[k + 1]], quats[bounds[k]:bounds[k + 1]],
-                                          scales[bounds[k]:bounds[k + 1]], opacities[bounds[k]:bounds[k + 1]], *args),
-                  list(range(parts)))
-    if parts == 1:
+def _project_parallel(workers: Workers, means, quats, scales, opacities, *args) -> Projection:
+    """:func:`project` over splat chunks on ``workers`` (ids stay ascending)."""
+    pieces = workers.ranges(means.shape[0], _PROJECT_CHUNK)
+    chunks = workers.map(lambda r: project(means[r[0]:r[1]], quats[r[0]:r[1]], scales[r[0]:r[1]],
+                                           opacities[r[0]:r[1]], *args), pieces)
+    if len(chunks) == 1:
         return chunks[0]
-    chunks = [c._replace(ids=c.ids + bounds[k]) for k, c in enumerate(chunks)]
+    chunks = [c._replace(ids=c.ids + r[0]) for r, c in zip(pieces, chunks)]
     return Projection(*(torch.cat(f) for f in zip(*chunks)))
 
 
@@ -234,7 +246,8 @@ def rasterize(
     height: int,
     classes: Optional[torch.Tensor] = None,
     num_classes: int = 0,
-    _pool: Optional[ThreadPoolExecutor] = None,
+    *,
+    workers: Optional[Workers] = None,
 ) -> dict[str, torch.Tensor]:
     """Composite projected splats front to back into per-pixel sums.
 
@@ -245,6 +258,7 @@ def rasterize(
         height: image height in pixels.
         classes: optional [M] int64 class per splat in [0, num_classes); class 0 is "none".
         num_classes: number of classes (including class 0).
+        workers: CPU threads to use (default: a pool of torch's thread count for this call).
 
     Returns:
         ``features`` [H, W, F] float32 sums of weight x feature, ``alpha`` [H, W] float32
@@ -295,11 +309,11 @@ def rasterize(
         _composite_band(*job, width, mx, my, a, b, c, op, smax, y0, y1, feats, cls, num_classes, out, cls_out)
 
     # Bands write disjoint rows, so they run in parallel.
-    if _pool is None:
-        with _worker_pool(dev) as (pool, _):
-            _map(pool, run, jobs)
+    if workers is None:
+        with cpu_workers(dev) as w:
+            w.map(run, jobs)
     else:
-        _map(_pool, run, jobs)
+        workers.map(run, jobs)
 
     alpha = out[:, F]
     return {
@@ -447,6 +461,7 @@ def rasterize_splats(
     num_classes: int = 0,
     with_depth: bool = True,
     eps2d: float = EPS2D,
+    workers: Optional[Workers] = None,
 ) -> dict[str, torch.Tensor]:
     """Project and composite splats: the backend entry point used by :func:`anchorstage.render`.
 
@@ -466,19 +481,20 @@ def rasterize_splats(
         num_classes: number of classes.
         with_depth: also return the expected depth.
         eps2d: low-pass, pixels².
+        workers: CPU threads to use (default: a pool of torch's thread count for this call).
 
     Returns:
         ``features`` [H, W, F] weighted sums, ``alpha`` [H, W], ``depth`` [H, W] metres
         (sum(w·z) / alpha, as gsplat's "ED"; only with ``with_depth``) and
         ``class_weight_argmax`` [H, W] int64 (only with ``classes``).
     """
-    with _worker_pool(means.device) as (pool, workers):
-        proj = _project_parallel(pool, workers, means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
+    with contextlib.nullcontext(workers) if workers is not None else cpu_workers(means.device) as w:
+        proj = _project_parallel(w, means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
         feats = features.index_select(0, proj.ids)
         if with_depth:
             feats = torch.cat([feats, proj.depths[:, None]], dim=1)
         cls = None if classes is None else classes.index_select(0, proj.ids)
-        res = rasterize(proj, feats, width, height, cls, num_classes, _pool=pool)
+        res = rasterize(proj, feats, width, height, cls, num_classes, workers=w)
     if with_depth:
         acc = res["features"]
         res["depth"] = acc[..., -1] / res["alpha"].clamp(min=1e-10)

@@ -31,6 +31,7 @@ compute exactly the same rule.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Iterable, Optional, Sequence
 
 import torch
@@ -38,7 +39,7 @@ import torch
 from .camera import Camera
 from .device import resolve_device
 from .errors import InputError, MissingDependencyError
-from .raster_torch import quat_to_rotmat
+from .raster_torch import Workers, cpu_workers, quat_to_rotmat
 from .splats import Splats
 
 __all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD", "splat_normals"]
@@ -50,6 +51,7 @@ BACKGROUND_DEPTH = 1e10
 DEFAULT_VOID_THRESHOLD = 0.5
 #: Below this alpha nothing contributed: a single splat always brings at least 1/255.
 _EMPTY_ALPHA = 0.5 / 255.0
+_NORMALS_CHUNK = 1 << 16  # splats per parallel piece of the normal computation, at least
 
 
 def check_passes(passes: Iterable[str] | str) -> tuple[str, ...]:
@@ -144,7 +146,13 @@ def render(
         raise InputError(f"render: background must be 3 finite linear RGB values (got {background!r})")
 
     sp = splats if splats.device == dev else splats.to(dev)
-    H, W = camera.height, camera.width
+    with cpu_workers(dev) if which == "torch" else contextlib.nullcontext(Workers(None, 1)) as workers:
+        return _render(sp, camera, wanted, which, dev, bg, void_threshold, workers)
+
+
+def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev: torch.device, bg: torch.Tensor,
+            void_threshold: float, workers: Workers) -> dict[str, torch.Tensor]:
+    """The body of :func:`render` once inputs are checked (``workers``: CPU threads, torch backend)."""
     cam_pos = torch.as_tensor(camera.position, dtype=torch.float32, device=dev)
 
     # Channels composited per splat: only what the passes need.
@@ -159,7 +167,9 @@ def render(
     if "color" in wanted:
         add("color", sp.colors)
     if "normal" in wanted:
-        add("normal", splat_normals(sp, cam_pos))
+        pieces = workers.ranges(len(sp), _NORMALS_CHUNK)
+        add("normal", torch.cat(workers.map(lambda r: splat_normals(sp.subset(slice(*r)), cam_pos), pieces))
+            if len(pieces) > 1 else splat_normals(sp, cam_pos))
     if "confidence" in wanted:
         add("confidence", sp.confidence[:, None])
     features = torch.cat(cols, dim=1) if cols else torch.zeros(len(sp), 0, device=dev)
@@ -175,9 +185,13 @@ def render(
     need_depth = "depth" in wanted
     if which == "gsplat":
         from . import raster_gsplat as backend_mod
+
+        extra = {}
     else:
         from . import raster_torch as backend_mod
-    raw = _rasterize(backend_mod, sp, camera, features, classes, region_lut, need_depth, dev)
+
+        extra = {"workers": workers}
+    raw = _rasterize(backend_mod, sp, camera, features, classes, region_lut, need_depth, dev, **extra)
 
     alpha = raw["alpha"]
     empty = alpha < _EMPTY_ALPHA
@@ -202,7 +216,7 @@ def render(
 
 
 def _rasterize(backend_mod, sp: Splats, camera: Camera, features: torch.Tensor, classes, region_lut,
-               need_depth: bool, dev: torch.device) -> dict[str, torch.Tensor]:
+               need_depth: bool, dev: torch.device, **extra) -> dict[str, torch.Tensor]:
     """Run one backend; returns ``features`` [H, W, F] sums, ``alpha``, ``depth`` (ED) and
     ``class_weight_argmax`` when classes are given."""
     viewmat = torch.as_tensor(camera.cam_from_world, dtype=torch.float32, device=dev)
@@ -211,5 +225,5 @@ def _rasterize(backend_mod, sp: Splats, camera: Camera, features: torch.Tensor, 
     return backend_mod.rasterize_splats(
         sp.means.float(), sp.quats.float(), sp.scales.float(), sp.opacities.float(), features, viewmat, K,
         camera.width, camera.height, near=camera.clip_start, far=camera.clip_end,
-        classes=classes, num_classes=ncls, with_depth=need_depth,
+        classes=classes, num_classes=ncls, with_depth=need_depth, **extra,
     )
