@@ -19,10 +19,12 @@ _COLOURS = {SKY: (0.35, 0.55, 0.9), GROUND: (0.25, 0.22, 0.18), FACADE: (0.6, 0.
             BOX: (0.8, 0.7, 0.1)}
 
 
-def synthetic_stage(width=640, height=360, lens_mm=35.0, world_from_cam=None):
+def synthetic_stage(width=640, height=360, lens_mm=35.0, world_from_cam=None, sphere=((1.2, 5.0, 0.8), 0.8),
+                    box=((-2.3, 5.5, 0.0), (-1.3, 6.5, 1.0))):
     """Ray-cast an analytic stage like the Cycles fixture: ground z=0, facade y=10, sphere, box.
 
     The default camera stands 1.6 m above the ground looking slightly down at the facade.
+    ``sphere`` is (centre, radius) and ``box`` its axis-aligned (min corner, max corner), metres.
 
     Returns:
         (image_linear [H, W, 3], depth_m [H, W] (inf = sky), object_index [H, W] uint8, camera).
@@ -50,12 +52,12 @@ def synthetic_stage(width=640, height=360, lens_mm=35.0, world_from_cam=None):
         t = (10.0 - o[1]) / ray[:, 1]
         p = o + t[:, None] * ray
         take(np.where((np.abs(p[:, 0]) < 8) & (p[:, 2] >= 0) & (p[:, 2] < 3.5), t, np.inf), FACADE)
-        c, r = np.array([1.2, 5.0, 0.8]), 0.8
+        c, r = np.asarray(sphere[0], dtype=np.float64), sphere[1]
         a = np.einsum("ij,ij->i", ray, ray)
         b = 2 * ray @ (o - c)
         disc = b * b - 4 * a * ((o - c) @ (o - c) - r * r)
         take(np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.inf), SPHERE)
-        lo, hi = np.array([-2.3, 5.5, 0.0]), np.array([-1.3, 6.5, 1.0])
+        lo, hi = np.asarray(box[0], dtype=np.float64), np.asarray(box[1], dtype=np.float64)
         t1, t2 = (lo - o) / ray, (hi - o) / ray
         tn, tf = np.minimum(t1, t2).max(axis=1), np.maximum(t1, t2).min(axis=1)
         take(np.where(tn <= tf, tn, np.inf), BOX)
@@ -118,6 +120,26 @@ def test_synthetic_stage_regions(stage):
     assert len(objects) == 2  # the box face is not a facade
     assert max(iou(o.mask, idx == SPHERE) for o in objects) > 0.9
     assert max(iou(o.mask, idx == BOX) for o in objects) > 0.8
+
+
+def best_object_share(regions, truth):
+    """(share, region index): the largest fraction of ``truth`` [H, W] bool pixels in one object region."""
+    return max(((r.mask & truth).sum() / truth.sum(), r.index) for r in by_label(regions, "object"))
+
+
+def test_large_box_and_sphere_before_wall_are_whole_objects():
+    # A 2.8 m x 2.4 m box face is building-sized on its own and parallel to the wall, but the box
+    # stands silhouetted in front of the wall: it is an object. A plane cut through the sphere
+    # takes a cap of it, which must not split the sphere.
+    img, depth, idx, cam = synthetic_stage(640, 360, lens_mm=24.0, sphere=((2.2, 7.0, 1.4), 1.4),
+                                           box=((-3.4, 5.0, 0.0), (-0.6, 6.5, 2.4)))
+    regions = segment_depth(img, depth, cam)
+    check_regions(regions, depth.shape)
+    (facade,) = by_label(regions, "facade")
+    assert iou(facade.mask, idx == FACADE) >= 0.8 and normal_error_deg(facade.plane, [0, 1, 0]) < 2.0
+    box_share, box_region = best_object_share(regions, idx == BOX)
+    sphere_share, sphere_region = best_object_share(regions, idx == SPHERE)
+    assert box_share >= 0.95 and sphere_share >= 0.95 and box_region != sphere_region
 
 
 def test_noisy_depth_still_finds_planes(stage):
@@ -220,6 +242,60 @@ def test_cycles_ground_truth(view):
     objects = by_label(regions, "object")
     for name in ("sphere", "box"):
         assert max(iou(o.mask, oi == PASS_INDEX[name]) for o in objects) > 0.8, name
+        assert best_object_share(regions, oi == PASS_INDEX[name])[0] >= 0.95, name  # whole, not cut by a plane
+
+
+# ---------------------------------------------------------------------------------- bundled sample
+def sample_object_pixels():
+    """The bundled sample (sample/) and its objects' pixels, found from the exact depth and the
+    stage geometry (tests/data/cycles_gt/truth.json plus the columns and cone of scripts/make_sample.py).
+
+    Returns:
+        (image_linear [H, W, 3], depth_m [H, W], camera, {name: [H, W] bool}).
+    """
+    from pathlib import Path
+
+    from gt_fixture import TRUTH
+
+    from anchorstage import load_camera_json, load_image
+
+    root = Path(__file__).resolve().parents[1] / "sample"
+    img = load_image(root / "photo.png").rgb_linear
+    depth = np.load(root / "depth.npy")
+    cam = load_camera_json(root / "camera.json")
+    ok = np.isfinite(depth)
+    p = np.zeros(depth.shape + (3,))
+    p[ok] = cam.unproject(cam.pixel_centers()[ok], depth[ok])
+    tol = 0.01  # metres; facet error of the meshes is ≤ 1 mm
+    s = TRUTH["sphere"]
+    out = {"sphere": ok & (np.abs(np.linalg.norm(p - s["center"], axis=-1) - s["radius"]) < tol)}
+    b = TRUTH["box"]
+    yaw = np.radians(b["yaw_deg"])
+    q = p - b["center"]
+    q = np.stack([q[..., 0] * np.cos(yaw) + q[..., 1] * np.sin(yaw),
+                  -q[..., 0] * np.sin(yaw) + q[..., 1] * np.cos(yaw), q[..., 2]], axis=-1)  # box frame
+    out["box"] = ok & (np.abs(np.abs(q).max(axis=-1) - b["size"] / 2) < tol)
+    for i, (x, y) in enumerate(((-3.2, 8.2), (3.4, 8.5))):  # columns: radius 0.25 m, 3 m tall
+        r = np.hypot(p[..., 0] - x, p[..., 1] - y)
+        out[f"column_{i}"] = ok & (np.abs(r - 0.25) < tol) & (p[..., 2] > tol)
+    r = np.hypot(p[..., 0] + 0.4, p[..., 1] - 3.8)  # cone: base radius 0.35 m, 0.9 m tall
+    out["cone"] = ok & (np.abs(r - 0.35 * (1 - p[..., 2] / 0.9)) < tol) & (p[..., 2] > tol)
+    return img, depth, cam, out
+
+
+def test_bundled_sample_one_facade_and_whole_objects():
+    img, depth, cam, objects = sample_object_pixels()
+    regions = segment_depth(img, depth, cam)
+    check_regions(regions, depth.shape)
+    (facade,) = by_label(regions, "facade")  # the wall; box faces and column sides are not facades
+    assert normal_error_deg(facade.plane, [0, 1, 0]) < 2.0
+    owners = []
+    for name, truth in objects.items():
+        assert truth.sum() > 500, name  # the geometry test found the object
+        share, owner = best_object_share(regions, truth)
+        assert share >= 0.95, (name, share)
+        owners.append(owner)
+    assert len(set(owners)) == len(owners)  # one region per object
 
 
 # ---------------------------------------------------------------------------------- scene + splats

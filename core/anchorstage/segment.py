@@ -18,11 +18,16 @@ Method (all in the world frame, Z up, metres; see docs/region_data_format.md for
    the ground in the world); the plane with most inliers wins and is refined by a
    least-squares (SVD) fit on its inliers. Inliers are within ``1.5 cm + 2 %`` of the depth.
 5. Facades: the same RANSAC over the remaining points, planes within 15° of perpendicular to the
-   ground found (world Z without one), repeated while a plane holds ≥ 2 % of the pixels and spans at least 2 m
-   wide and 1.5 m tall, or 4 m wide (so the face of a box is not a facade).
-6. Objects: the rest is split into depth-connected components (a jump of more than 5 % in depth
-   between neighbours separates them); components under 0.3 % of the image are merged into their
-   nearest region. The largest become ``object_001``, ``object_002``, … up to ``max_regions``.
+   ground found (world Z without one). A plane's inliers are split into depth-connected parts (a
+   jump of more than 5 % in depth between neighbours separates them), and a part becomes facade
+   only when it is building-scale on its own: ≥ 2 % of the pixels, at least 2 m wide and 1.5 m
+   tall or 4 m wide, at least half of what is left of its depth-connected surface (a cap cut from
+   a sphere or a column is not), and that surface does not stand silhouetted in front of a
+   larger one (a box before a wall). Other parts are left to the objects, so a compact object
+   stays whole. Repeated for up to 8 planes or 4 facades.
+6. Objects: the rest is split into depth-connected components; components under 0.3 % of the
+   image are merged into their nearest region. The largest become ``object_001``,
+   ``object_002``, … up to ``max_regions``.
 7. Full resolution: labels are upsampled, and pixels near a label boundary are re-decided per
    pixel (the plane they lie on, else the neighbouring object), so edges are pixel-accurate.
 """
@@ -54,7 +59,9 @@ _FACADE_MIN_FRACTION = 0.02
 _FACADE_MIN_WIDTH_M = 2.0
 _FACADE_MIN_HEIGHT_M = 1.5
 _FACADE_WIDE_M = 4.0
+_FACADE_DOMINANT = 0.5  # share of its depth-connected surface a facade part must hold
 _MAX_FACADES = 4
+_FACADE_TRIES = 8  # planes tried, kept or rejected (each costs one RANSAC)
 _OBJECT_MIN_FRACTION = 0.003
 _DEPTH_JUMP_REL = 0.05
 _RANSAC_SAMPLES = 4000
@@ -258,6 +265,7 @@ def _labels(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera, max_r
     report(progress, 0.35, "ground plane")
     cos_g = math.cos(math.radians(_GROUND_MAX_TILT_DEG))
     up = np.array([0.0, 0.0, 1.0])
+    ground = np.zeros_like(free)
     cand = free & (np.abs(wk.normals[..., 2]) > math.cos(math.radians(_GROUND_MAX_TILT_DEG + 10))) & \
         (wk.points[..., 2] < wk.cam_z)
     if cand.sum() >= 0.01 * n_px:
@@ -267,15 +275,18 @@ def _labels(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera, max_r
             inl = _large_parts(inl, _OBJECT_MIN_FRACTION * n_px)
             if inl.sum() >= 0.01 * n_px:
                 lab[inl] = len(kinds)
+                ground = inl
                 kinds.append(("ground", _orient(plane, cam), _plane_stats(wk, inl, plane)))
                 free &= ~inl
                 # Facades stand perpendicular to the ground found: robust to a pitched or rolled camera.
                 up = np.asarray(kinds[-1][1][:3])
 
     report(progress, 0.5, "facades")
+    jump = _depth_jumps(wk.depth, wk.valid)
+    surfaces = _Surfaces(free & ~jump, ground, wk.valid & ~sky)
     sin_f = math.sin(math.radians(_FACADE_MAX_TILT_DEG))
     rejected = np.zeros_like(free)
-    for _ in range(_MAX_FACADES + 2):
+    for _ in range(_FACADE_TRIES):
         if sum(k[0] == "facade" for k in kinds) >= _MAX_FACADES or len(kinds) >= max_regions:
             break
         cand = free & ~rejected & (np.abs(wk.normals @ up.astype(np.float32)) < math.sin(math.radians(30))) & \
@@ -286,28 +297,23 @@ def _labels(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera, max_r
         if plane is None or abs(plane[:3] @ up) >= sin_f:
             break
         inl = free & _inliers(wk.points, wk.normals, wk.depth, plane)
-        inl = _large_parts(inl, _OBJECT_MIN_FRACTION * n_px)
         if inl.sum() < _FACADE_MIN_FRACTION * n_px:
             break
-        width_m, height_m = _plane_extent(wk.points[inl], plane, up)
-        # A wall cut by the frame may show little height, but it is still wide.
-        wall = (width_m >= _FACADE_MIN_WIDTH_M and height_m >= _FACADE_MIN_HEIGHT_M) or width_m >= _FACADE_WIDE_M
-        if not wall:
-            rejected |= inl  # a flat face of an object: leave it for the object stage
+        wall = _facade_support(wk, inl, jump, free, plane, up, surfaces, n_px)
+        rejected |= inl & ~wall  # flat faces and caps of objects: left for the object stage
+        if not wall.any():
             continue
-        lab[inl] = len(kinds)
-        stats = _plane_stats(wk, inl, plane)
+        plane = _fit_plane(wk.points[wall])  # refit without the rejected fragments pulling on it
+        width_m, height_m = _plane_extent(wk.points[wall], plane, up)
+        lab[wall] = len(kinds)
+        stats = _plane_stats(wk, wall, plane)
         stats.update(width_m=round(width_m, 3), height_m=round(height_m, 3))
         kinds.append(("facade", _orient(plane, cam), stats))
-        free &= ~inl
+        free &= ~wall
 
     report(progress, 0.7, "objects")
     min_obj = max(4, int(_OBJECT_MIN_FRACTION * n_px))
     if free.any():
-        ld = np.log(np.where(wk.valid, wk.depth, 1.0))
-        jump = np.zeros_like(free)
-        jump[:, :-1] |= np.abs(ld[:, 1:] - ld[:, :-1]) > _DEPTH_JUMP_REL
-        jump[:-1] |= np.abs(ld[1:] - ld[:-1]) > _DEPTH_JUMP_REL
         comp, n_comp = ndimage.label(free & ~jump)
         if n_comp:
             sizes = np.bincount(comp.ravel(), minlength=n_comp + 1)
@@ -336,6 +342,88 @@ def _labels(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera, max_r
         rid = "sky" if label == "sky" else f"{label}_{counters[label]:03d}"
         regions.append(Region(index=i, id=rid, label=label, plane=plane, extra=extra))
     return regions, full
+
+
+def _depth_jumps(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[h, w] bool: pixels whose right or lower neighbour is more than 5 % nearer or farther.
+
+    Removing them from a mask cuts it along depth discontinuities, so its connected components
+    are depth-connected surfaces. ``depth`` [h, w] metres, ``valid`` [h, w] bool.
+    """
+    ld = np.log(np.where(valid, depth, 1.0))
+    jump = np.zeros(depth.shape, dtype=bool)
+    jump[:, :-1] |= np.abs(ld[:, 1:] - ld[:, :-1]) > _DEPTH_JUMP_REL
+    jump[:-1] |= np.abs(ld[1:] - ld[:-1]) > _DEPTH_JUMP_REL
+    return jump
+
+
+class _Surfaces:
+    """Depth-connected surfaces of the scene below the sky, for judging facade candidates.
+
+    Args:
+        mask: [h, w] bool pixels to split into surfaces (geometry left after sky and ground,
+            without depth-jump pixels).
+        ground: [h, w] bool ground pixels, one more surface (an object may stand against it).
+        geometry: [h, w] bool pixels with valid depth that are not sky.
+    """
+
+    def __init__(self, mask: np.ndarray, ground: np.ndarray, geometry: np.ndarray) -> None:
+        self.geometry = geometry
+        self.label, n = ndimage.label(mask)
+        self.label[ground] = n + 1
+        self.size = np.bincount(self.label.ravel(), minlength=n + 2)
+        self.size[0] = 0  # jump pixels and sky belong to no surface
+        self.box = ndimage.find_objects(self.label)
+
+
+def _stands_in_front(wk: _Work, surfaces: _Surfaces, k: int) -> bool:
+    """Whether surface ``k`` is silhouetted against a larger surface behind it (a box before a wall).
+
+    Looks at a 2-pixel ring around the surface: when most of the ring that has geometry (sky is
+    neutral: a wall's top edge meets it) lies more than 5 % farther, on a surface larger than
+    ``k``, the surface is a compact thing standing in front, not a wall.
+    """
+    r0, c0 = surfaces.box[k - 1][0].start, surfaces.box[k - 1][1].start
+    r1, c1 = surfaces.box[k - 1][0].stop, surfaces.box[k - 1][1].stop
+    sl = (slice(max(r0 - 2, 0), r1 + 2), slice(max(c0 - 2, 0), c1 + 2))
+    own = surfaces.label[sl] == k
+    ld = np.log(np.where(wk.valid[sl], wk.depth[sl], 1.0))
+    ring = ndimage.maximum_filter(own, size=5) & ~own & surfaces.geometry[sl]
+    # Log depth of the nearest-to-camera pixel of the surface within 2 pixels of each ring pixel.
+    near = ndimage.minimum_filter(np.where(own, ld, np.inf), size=5)
+    behind = ring & (ld - near > _DEPTH_JUMP_REL)
+    if behind.sum() <= 0.5 * ring.sum():
+        return False
+    return bool(surfaces.size[surfaces.label[sl][behind]].max() > surfaces.size[k])
+
+
+def _facade_support(wk: _Work, inl: np.ndarray, jump: np.ndarray, free: np.ndarray, plane: np.ndarray,
+                    up: np.ndarray, surfaces: _Surfaces, n_px: int) -> np.ndarray:
+    """[h, w] bool: the parts of a vertical plane's inliers ``inl`` [h, w] that are a facade.
+
+    A plane through a box face also grazes a column and a disc of a sphere elsewhere in the
+    image, so the inliers are split into depth-connected parts and each is judged on its own:
+    it is kept when it holds ≥ 2 % of the pixels, is building-sized (≥ 2 m wide and 1.5 m tall, or
+    ≥ 4 m wide: a wall cut by the frame may show little height), holds at least half of what is
+    left of its depth-connected surface (a cap of a curved object or one face of a box does not),
+    and that surface does not stand in front of a larger one (a box or a column against a wall).
+    """
+    comp, n = ndimage.label(inl & ~jump, structure=np.ones((3, 3)))
+    if n == 0:
+        return np.zeros_like(inl)
+    sizes = np.bincount(comp.ravel(), minlength=n + 1)
+    keep = np.zeros(n + 1, dtype=bool)
+    for c in np.flatnonzero(sizes[1:] >= _FACADE_MIN_FRACTION * n_px) + 1:
+        part = comp == c
+        width_m, height_m = _plane_extent(wk.points[part], plane, up)
+        if not ((width_m >= _FACADE_MIN_WIDTH_M and height_m >= _FACADE_MIN_HEIGHT_M) or width_m >= _FACADE_WIDE_M):
+            continue
+        k = int(np.bincount(surfaces.label[part]).argmax())
+        if sizes[c] < _FACADE_DOMINANT * np.count_nonzero((surfaces.label == k) & free):
+            continue
+        keep[c] = not _stands_in_front(wk, surfaces, k)
+    # Give back the jump pixels along the kept parts' edges (they are inliers too).
+    return inl & ndimage.binary_dilation(keep[comp])
 
 
 def _large_parts(mask: np.ndarray, min_px: float) -> np.ndarray:
