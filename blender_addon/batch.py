@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from typing import Optional, Sequence
 
@@ -28,18 +27,6 @@ MOVES = ("orbit", "dolly", "truck", "pedestal", "pan", "tilt", "none")
 
 class BatchError(Exception):
     pass
-
-
-def parse_frames(text: str) -> tuple[int, int]:
-    """``"10-19"`` or ``"7"`` → (first, last), inclusive."""
-    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(text))
-    if m is None:
-        raise BatchError(f"--frames must look like 10-19 or 7 (got {text!r})")
-    first = int(m.group(1))
-    last = int(m.group(2)) if m.group(2) is not None else first
-    if last < first:
-        raise BatchError(f"--frames {text!r}: the last frame comes before the first")
-    return first, last
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +94,9 @@ def run(args: argparse.Namespace) -> list[str]:
     from .splat_object import splat_objects
 
     scene = bpy.context.scene
-    chunk = parse_frames(args.frames) if args.frames else None  # bad ranges fail before any work
+    from anchorstage.export import parse_frame_range
+
+    chunk = parse_frame_range(args.frames) if args.frames else None  # bad ranges fail before any work
     if args.device:
         prefs = get_prefs()
         if prefs is not None:

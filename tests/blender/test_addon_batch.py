@@ -34,12 +34,12 @@ def _depth(path):
     raise AssertionError(f"{path} has no ViewLayer.Depth.Z")
 
 
-def test_parse_frames(installed_addon):
+def test_bad_frame_chunks_fail_before_any_work(installed_addon, tmp_path, capsys):
     b = _batch()
-    assert b.parse_frames("10-19") == (10, 19) and b.parse_frames("7") == (7, 7)
-    for bad in ("x", "5-3", "1-", ""):
-        with pytest.raises(b.BatchError):
-            b.parse_frames(bad)
+    for bad in ("x", "5-3", "1-"):
+        assert b.main([*ARGS, "--frames", bad, "--out", str(tmp_path / "o")]) == 1
+        assert "frame range" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_batch_renders_only_its_chunk_and_saves_a_renderable_blend(fresh_scene, tmp_path):
