@@ -348,12 +348,19 @@ class ANCHORSTAGE_OT_import_ply(bpy.types.Operator, ImportHelper):
     bl_options = {"REGISTER", "UNDO"}
     filename_ext = ".ply"
     filter_glob: bpy.props.StringProperty(default="*.ply", options={"HIDDEN"})
+    add_camera: bpy.props.BoolProperty(
+        name="Add Photo Camera", default=True,
+        description="For SHARP files, which carry the photo's intrinsics, add that camera (at the origin looking "
+                    "along +Y, as AnchorStage places photos) and make it the scene camera if there is none")
 
     def execute(self, context):
-        from anchorstage import read_ply
+        from anchorstage.ply import read_ply_info
 
         try:
-            splats = read_ply(self.filepath)
+            info = read_ply_info(self.filepath)
+            # SHARP files are in the photo camera's frame: place them in the Z-up world.
+            splats = info.world_splats(self.filepath)
+            photo_camera = info.camera(self.filepath) if self.add_camera else None
         except Exception as e:  # noqa: BLE001
             self.report({"ERROR"}, f"PLY import: {_error_text(e)}")
             return {"CANCELLED"}
@@ -363,13 +370,21 @@ class ANCHORSTAGE_OT_import_ply(bpy.types.Operator, ImportHelper):
         name = bpy.path.display_name_from_filepath(self.filepath)
         obj = splat_object.update_splat_object(splats, name=name, scene=context.scene,
                                                max_display=getattr(prefs, "display_max_splats", None))
+        if photo_camera is not None:
+            cam_obj = bpy.data.objects.new(f"{name} Camera", bpy.data.cameras.new(f"{name} Camera"))
+            context.scene.collection.objects.link(cam_obj)
+            first = context.scene.camera is None
+            boundary.apply_camera_to_blender(photo_camera, cam_obj, context.scene, set_resolution=first)
+            if first:
+                context.scene.camera = cam_obj
         for o in context.view_layer.objects:
             o.select_set(False)
         obj.select_set(True)
         context.view_layer.objects.active = obj
         shown, total = splat_object.display_counts(obj)
         self.report({"INFO"}, f"Imported {total:,} splats as {obj.name!r}" +
-                    (f"; displaying {shown:,} (decimated)" if shown < total else ""))
+                    (f"; displaying {shown:,} (decimated)" if shown < total else "") +
+                    (" with the photo's camera" if photo_camera is not None else ""))
         return {"FINISHED"}
 
 

@@ -147,3 +147,80 @@ def test_bad_files_are_named(tmp_path):
     (tmp_path / "cut.ply").write_bytes(data[:-20])
     with pytest.raises(InputError, match="truncated"):
         read_ply(tmp_path / "cut.ply")
+
+
+def _sharp_file(tmp_path, sp, extrinsic):
+    """A SHARP-style PLY of ``sp`` (in SHARP's camera frame) with a 640x480, f=500 px camera."""
+    elems = [("vertex", _vertex(sp, (sp.colors.numpy() - 0.5) / SH_C0)),
+             ("extrinsic", np.array([(x,) for x in np.asarray(extrinsic).ravel()], dtype=[("extrinsic", "f4")])),
+             ("intrinsic", np.array([(x,) for x in [500, 0, 330, 0, 500, 236, 0, 0, 1]], dtype=[("intrinsic", "f4")])),
+             ("image_size", np.array([(640,), (480,)], dtype=[("image_size", "u4")])),
+             ("color_space", np.array([(1,)], dtype=[("color_space", "u1")]))]
+    _write_raw(tmp_path / "sharp.ply", "binary_little_endian", elems)
+    return read_ply_info(tmp_path / "sharp.ply")
+
+
+def _in_front_of_camera(n=400, seed=3):
+    sp = _splats(n, seed)
+    g = torch.Generator().manual_seed(seed)
+    sp.means = torch.rand(n, 3, generator=g) * torch.tensor([4.0, 3.0, 3.0]) + torch.tensor([-2.0, -1.5, 3.0])
+    sp.scales = sp.scales * 0.5 + 0.02
+    return sp
+
+
+def test_sharp_file_is_placed_in_the_z_up_world_with_its_camera(tmp_path):
+    from anchorstage import Camera, render
+
+    sp = _in_front_of_camera()
+    info = _sharp_file(tmp_path, sp, np.eye(4))
+    assert info.in_camera_frame
+    cam = info.camera()
+    assert cam.resolution == (640, 480) and cam.focal_px == pytest.approx(500.0)
+    assert cam.principal_point_px == pytest.approx((330.0, 236.0))
+    np.testing.assert_allclose(cam.forward, [0, 1, 0], atol=1e-12)  # looks along world +Y, Z up
+    np.testing.assert_allclose(cam.up, [0, 0, 1], atol=1e-12)
+    world = info.world_splats()
+    # Camera-frame z (forward) becomes world +Y, camera-frame -y (up) becomes world +Z.
+    np.testing.assert_allclose(world.means.numpy()[:, 1], sp.means.numpy()[:, 2], atol=1e-5)
+    np.testing.assert_allclose(world.means.numpy()[:, 2], -sp.means.numpy()[:, 1], atol=1e-5)
+    # The photo camera sees the placed splats exactly as SHARP's camera saw the file's.
+    in_file = render(info.splats, Camera.from_K(cam.K, 640, 480), passes=("color", "depth"), backend="torch")
+    placed = render(world, cam, passes=("color", "depth"), backend="torch")
+    torch.testing.assert_close(placed["color"], in_file["color"], atol=2e-4, rtol=0)
+    torch.testing.assert_close(placed["depth"], in_file["depth"], rtol=1e-4, atol=1e-4)
+
+
+def test_sharp_extrinsic_is_honoured(tmp_path):
+    from anchorstage import look_at
+
+    sp = _in_front_of_camera()
+    view = np.linalg.inv(look_at((0.5, -0.2, 0.1), (0.4, 0.1, 5.0), up=(0, -1, 0)))  # world → camera
+    placed = _sharp_file(tmp_path, sp, view).world_splats().means.numpy()
+    expected = (look_at((0, 0, 0), (0, 1, 0)) @ view @ np.c_[sp.means.numpy(), np.ones(len(sp))].T).T[:, :3]
+    np.testing.assert_allclose(placed, expected, atol=1e-4)
+
+
+def test_plain_3dgs_files_stay_in_their_frame(tmp_path):
+    sp = _splats(50)
+    write_ply(tmp_path / "s.ply", sp)
+    info = read_ply_info(tmp_path / "s.ply")
+    assert not info.in_camera_frame and info.camera() is None
+    assert info.world_splats() is info.splats
+
+
+def test_rigid_transform_of_splats():
+    from scipy.spatial.transform import Rotation
+
+    sp = _splats(64)
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_euler("xyz", [20, -35, 110], degrees=True).as_matrix()
+    m[:3, 3] = [1.0, -2.0, 0.5]
+    out = sp.transformed(m)
+    np.testing.assert_allclose(out.means.numpy(), sp.means.numpy() @ m[:3, :3].T + m[:3, 3], atol=1e-5)
+    # Local axes rotate with the transform: R(q') = M R(q).
+    r_in = Rotation.from_quat(sp.quats.numpy()[:, [1, 2, 3, 0]]).as_matrix()
+    r_out = Rotation.from_quat(out.quats.numpy()[:, [1, 2, 3, 0]]).as_matrix()
+    np.testing.assert_allclose(r_out, m[:3, :3] @ r_in, atol=1e-5)
+    assert torch.equal(out.scales, sp.scales) and torch.equal(out.colors, sp.colors)
+    with pytest.raises(InputError, match="rigid"):
+        sp.transformed(np.diag([2.0, 1, 1, 1]))

@@ -27,12 +27,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from .atomic import atomic_file
+from .camera import Camera, look_at
 from .errors import InputError
 from .splats import Splats
 
@@ -119,6 +120,49 @@ class PlyInfo:
     sh_degree: int
     supplements: dict[str, np.ndarray]
     comments: list[str]
+
+    @property
+    def in_camera_frame(self) -> bool:
+        """True for SHARP-style files, whose splats sit in the photo camera's OpenCV frame."""
+        return "intrinsic" in self.supplements or "extrinsic" in self.supplements
+
+    def _view_matrix(self, where: str) -> np.ndarray:
+        """The file's ``extrinsic`` (SHARP: world → camera; legacy 12 values hold R transposed)."""
+        e = np.asarray(self.supplements.get("extrinsic", np.eye(4).ravel()), dtype=np.float64).ravel()
+        m = np.eye(4)
+        if e.size == 16:
+            m[:] = e.reshape(4, 4)
+        elif e.size == 12:
+            m[:3] = e.reshape(3, 4)
+            m[:3, :3] = m[:3, :3].T.copy()
+        else:
+            raise InputError(f"{where}: 'extrinsic' must hold 12 or 16 values (got {e.size})")
+        return m
+
+    def camera(self, where: str = "PLY file") -> Optional[Camera]:
+        """The photo's camera for a SHARP-style file, posed as AnchorStage poses a photo
+        (at the origin looking along world +Y, Z up); None for files without intrinsics."""
+        k = self.supplements.get("intrinsic")
+        if k is None:
+            return None
+        k = np.asarray(k, dtype=np.float64).ravel()
+        if k.size == 4:  # legacy SHARP: fx, fy, width, height
+            fx, fy, w, h = k
+            K = np.array([[fx, 0.0, w / 2.0], [0.0, fy, h / 2.0], [0.0, 0.0, 1.0]])
+        elif k.size == 9 and "image_size" in self.supplements:
+            K = k.reshape(3, 3)
+            w, h = np.asarray(self.supplements["image_size"], dtype=np.float64).ravel()[:2]
+        else:
+            raise InputError(f"{where}: 'intrinsic' needs 9 values plus 'image_size', or 4 legacy values")
+        return Camera.from_K(K, int(w), int(h), look_at((0.0, 0.0, 0.0), (0.0, 1.0, 0.0)))
+
+    def world_splats(self, where: str = "PLY file") -> Splats:
+        """The splats in AnchorStage's world (Z up). SHARP-style files are taken from their camera
+        frame (through ``extrinsic``) to a photo camera at the origin looking along +Y; other
+        files are returned as stored."""
+        if not self.in_camera_frame:
+            return self.splats
+        return self.splats.transformed(look_at((0.0, 0.0, 0.0), (0.0, 1.0, 0.0)) @ self._view_matrix(where))
 
 
 def _parse_header(f: Any, where: str) -> tuple[str, list[_Element], list[str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .errors import InputError
@@ -66,7 +67,51 @@ class Splats:
         """The splats selected by a boolean mask or an index tensor."""
         return Splats(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def transformed(self, world_from_local: np.ndarray) -> "Splats":
+        """The splats moved by a rigid transform (rotation + translation, metres).
+
+        Args:
+            world_from_local: [4, 4] rigid matrix taking the splats' current frame to the new one.
+        """
+        m = np.asarray(world_from_local, dtype=np.float64)
+        r = m[:3, :3]
+        if m.shape != (4, 4) or not np.all(np.isfinite(m)) or not np.allclose(r.T @ r, np.eye(3), atol=1e-5) \
+                or np.linalg.det(r) < 0:
+            raise InputError("splats: transform must be a finite rigid 4x4 matrix (rotation + translation)")
+        rt = torch.as_tensor(r, dtype=torch.float32, device=self.device)
+        t = torch.as_tensor(m[:3, 3], dtype=torch.float32, device=self.device)
+        q = torch.as_tensor(_quat_from_rotmat(r), dtype=torch.float32, device=self.device)
+        return Splats(means=self.means @ rt.T + t, quats=_quat_mul(q, self.quats), scales=self.scales.clone(),
+                      opacities=self.opacities.clone(), colors=self.colors.clone(),
+                      confidence=self.confidence.clone(), region_ids=self.region_ids.clone())
+
     @staticmethod
     def concat(parts: "list[Splats]") -> "Splats":
         """Concatenate several splat sets (same device)."""
         return Splats(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Splats)})
+
+
+def _quat_from_rotmat(r: np.ndarray) -> np.ndarray:
+    """[3, 3] rotation → [4] unit quaternion wxyz (Shepperd: branch on the largest component)."""
+    t = np.trace(r)
+    cands = np.array([t, r[0, 0], r[1, 1], r[2, 2]])
+    k = int(np.argmax(cands))
+    if k == 0:
+        w = np.sqrt(1.0 + t) / 2.0
+        q = [w, (r[2, 1] - r[1, 2]) / (4 * w), (r[0, 2] - r[2, 0]) / (4 * w), (r[1, 0] - r[0, 1]) / (4 * w)]
+    else:
+        i, j, l = [(0, 1, 2), (1, 2, 0), (2, 0, 1)][k - 1]
+        v = np.sqrt(1.0 + r[i, i] - r[j, j] - r[l, l]) / 2.0
+        q = np.zeros(4)
+        q[0] = (r[l, j] - r[j, l]) / (4 * v)
+        q[1 + i], q[1 + j], q[1 + l] = v, (r[j, i] + r[i, j]) / (4 * v), (r[l, i] + r[i, l]) / (4 * v)
+    q = np.asarray(q, dtype=np.float64)
+    return q / np.linalg.norm(q)
+
+
+def _quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product ``a ⊗ b`` of wxyz quaternions ([4] or [N, 4], broadcast)."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], dim=-1)

@@ -253,3 +253,18 @@ def test_proxies_render_in_cycles_with_splat_colours(small_stage, tmp_path):
     h, w = r.shape
     assert r[: h // 2, : w // 2].mean() > 0.05 and b[: h // 2, : w // 2].mean() < 0.2 * r[: h // 2, : w // 2].mean()
     assert b[h // 2:, w // 2:].mean() > 0.05 and r[h // 2:, w // 2:].mean() < 0.2 * b[h // 2:, w // 2:].mean()
+
+
+def test_sharp_ply_import_places_splats_and_adds_the_photo_camera(fresh_scene, tmp_path):
+    from test_ply import _in_front_of_camera, _sharp_file
+
+    boundary = _addon("boundary")
+    info = _sharp_file(tmp_path, _in_front_of_camera(), np.eye(4))
+    assert bpy.ops.anchorstage.import_ply(filepath=str(tmp_path / "sharp.ply")) == {"FINISHED"}
+    obj = bpy.data.objects["sharp"]
+    cam_obj = bpy.data.objects["sharp Camera"]
+    assert fresh_scene.camera == cam_obj
+    assert boundary.camera_from_blender(cam_obj, fresh_scene).allclose(info.camera(), atol=1e-4)
+    placed = boundary.splats_from_mesh(obj.data, obj.matrix_world)
+    np.testing.assert_allclose(placed.means.numpy(), info.world_splats().means.numpy(), atol=1e-5)
+    assert placed.means.numpy()[:, 1].min() > 2.9  # in front of the camera, along world +Y
