@@ -58,6 +58,7 @@ EPS2D = 0.3
 _BAND_PIXELS = 65535  # keys of a band must fit uint16 for the radix sort
 _CHUNK_PAIRS = 1 << 20  # pairs composited at once: bounds memory (~100 bytes per pair) and stays cache-friendly
 _BELOW_ALPHA_MIN = float(np.nextafter(np.float32(ALPHA_MIN), np.float32(0)))  # threshold_ keeps x > this
+_ONEHOT_CLASSES = 8  # up to this many classes, per-class weights ride in the sparse product
 _PROJECT_CHUNK = 1 << 16  # splats per parallel projection piece, at least
 _SPAN_MARGIN = 1e-3  # px; spans are a superset, the exact alpha test decides
 
@@ -348,19 +349,29 @@ def _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, 
     """
     dev = feats.device
     npx = (r1 - r0 + 1) * width
+    # The band's splats, compacted: later gathers (and the sparse product's rows) stay in cache.
+    mx, my, a, b, c, op, smax, y0, y1 = (t.index_select(0, s) for t in (mx, my, a, b, c, op, smax, y0, y1))
+    feats = feats.index_select(0, s)
+    onehot = cls is not None and num_classes <= _ONEHOT_CLASSES
+    if onehot:
+        # Few classes: per-class weights as extra channels of the one sparse product.
+        feats = torch.cat([feats, torch.nn.functional.one_hot(cls.index_select(0, s), num_classes).to(feats.dtype)], 1)
+        cls = None
+    elif cls is not None:
+        cls = cls.index_select(0, s)
     # One record per (splat, row): the pixel span its ellipse covers on that row.
-    ys = y0.index_select(0, s).clamp_(min=r0)
-    nrow = (y1.index_select(0, s).clamp_(max=r1) - ys + 1).clamp_(min=0)
+    ys = y0.clamp(min=r0)
+    nrow = (y1.clamp(max=r1) - ys + 1).clamp_(min=0)
     row_of = torch.repeat_interleave(nrow)
-    row_splat = s.index_select(0, row_of).to(torch.int32)  # 32-bit keys and ids halve gather traffic
+    row_splat = row_of.to(torch.int32)  # 32-bit keys and ids halve gather traffic
     row_y = ys.index_select(0, row_of) + (torch.arange(row_of.shape[0], device=dev)
                                           - (torch.cumsum(nrow, 0) - nrow).index_select(0, row_of))
-    dy = row_y.to(torch.float32).add_(0.5).sub_(my.index_select(0, row_splat))
-    ra, rb, rc = a.index_select(0, row_splat), b.index_select(0, row_splat), c.index_select(0, row_splat)
+    dy = row_y.to(torch.float32).add_(0.5).sub_(my.index_select(0, row_of))
+    ra, rb, rc = a.index_select(0, row_of), b.index_select(0, row_of), c.index_select(0, row_of)
     bdy = rb * dy
     cdy2 = rc * dy * dy
-    sq = (bdy * bdy - ra * (cdy2 - 2.0 * smax.index_select(0, row_splat))).clamp_(min=0.0).sqrt_()
-    cxr = mx.index_select(0, row_splat) - 0.5
+    sq = (bdy * bdy - ra * (cdy2 - 2.0 * smax.index_select(0, row_of))).clamp_(min=0.0).sqrt_()
+    cxr = mx.index_select(0, row_of) - 0.5
     x0 = torch.ceil(cxr + (-bdy - sq) / ra - _SPAN_MARGIN).clamp_(0, width - 1)
     x1 = torch.floor(cxr + (-bdy + sq) / ra + _SPAN_MARGIN).clamp_(-1, width - 1)
     span = (x1 - x0 + 1).clamp_(min=0).to(torch.int64)
@@ -368,7 +379,7 @@ def _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, 
     d0 = x0 - cxr
     A = -0.5 * ra
     B = -(ra * d0 + bdy)
-    C = (A * d0 - bdy) * d0 - 0.5 * cdy2 + torch.log(op).index_select(0, row_splat)
+    C = (A * d0 - bdy) * d0 - 0.5 * cdy2 + torch.log(op).index_select(0, row_of)
     rkey = ((row_y - r0) * width).to(torch.float32) + x0
 
     # Chunks of whole rows with a bounded number of pairs; per-pixel log-transmittance carries over.
@@ -395,10 +406,11 @@ def _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, 
         _composite_pairs(key, alpha, sid, npx, feats, cls, num_classes, log_t, acc, cls_w)
         lo_row, lo_pair = hi_row, hi_pair
 
-    out[r0 * width:(r1 + 1) * width] += acc
-    if cls_w is not None:
-        cw = cls_w.view(npx, num_classes)
-        cw[:, 0] += (1.0 - acc[:, -1]).clamp(min=0.0)
+    nf = out.shape[1]
+    out[r0 * width:(r1 + 1) * width] += acc[:, :nf]
+    if onehot or cls_w is not None:
+        cw = acc[:, nf:] if onehot else cls_w.view(npx, num_classes)
+        cw[:, 0] += (1.0 - acc[:, nf - 1]).clamp(min=0.0)
         cls_out[r0 * width:(r1 + 1) * width] = cw.argmax(dim=1)
 
 
@@ -408,13 +420,13 @@ def _composite_pairs(key, alpha, sid, npx, feats, cls, num_classes, log_t, acc, 
     Args:
         key: [P] int32 band-local pixel index, non-decreasing; depth order inside each pixel.
         alpha: [P] float32 pair alpha (0 for pairs below 1/255).
-        sid: [P] int32 splat index (row of ``feats``).
+        sid: [P] int32 band-local splat index (row of ``feats``).
         npx: pixels in the band.
-        feats: [M, F + 1] float32 per-splat channels.
-        cls: [M] int64 class per splat, or None.
+        feats: [S, C] float32 the band's per-splat channels (with one-hot classes when few).
+        cls: [S] int64 class per band splat, or None (none, or carried as one-hot channels).
         num_classes: number of classes.
         log_t: [npx] float64 log-transmittance of each pixel so far (all pairs, updated).
-        acc: [npx, F + 1] float32 weighted sums (updated).
+        acc: [npx, C] float32 weighted sums (updated).
         cls_w: [npx * num_classes] float32 per-(pixel, class) weights (updated), or None.
     """
     dev = feats.device
