@@ -23,7 +23,6 @@ On the CPU, projection chunks and row bands run on a small thread pool, one intr
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -179,6 +178,7 @@ def project(
 def _stable_argsort_u16(keys: torch.Tensor) -> torch.Tensor:
     """Stable argsort of non-negative keys < 65536 (radix sort through numpy on the CPU)."""
     if keys.device.type == "cpu":
+        # numpy's 16-bit radix sort beats torch's stable sort on these run-structured pixel keys.
         order = np.argsort(keys.numpy().astype(np.uint16), kind="stable")
         return torch.from_numpy(order)
     return torch.sort(keys, stable=True).indices
@@ -186,13 +186,8 @@ def _stable_argsort_u16(keys: torch.Tensor) -> torch.Tensor:
 
 def _depth_order(depths: torch.Tensor) -> torch.Tensor:
     """Stable argsort of positive float32 depths (ties keep input order, as gsplat's sort does)."""
-    if depths.device.type != "cpu":
-        return torch.sort(depths, stable=True).indices
-    # Positive IEEE floats order like their bit patterns: two 16-bit radix passes.
-    bits = depths.contiguous().view(torch.int32).numpy().view(np.uint32)
-    first = np.argsort((bits & 0xFFFF).astype(np.uint16), kind="stable")
-    second = np.argsort((bits[first] >> 16).astype(np.uint16), kind="stable")
-    return torch.from_numpy(first[second])
+    # Positive IEEE floats order like their bit patterns, and torch sorts integers by radix.
+    return torch.sort(depths.contiguous().view(torch.int32), stable=True).indices
 
 
 class Workers:
@@ -248,120 +243,108 @@ def rasterize(
     classes: Optional[torch.Tensor] = None,
     num_classes: int = 0,
     *,
+    with_depth: bool = False,
     workers: Optional[Workers] = None,
 ) -> dict[str, torch.Tensor]:
     """Composite projected splats front to back into per-pixel sums.
 
     Args:
         proj: the projected, culled splats (from :func:`project`).
-        features: [M, F] float32 per-splat values to composite (rows follow ``proj.ids``).
+        features: [N, F] float32 per-splat values to composite, rows of the input splats
+            (``proj.ids`` picks the projected ones).
         width: image width in pixels.
         height: image height in pixels.
-        classes: optional [M] int64 class per splat in [0, num_classes); class 0 is "none".
+        classes: optional [N] int64 class per input splat in [0, num_classes); class 0 is "none".
         num_classes: number of classes (including class 0).
+        with_depth: also composite the view depth (``proj.depths``).
         workers: CPU threads to use (default: a pool of torch's thread count for this call).
 
     Returns:
         ``features`` [H, W, F] float32 sums of weight x feature, ``alpha`` [H, W] float32
-        (1 - final transmittance), and with ``classes`` ``class_weight_argmax`` [H, W] int64:
+        (1 - final transmittance), with ``with_depth`` ``depth_sum`` [H, W] float32 (sum of
+        weight x depth, metres), and with ``classes`` ``class_weight_argmax`` [H, W] int64:
         the class with the largest summed weight, where the background counts for class 0
         with weight 1 - alpha (ties go to the lower class).
     """
     dev = features.device
     F = features.shape[1]
-    out = torch.zeros(height * width, F + 1, dtype=torch.float32, device=dev)
-    want_cls = classes is not None and num_classes > 1
+    nd = int(with_depth)
+    out = torch.empty(height * width, F + nd + 1, dtype=torch.float32, device=dev)  # every band writes its rows
     cls_out = torch.zeros(height * width, dtype=torch.int64, device=dev)
-    M = proj.ids.shape[0]
-    if M == 0:
-        return {"features": out[:, :F].reshape(height, width, F), "alpha": out[:, F].reshape(height, width),
-                **({"class_weight_argmax": cls_out.reshape(height, width)} if classes is not None else {})}
-
-    order = _depth_order(proj.depths)
-    mx, my = proj.means2d.index_select(0, order).unbind(1)
-    a, b, c = proj.conics.index_select(0, order).T.contiguous()
-    op = proj.opacities.index_select(0, order)
-    cyy = proj.cov2d[:, 2].index_select(0, order)
-    feats = torch.cat([features.index_select(0, order), torch.ones(M, 1, dtype=torch.float32, device=dev)], dim=1)
-    cls = classes.index_select(0, order) if want_cls else None
-
-    # alpha >= 1/255  <=>  sigma <= log(255 * opacity): the ellipse each splat can touch.
-    smax = torch.log(op / ALPHA_MIN)
-    hy = torch.sqrt(2.0 * smax * cyy) + _SPAN_MARGIN
-    y0 = torch.ceil(my - hy - 0.5).clamp(0, height - 1).to(torch.int64)
-    y1 = torch.floor(my + hy - 0.5).clamp(0, height - 1).to(torch.int64)
-    live = (my + hy - 0.5 >= 0) & (my - hy - 0.5 <= height - 1)
-    # A band's per-(pixel, class) weights stay under ~64 MB however many regions there are.
-    band_rows = max(1, min(height, _BAND_PIXELS // width, (1 << 24) // (width * max(num_classes, 1))))
-    b0 = y0 // band_rows
-    nb = torch.where(live, y1 // band_rows - b0 + 1, torch.zeros_like(b0))
-    entry_splat = torch.repeat_interleave(torch.arange(M, device=dev), nb)
-    entry_band = b0[entry_splat] + (torch.arange(entry_splat.shape[0], device=dev)
-                                    - torch.repeat_interleave(torch.cumsum(nb, 0) - nb, nb))
-    by_band = _stable_argsort_u16(entry_band)  # stable: depth order kept inside each band
-    entry_splat = entry_splat.index_select(0, by_band)
-    band_counts = torch.bincount(entry_band, minlength=(height + band_rows - 1) // band_rows).tolist()
-
-    offsets = [0, *itertools.accumulate(band_counts)]
-    jobs = [(entry_splat[offsets[k]:offsets[k + 1]], k * band_rows, min(height, (k + 1) * band_rows) - 1)
-            for k, n in enumerate(band_counts) if n]
-
-    def run(job: tuple[torch.Tensor, int, int]) -> None:
-        _composite_band(*job, width, mx, my, a, b, c, op, smax, y0, y1, feats, cls, num_classes, out, cls_out)
-
-    # Bands write disjoint rows, so they run in parallel.
-    if workers is None:
-        with cpu_workers(dev) as w:
-            w.map(run, jobs)
+    if proj.ids.shape[0] == 0:
+        out.zero_()
     else:
-        workers.map(run, jobs)
+        mx, my = proj.means2d.unbind(1)
+        a, b, c = proj.conics.unbind(1)
+        op = proj.opacities
+        # alpha >= 1/255  <=>  sigma <= log(255 * opacity): the ellipse each splat can touch.
+        smax = torch.log(op / ALPHA_MIN)
+        hy = torch.sqrt(2.0 * smax * proj.cov2d[:, 2]) + _SPAN_MARGIN
+        y0 = torch.ceil(my - hy - 0.5).clamp(0, height - 1).to(torch.int32)
+        y1 = torch.floor(my + hy - 0.5).clamp(0, height - 1).to(torch.int32)
+        live = (my + hy - 0.5 >= 0) & (my - hy - 0.5 <= height - 1)
+        y0.masked_fill_(~live, height)  # an empty row range: never in a band
+        # A band's per-(pixel, class) weights stay under ~64 MB however many regions there are.
+        band_rows = max(1, min(height, _BAND_PIXELS // width, (1 << 24) // (width * max(num_classes, 1))))
+        splats = (mx, my, a, b, c, op, smax, y0, y1, proj.depths, proj.ids)
+        cls = classes if classes is not None and num_classes > 1 else None
 
-    alpha = out[:, F]
+        def run(r0: int) -> None:
+            _composite_band(r0, min(height, r0 + band_rows) - 1, width, splats, features, cls, num_classes,
+                            with_depth, out, cls_out)
+
+        # Bands write disjoint rows, so they run in parallel.
+        if workers is None:
+            with cpu_workers(dev) as w:
+                w.map(run, list(range(0, height, band_rows)))
+        else:
+            workers.map(run, list(range(0, height, band_rows)))
+
     return {
         "features": out[:, :F].reshape(height, width, F),
-        "alpha": alpha.reshape(height, width),
+        "alpha": out[:, -1].reshape(height, width),
+        **({"depth_sum": out[:, F].reshape(height, width)} if with_depth else {}),
         **({"class_weight_argmax": cls_out.reshape(height, width)} if classes is not None else {}),
     }
 
 
-def _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, cls, num_classes, out, cls_out):
-    """Composite the splats ``s`` into image rows r0..r1 (inclusive) of ``out``.
+def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_depth, out, cls_out):
+    """Composite the splats that touch image rows r0..r1 (inclusive) into ``out``.
 
     Args:
-        s: [S] int64 indices of the band's splats into the depth-sorted arrays, ascending (front first).
         r0: first image row of the band.
         r1: last image row of the band (inclusive).
         width: image width in pixels.
-        mx: [M] float32 splat centre x, pixels (depth order, like every per-splat array here).
-        my: [M] float32 splat centre y, pixels.
-        a: [M] float32 conic xx.
-        b: [M] float32 conic xy.
-        c: [M] float32 conic yy.
-        op: [M] float32 opacity.
-        smax: [M] float32 log(255 · opacity): sigma bound of the alpha >= 1/255 ellipse.
-        y0: [M] int64 first image row the ellipse touches.
-        y1: [M] int64 last image row the ellipse touches.
-        feats: [M, F + 1] float32 channels to composite, the last one all ones (for alpha).
-        cls: [M] int64 class per splat, or None.
+        splats: per projected splat arrays, each [M]: centre x and y (float32, pixels), conic
+            a, b, c (float32), opacity (float32), smax = log(255 · opacity) (float32, the sigma
+            bound of the alpha >= 1/255 ellipse), first and last image row the ellipse touches
+            (int32; first > last when none), view depth (float32, metres) and input splat row (int64).
+        features: [N, F] float32 channels to composite, rows of the input splats.
+        cls: [N] int64 class per input splat, or None.
         num_classes: number of classes.
-        out: [H * W, F + 1] float32 accumulator (this band's rows are added).
+        with_depth: composite the view depth as a channel after the features.
+        out: [H * W, C] float32 sums, C = F (+ 1 with depth) + 1 (alpha); this band's rows are written.
         cls_out: [H * W] int64 per-pixel dominant class (this band's rows are written).
     """
-    dev = feats.device
+    dev = features.device
     npx = (r1 - r0 + 1) * width
-    # The band's splats, compacted: later gathers (and the sparse product's rows) stay in cache.
-    mx, my, a, b, c, op, smax, y0, y1 = (t.index_select(0, s) for t in (mx, my, a, b, c, op, smax, y0, y1))
-    feats = feats.index_select(0, s)
+    mx, my, a, b, c, op, smax, y0, y1, z, src = splats
+    # The band's splats, compacted (later gathers and the sparse product's rows stay in cache)
+    # and sorted front to back.
+    s = ((y0 <= r1) & (y1 >= r0)).nonzero().squeeze(1)
+    s = s.index_select(0, _depth_order(z.index_select(0, s)))
+    mx, my, a, b, c, op, smax, y0, y1, z, src = (t.index_select(0, s) for t in splats)
+    chans = [features.index_select(0, src), *([z[:, None]] if with_depth else []),
+             torch.ones(s.shape[0], 1, dtype=torch.float32, device=dev)]
     onehot = cls is not None and num_classes <= _ONEHOT_CLASSES
     if onehot:
         # Few classes: per-class weights as extra channels of the one sparse product.
-        feats = torch.cat([feats, torch.nn.functional.one_hot(cls.index_select(0, s), num_classes).to(feats.dtype)], 1)
-        cls = None
-    elif cls is not None:
-        cls = cls.index_select(0, s)
+        chans.append(torch.nn.functional.one_hot(cls.index_select(0, src), num_classes).to(torch.float32))
+    feats = torch.cat(chans, 1)
+    cls = cls.index_select(0, src) if cls is not None and not onehot else None
     # One record per (splat, row): the pixel span its ellipse covers on that row.
     ys = y0.clamp(min=r0)
-    nrow = (y1.clamp(max=r1) - ys + 1).clamp_(min=0)
+    nrow = (y1.clamp(max=r1) - ys + 1).clamp_(min=0).to(torch.int64)
     row_of = torch.repeat_interleave(nrow)
     row_splat = row_of.to(torch.int32)  # 32-bit keys and ids halve gather traffic
     row_y = ys.index_select(0, row_of) + (torch.arange(row_of.shape[0], device=dev)
@@ -407,7 +390,7 @@ def _composite_band(s, r0, r1, width, mx, my, a, b, c, op, smax, y0, y1, feats, 
         lo_row, lo_pair = hi_row, hi_pair
 
     nf = out.shape[1]
-    out[r0 * width:(r1 + 1) * width] += acc[:, :nf]
+    out[r0 * width:(r1 + 1) * width] = acc[:, :nf]
     if onehot or cls_w is not None:
         cw = acc[:, nf:] if onehot else cls_w.view(npx, num_classes)
         cw[:, 0] += (1.0 - acc[:, nf - 1]).clamp(min=0.0)
@@ -502,13 +485,7 @@ def rasterize_splats(
     """
     with contextlib.nullcontext(workers) if workers is not None else cpu_workers(means.device) as w:
         proj = _project_parallel(w, means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
-        feats = features.index_select(0, proj.ids)
-        if with_depth:
-            feats = torch.cat([feats, proj.depths[:, None]], dim=1)
-        cls = None if classes is None else classes.index_select(0, proj.ids)
-        res = rasterize(proj, feats, width, height, cls, num_classes, workers=w)
+        res = rasterize(proj, features, width, height, classes, num_classes, with_depth=with_depth, workers=w)
     if with_depth:
-        acc = res["features"]
-        res["depth"] = acc[..., -1] / res["alpha"].clamp(min=1e-10)
-        res["features"] = acc[..., :-1]
+        res["depth"] = res.pop("depth_sum") / res["alpha"].clamp(min=1e-10)
     return res
