@@ -51,7 +51,7 @@ BACKGROUND_DEPTH = 1e10
 DEFAULT_VOID_THRESHOLD = 0.5
 #: Below this alpha nothing contributed: a single splat always brings at least 1/255.
 _EMPTY_ALPHA = 0.5 / 255.0
-_NORMALS_CHUNK = 1 << 16  # splats per parallel piece of the normal computation, at least
+_NORMALS_CHUNK = 1 << 16  # splats per parallel piece of the feature channels (normals), at least
 
 
 def check_passes(passes: Iterable[str] | str) -> tuple[str, ...]:
@@ -155,32 +155,33 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
     """The body of :func:`render` once inputs are checked (``workers``: CPU threads, torch backend)."""
     cam_pos = torch.as_tensor(camera.position, dtype=torch.float32, device=dev)
 
-    # Channels composited per splat: only what the passes need.
-    cols: list[torch.Tensor] = []
+    # Channels composited per splat: only what the passes need, written piecewise on the workers.
     slots: dict[str, slice] = {}
+    nf = 0
+    for name, n in (("color", 3), ("normal", 3), ("confidence", 1)):
+        if name in wanted:
+            slots[name], nf = slice(nf, nf + n), nf + n
+    features = torch.empty(len(sp), nf, dtype=torch.float32, device=dev)
 
-    def add(name: str, t: torch.Tensor) -> None:
-        k = sum(c.shape[1] for c in cols)
-        slots[name] = slice(k, k + t.shape[1])
-        cols.append(t.to(torch.float32))
+    def fill(r: tuple[int, int]) -> None:
+        part = sp.subset(slice(*r))
+        if "color" in wanted:
+            features[r[0]:r[1], slots["color"]] = part.colors
+        if "normal" in wanted:
+            features[r[0]:r[1], slots["normal"]] = splat_normals(part, cam_pos)
+        if "confidence" in wanted:
+            features[r[0]:r[1], slots["confidence"]] = part.confidence[:, None]
 
-    if "color" in wanted:
-        add("color", sp.colors)
-    if "normal" in wanted:
-        pieces = workers.ranges(len(sp), _NORMALS_CHUNK)
-        add("normal", torch.cat(workers.map(lambda r: splat_normals(sp.subset(slice(*r)), cam_pos), pieces))
-            if len(pieces) > 1 else splat_normals(sp, cam_pos))
-    if "confidence" in wanted:
-        add("confidence", sp.confidence[:, None])
-    features = torch.cat(cols, dim=1) if cols else torch.zeros(len(sp), 0, device=dev)
+    workers.map(fill, workers.ranges(len(sp), _NORMALS_CHUNK))
 
     region_lut = None
     classes = None
     if "region" in wanted:
         # Class 0 = no region (unassigned splats and the background); 1.. = region ids present.
-        region_lut, inv = torch.unique(torch.cat([torch.tensor([-1], device=dev), sp.region_ids.to(dev, torch.int64)]),
-                                       return_inverse=True)
-        classes = inv[1:]
+        ids = sp.region_ids.to(dev)
+        present = torch.unique(ids)  # unique values first: a radix sort of the narrow ids, no inverse
+        region_lut = torch.unique(torch.cat([present.new_tensor([-1]), present])).to(torch.int64)
+        classes = torch.searchsorted(region_lut.to(ids.dtype), ids)
 
     need_depth = "depth" in wanted
     if which == "gsplat":
@@ -198,14 +199,17 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
     out: dict[str, torch.Tensor] = {}
     acc = raw["features"]
     if "color" in wanted:
-        out["color"] = acc[..., slots["color"]] + (1.0 - alpha)[..., None] * bg.to(dev)
+        c = acc[..., slots["color"]]
+        out["color"] = c + (1.0 - alpha)[..., None] * bg.to(dev) if bg.any() else c  # black adds exact zeros
     if "alpha" in wanted:
         out["alpha"] = alpha
     if need_depth:
         out["depth"] = torch.where(empty, torch.full_like(alpha, BACKGROUND_DEPTH), raw["depth"])
     if "normal" in wanted:
         n = acc[..., slots["normal"]]
-        out["normal"] = torch.where(empty[..., None], torch.zeros_like(n), torch.nn.functional.normalize(n, dim=-1))
+        # torch.nn.functional.normalize, zeroed on the background, with fewer temporaries.
+        n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True).clamp_(min=1e-12)
+        out["normal"] = n.masked_fill_(empty[..., None], 0.0)
     if "confidence" in wanted:
         out["confidence"] = acc[..., slots["confidence"]][..., 0]
     if "region" in wanted:
