@@ -168,45 +168,29 @@ def splats_from_mesh(mesh: bpy.types.Mesh, matrix_world=None):
         buf = np.empty(n * comps, np.int32 if kind == "INT" else np.float32)
         attr.data.foreach_get(field_, buf)
         vals[name] = buf.reshape(n, comps) if comps > 1 else buf
-    quats = vals["rotation"].astype(np.float64)
-    scales = vals["scale"].astype(np.float64)
-    if matrix_world is not None:
-        m = _matrix_to_np(matrix_world)
-        if not np.allclose(m, np.eye(4), atol=1e-12):
-            a = m[:3, :3]
-            det = np.linalg.det(a)
-            if not np.isfinite(det) or det <= 0:
-                raise InputError(f"splat object transform of {mesh.name!r} is degenerate or mirrored")
-            s = det ** (1.0 / 3.0)
-            r = a / s
-            if not np.allclose(r.T @ r, np.eye(3), atol=1e-4):
-                raise InputError(f"splat mesh {mesh.name!r}: the object has a non-uniform scale or shear; "
-                                 "splats support location, rotation and a uniform scale only")
-            means = (means.astype(np.float64) @ a.T + m[:3, 3]).astype(np.float32)
-            quats = _quat_mul(_quat_from_matrix(r), quats)
-            scales = scales * s
     t = lambda a, dt=torch.float32: torch.from_numpy(np.ascontiguousarray(a)).to(dt)  # noqa: E731
-    return Splats(means=t(means), quats=t(quats), scales=t(scales), opacities=t(vals["opacity"]),
-                  colors=t(vals["color"][:, :3]), confidence=t(vals["confidence"]),
-                  region_ids=t(vals["region"], torch.int32))
-
-
-def _quat_from_matrix(r: np.ndarray) -> np.ndarray:
-    """wxyz unit quaternion of a 3x3 rotation."""
-    from mathutils import Matrix as _M
-
-    q = _M(r.tolist()).to_quaternion()
-    return np.array([q.w, q.x, q.y, q.z], dtype=np.float64)
-
-
-def _quat_mul(q: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Hamilton product q * p for one q [4] and many p [N, 4], wxyz."""
-    w1, x1, y1, z1 = q
-    w2, x2, y2, z2 = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
-    return np.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-                     w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-                     w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], axis=1)
+    splats = Splats(means=t(means), quats=t(vals["rotation"]), scales=t(vals["scale"]), opacities=t(vals["opacity"]),
+                    colors=t(vals["color"][:, :3]), confidence=t(vals["confidence"]),
+                    region_ids=t(vals["region"], torch.int32))
+    if matrix_world is None:
+        return splats
+    m = _matrix_to_np(matrix_world)
+    if np.allclose(m, np.eye(4), atol=1e-12):
+        return splats
+    a = m[:3, :3]
+    det = np.linalg.det(a)
+    if not np.isfinite(det) or det <= 0:
+        raise InputError(f"splat object transform of {mesh.name!r} is degenerate or mirrored")
+    s = det ** (1.0 / 3.0)
+    if not np.allclose((a / s).T @ (a / s), np.eye(3), atol=1e-4):
+        raise InputError(f"splat mesh {mesh.name!r}: the object has a non-uniform scale or shear; "
+                         "splats support location, rotation and a uniform scale only")
+    splats.means *= s
+    splats.scales *= s
+    u, _, vt = np.linalg.svd(a)  # the nearest rotation: drops float noise of Blender's matrix
+    rigid = np.eye(4)
+    rigid[:3, :3], rigid[:3, 3] = u @ vt, m[:3, 3]
+    return splats.transformed(rigid)
 
 
 # ---------------------------------------------------------------------------------------------- images
