@@ -82,17 +82,23 @@ class Projection(NamedTuple):
     opacities: torch.Tensor
 
 
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """[N, 4] wxyz (any non-zero norm) → [N, 3, 3] rotation matrices (local → world)."""
+def _rotmat_entries(quats: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """[N, 4] wxyz (any non-zero norm) → the 9 entries r00, r01, …, r22 (row-major), each [N]."""
     w, x, y, z = quats.unbind(-1)
     s = 2.0 / (w * w + x * x + y * y + z * z)  # normalises without a separate pass
     xs, ys, zs = x * s, y * s, z * s
     wx, wy, wz = w * xs, w * ys, w * zs
     xx, xy, xz = x * xs, x * ys, x * zs
     yy, yz, zz = y * ys, y * zs, z * zs
-    return torch.stack([1 - (yy + zz), xy - wz, xz + wy,
-                        xy + wz, 1 - (xx + zz), yz - wx,
-                        xz - wy, yz + wx, 1 - (xx + yy)], dim=-1).reshape(-1, 3, 3)
+    return (1 - (yy + zz), xy - wz, xz + wy,
+            xy + wz, 1 - (xx + zz), yz - wx,
+            xz - wy, yz + wx, 1 - (xx + yy))
+
+
+def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """[N, 4] wxyz (any non-zero norm) → [N, 3, 3] rotation matrices (local → world)."""
+    # Stacked entry-major (contiguous writes), returned as a strided [N, 3, 3] view.
+    return torch.stack(_rotmat_entries(quats)).T.reshape(-1, 3, 3)
 
 
 def project(
@@ -126,47 +132,43 @@ def project(
     Returns:
         The surviving splats as a :class:`Projection`.
     """
-    dev = means.device
-    R = cam_from_world[:3, :3].to(dev, torch.float32)
-    t = cam_from_world[:3, 3].to(dev, torch.float32)
+    # One [N] tensor per scalar (no [N, 3, 3] batches: tiny inner dimensions run slowly on the
+    # CPU); every splat is computed and the culled ones dropped once at the end.
+    (R0, R1, R2), t = cam_from_world[:3, :3].tolist(), cam_from_world[:3, 3].tolist()
     fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
-
-    pc = means @ R.T + t
-    z = pc[:, 2]
-    keep = (z >= near) & (z <= far) & (opacities >= ALPHA_MIN)
-    ids = keep.nonzero().squeeze(1)
-    pc = pc.index_select(0, ids)
-    z = pc[:, 2]
-    x, y = pc[:, 0], pc[:, 1]
+    m = means.unbind(1)
+    x, y, z = (m[0] * r[0] + m[1] * r[1] + m[2] * r[2] + tk for r, tk in zip((R0, R1, R2), t))
     rz = 1.0 / z
     # gsplat clamps the Jacobian's x/z, y/z to 1.3x the half field of view.
     lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
     lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
     lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
     lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
-    tx = (x * rz).clamp(-lim_xn, lim_xp)
-    ty = (y * rz).clamp(-lim_yn, lim_yp)
-    # J W as two rows [M, 3]; then T = J W R(q) S, cov2d = T Tᵀ.
-    j0 = (fx * rz)[:, None] * (R[0] - tx[:, None] * R[2])
-    j1 = (fy * rz)[:, None] * (R[1] - ty[:, None] * R[2])
-    M = quat_to_rotmat(quats.index_select(0, ids)) * scales.index_select(0, ids)[:, None, :]
-    t0 = torch.einsum("nj,njk->nk", j0, M)
-    t1 = torch.einsum("nj,njk->nk", j1, M)
-    cxx = (t0 * t0).sum(1) + eps2d
-    cxy = (t0 * t1).sum(1)
-    cyy = (t1 * t1).sum(1) + eps2d
+    tx = (x * rz).clamp_(-lim_xn, lim_xp)
+    ty = (y * rz).clamp_(-lim_yn, lim_yp)
+    # J W as two rows of 3; then T = J W R(q) S, cov2d = T Tᵀ.
+    fxz, fyz = fx * rz, fy * rz
+    j0 = [fxz * (R0[k] - tx * R2[k]) for k in range(3)]
+    j1 = [fyz * (R1[k] - ty * R2[k]) for k in range(3)]
+    r = _rotmat_entries(quats)
+    sc = scales.unbind(1)
+    t0 = [(j0[0] * r[k] + j0[1] * r[3 + k] + j0[2] * r[6 + k]) * sc[k] for k in range(3)]
+    t1 = [(j1[0] * r[k] + j1[1] * r[3 + k] + j1[2] * r[6 + k]) * sc[k] for k in range(3)]
+    cxx = t0[0] * t0[0] + t0[1] * t0[1] + t0[2] * t0[2] + eps2d
+    cxy = t0[0] * t1[0] + t0[1] * t1[1] + t0[2] * t1[2]
+    cyy = t1[0] * t1[0] + t1[1] * t1[1] + t1[2] * t1[2] + eps2d
     det = cxx * cyy - cxy * cxy
-    op = opacities.index_select(0, ids)
-    extend = torch.sqrt(2.0 * torch.log(op / ALPHA_MIN)).clamp(max=3.33)
+    extend = torch.sqrt(2.0 * torch.log(opacities / ALPHA_MIN)).clamp_(max=3.33)
     rx = torch.ceil(extend * torch.sqrt(cxx))
     ry = torch.ceil(extend * torch.sqrt(cyy))
     u = fx * x * rz + cx
     v = fy * y * rz + cy
-    ok = (det > 0) & (u + rx > 0) & (u - rx < width) & (v + ry > 0) & (v - ry < height)
-    sel = ok.nonzero().squeeze(1)
-    cxx, cxy, cyy, det, u, v, z, op = (t.index_select(0, sel) for t in (cxx, cxy, cyy, det, u, v, z, op))
+    ok = ((z >= near) & (z <= far) & (opacities >= ALPHA_MIN) & (det > 0)
+          & (u + rx > 0) & (u - rx < width) & (v + ry > 0) & (v - ry < height))
+    ids = ok.nonzero().squeeze(1)
+    cxx, cxy, cyy, det, u, v, z, op = (t.index_select(0, ids) for t in (cxx, cxy, cyy, det, u, v, z, opacities))
     return Projection(
-        ids=ids.index_select(0, sel),
+        ids=ids,
         means2d=torch.stack([u, v], dim=1),
         conics=torch.stack([cyy / det, -cxy / det, cxx / det], dim=1),
         cov2d=torch.stack([cxx, cxy, cyy], dim=1),

@@ -39,7 +39,7 @@ import torch
 from .camera import Camera
 from .device import resolve_device
 from .errors import InputError, MissingDependencyError
-from .raster_torch import Workers, cpu_workers, quat_to_rotmat
+from .raster_torch import Workers, _rotmat_entries, cpu_workers
 from .splats import Splats
 
 __all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD", "splat_normals"]
@@ -76,11 +76,15 @@ def splat_normals(splats: Splats, camera_position: torch.Tensor) -> torch.Tensor
     Returns:
         [N, 3] float32 unit normals, world frame.
     """
-    cols = quat_to_rotmat(splats.quats).transpose(1, 2)  # [N, axis, 3]: the splat's local axes in world
-    thin = splats.scales.argmin(dim=1)
-    n = cols[torch.arange(len(splats), device=cols.device), thin]
-    facing = ((camera_position.to(n) - splats.means) * n).sum(-1) < 0
-    return torch.where(facing[:, None], -n, n)
+    # One [N] tensor per scalar: [N, 3, 3] batches run slowly on the CPU.
+    r = _rotmat_entries(splats.quats)  # row-major: r[3i + k] is world axis i of local axis k
+    sx, sy, sz = splats.scales.unbind(1)
+    thin0, thin1 = (sx <= sy) & (sx <= sz), sy <= sz  # argmin, ties to the first axis
+    n = [torch.where(thin0, r[3 * i], torch.where(thin1, r[3 * i + 1], r[3 * i + 2])) for i in range(3)]
+    m, c = splats.means.unbind(1), camera_position.tolist()
+    facing = (c[0] - m[0]) * n[0] + (c[1] - m[1]) * n[1] + (c[2] - m[2]) * n[2] < 0
+    sign = torch.where(facing, -1.0, 1.0)
+    return torch.stack([n[0] * sign, n[1] * sign, n[2] * sign], dim=1)
 
 
 def _choose_backend(backend: str, device: torch.device) -> str:
