@@ -387,8 +387,9 @@ def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_dept
         key = (rkey[lo_row:hi_row].index_select(0, pr) + u).to(torch.int32)
         sid = row_splat[lo_row:hi_row].index_select(0, pr)
         perm = _stable_argsort_u16(key)
-        key, sid, alpha = (t.index_select(0, perm) for t in (key, sid, alpha))
-        _composite_pairs(key, alpha, sid, npx, feats, cls, num_classes, log_t, acc, cls_w)
+        counts = torch.bincount(key, minlength=npx)  # the sorted keys follow from these: no gather
+        _composite_pairs(counts, alpha.index_select(0, perm), sid.index_select(0, perm), feats, cls, num_classes,
+                         log_t, acc, cls_w)
         lo_row, lo_pair = hi_row, hi_pair
 
     nf = out.shape[1]
@@ -399,14 +400,14 @@ def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_dept
         cls_out[r0 * width:(r1 + 1) * width] = cw.argmax(dim=1)
 
 
-def _composite_pairs(key, alpha, sid, npx, feats, cls, num_classes, log_t, acc, cls_w):
+def _composite_pairs(counts, alpha, sid, feats, cls, num_classes, log_t, acc, cls_w):
     """Front-to-back composite one chunk of (pixel, splat) pairs.
 
     Args:
-        key: [P] int32 band-local pixel index, non-decreasing; depth order inside each pixel.
+        counts: [npx] int64 pairs per band pixel; the pairs come grouped by pixel, in pixel
+            order, depth order inside each pixel.
         alpha: [P] float32 pair alpha (0 for pairs below 1/255).
         sid: [P] int32 band-local splat index (row of ``feats``).
-        npx: pixels in the band.
         feats: [S, C] float32 the band's per-splat channels (with one-hot classes when few).
         cls: [S] int64 class per band splat, or None (none, or carried as one-hot channels).
         num_classes: number of classes.
@@ -415,9 +416,10 @@ def _composite_pairs(key, alpha, sid, npx, feats, cls, num_classes, log_t, acc, 
         cls_w: [npx * num_classes] float32 per-(pixel, class) weights (updated), or None.
     """
     dev = feats.device
+    npx = counts.shape[0]
+    key = torch.repeat_interleave(counts)  # [P] pixel of each pair
     ell = torch.log1p(-alpha)
     incl = torch.cumsum(ell, 0, dtype=torch.float64)
-    counts = torch.bincount(key, minlength=npx)
     ends = torch.cumsum(counts, 0)
     has = counts > 0
     first = (ends - counts)[has]
