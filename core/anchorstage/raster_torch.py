@@ -348,9 +348,13 @@ def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_dept
     ys = y0.clamp(min=r0)
     nrow = (y1.clamp(max=r1) - ys + 1).clamp_(min=0).to(torch.int64)
     row_of = torch.repeat_interleave(nrow)
-    row_splat = row_of.to(torch.int32)  # 32-bit keys and ids halve gather traffic
     row_y = ys.index_select(0, row_of) + (torch.arange(row_of.shape[0], device=dev)
                                           - (torch.cumsum(nrow, 0) - nrow).index_select(0, row_of))
+    # Records row by row, depth order kept inside each row: a chunk's pairs then span few rows,
+    # so their sort and gathers stay in cache.
+    by_row = _stable_argsort_u16(row_y - r0)
+    row_of, row_y = row_of.index_select(0, by_row), row_y.index_select(0, by_row)
+    row_splat = row_of.to(torch.int32)  # 32-bit keys and ids halve gather traffic
     dy = row_y.to(torch.float32).add_(0.5).sub_(my.index_select(0, row_of))
     ra, rb, rc = a.index_select(0, row_of), b.index_select(0, row_of), c.index_select(0, row_of)
     bdy = rb * dy
@@ -367,30 +371,30 @@ def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_dept
     C = (A * d0 - bdy) * d0 - 0.5 * cdy2 + torch.log(op).index_select(0, row_of)
     rkey = ((row_y - r0) * width).to(torch.float32) + x0
 
-    # Chunks of whole rows with a bounded number of pairs; per-pixel log-transmittance carries over.
+    # Chunks of whole records with a bounded number of pairs; per-pixel log-transmittance carries over.
     ends = torch.cumsum(span, 0)
     n_pairs = int(ends[-1]) if ends.numel() else 0
     log_t = torch.zeros(npx, dtype=torch.float64, device=dev)
     acc = torch.zeros(npx, feats.shape[1], dtype=torch.float32, device=dev)
     cls_w = torch.zeros(npx * num_classes, dtype=torch.float32, device=dev) if cls is not None else None
-    lo_row, lo_pair = 0, 0
+    lo_rec, lo_pair = 0, 0
     while lo_pair < n_pairs:
-        hi_row = max(int(torch.searchsorted(ends, lo_pair + _CHUNK_PAIRS, right=True)), lo_row + 1)
-        hi_pair = int(ends[hi_row - 1])
-        sp = span[lo_row:hi_row]
+        hi_rec = max(int(torch.searchsorted(ends, lo_pair + _CHUNK_PAIRS, right=True)), lo_rec + 1)
+        hi_pair = int(ends[hi_rec - 1])
+        sp = span[lo_rec:hi_rec]
         pr = torch.repeat_interleave(sp)
         u = torch.arange(hi_pair - lo_pair, device=dev, dtype=torch.float32)
         u -= (torch.cumsum(sp, 0) - sp).to(torch.float32).index_select(0, pr)
-        alpha = A[lo_row:hi_row].index_select(0, pr).mul_(u).add_(B[lo_row:hi_row].index_select(0, pr)).mul_(u)
-        alpha += C[lo_row:hi_row].index_select(0, pr)
+        alpha = A[lo_rec:hi_rec].index_select(0, pr).mul_(u).add_(B[lo_rec:hi_rec].index_select(0, pr)).mul_(u)
+        alpha += C[lo_rec:hi_rec].index_select(0, pr)
         alpha = torch.nn.functional.threshold_(alpha.exp_().clamp_(max=ALPHA_MAX), _BELOW_ALPHA_MIN, 0.0)
-        key = (rkey[lo_row:hi_row].index_select(0, pr) + u).to(torch.int32)
-        sid = row_splat[lo_row:hi_row].index_select(0, pr)
+        key = (rkey[lo_rec:hi_rec].index_select(0, pr) + u).to(torch.int32)
+        sid = row_splat[lo_rec:hi_rec].index_select(0, pr)
         perm = _stable_argsort_u16(key)
         counts = torch.bincount(key, minlength=npx)  # the sorted keys follow from these: no gather
         _composite_pairs(counts, alpha.index_select(0, perm), sid.index_select(0, perm), feats, cls, num_classes,
                          log_t, acc, cls_w)
-        lo_row, lo_pair = hi_row, hi_pair
+        lo_rec, lo_pair = hi_rec, hi_pair
 
     nf = out.shape[1]
     out[r0 * width:(r1 + 1) * width] = acc[:, :nf]
