@@ -442,7 +442,7 @@ def _composite_pairs(counts, alpha, sid, feats, cls, num_classes, log_t, acc, cl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch flags sparse CSR as beta
         mat = torch.sparse_csr_tensor(crow, sid, w, size=(npx, feats.shape[0]))
-        acc += mat @ feats
+        torch.addmm(acc, mat, feats, out=acc)  # accumulates in place: no [npx, C] temporary
     if cls_w is not None:
         cls_w.index_add_(0, key * num_classes + cls.index_select(0, sid), w)
 
