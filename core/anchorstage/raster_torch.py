@@ -336,13 +336,17 @@ def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_dept
     s = ((y0 <= r1) & (y1 >= r0)).nonzero().squeeze(1)
     s = s.index_select(0, _depth_order(z.index_select(0, s)))
     mx, my, a, b, c, op, smax, y0, y1, z, src = (t.index_select(0, s) for t in splats)
-    chans = [features.index_select(0, src), *([z[:, None]] if with_depth else []),
-             torch.ones(s.shape[0], 1, dtype=torch.float32, device=dev)]
+    # Channels: features, depth, ones (for alpha) and, with few classes, per-class weights as
+    # one-hot channels of the one sparse product (written into place: narrow cats are slow).
+    F = features.shape[1] + int(with_depth)
     onehot = cls is not None and num_classes <= _ONEHOT_CLASSES
+    feats = torch.zeros(s.shape[0], F + 1 + (num_classes if onehot else 0), dtype=torch.float32, device=dev)
+    feats[:, :features.shape[1]] = features.index_select(0, src)
+    if with_depth:
+        feats[:, F - 1] = z
+    feats[:, F] = 1.0
     if onehot:
-        # Few classes: per-class weights as extra channels of the one sparse product.
-        chans.append(torch.nn.functional.one_hot(cls.index_select(0, src), num_classes).to(torch.float32))
-    feats = torch.cat(chans, 1)
+        feats[:, F + 1:].scatter_(1, cls.index_select(0, src)[:, None], 1.0)
     cls = cls.index_select(0, src) if cls is not None and not onehot else None
     # One record per (splat, row): the pixel span its ellipse covers on that row.
     ys = y0.clamp(min=r0)
