@@ -198,29 +198,37 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
         extra = {"workers": workers}
     raw = _rasterize(backend_mod, sp, camera, features, classes, region_lut, need_depth, dev, **extra)
 
-    alpha = raw["alpha"]
-    empty = alpha < _EMPTY_ALPHA
-    out: dict[str, torch.Tensor] = {}
-    acc = raw["features"]
-    if "color" in wanted:
-        c = acc[..., slots["color"]]
-        out["color"] = c + (1.0 - alpha)[..., None] * bg.to(dev) if bg.any() else c  # black adds exact zeros
-    if "alpha" in wanted:
-        out["alpha"] = alpha
-    if need_depth:
-        out["depth"] = torch.where(empty, torch.full_like(alpha, BACKGROUND_DEPTH), raw["depth"])
-    if "normal" in wanted:
-        n = acc[..., slots["normal"]]
-        # torch.nn.functional.normalize, zeroed on the background, with fewer temporaries.
-        n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True).clamp_(min=1e-12)
-        out["normal"] = n.masked_fill_(empty[..., None], 0.0)
-    if "confidence" in wanted:
-        out["confidence"] = acc[..., slots["confidence"]][..., 0]
-    if "region" in wanted:
-        out["region"] = region_lut[raw["class_weight_argmax"]].to(torch.int32)
-    if "void" in wanted:
-        out["void"] = (alpha < void_threshold).to(torch.float32)
-    return {p: out[p].contiguous() for p in wanted}
+    # Passes from the raw sums, written into place row range by row range on the workers.
+    h, w = camera.height, camera.width
+    out = {p: torch.empty((h, w, 3) if p in ("color", "normal") else (h, w),
+                          dtype=torch.int32 if p == "region" else torch.float32, device=dev) for p in wanted}
+    bg_dev = bg.to(dev) if bg.any() else None  # a black background adds exact zeros: skipped
+
+    def finish(r: tuple[int, int]) -> None:
+        rows = slice(*r)
+        alpha, acc = raw["alpha"][rows], raw["features"][rows]
+        empty = alpha < _EMPTY_ALPHA
+        if "color" in wanted:
+            c = acc[..., slots["color"]]
+            out["color"][rows] = c if bg_dev is None else c + (1.0 - alpha)[..., None] * bg_dev
+        if "alpha" in wanted:
+            out["alpha"][rows] = alpha
+        if need_depth:
+            out["depth"][rows] = raw["depth"][rows].masked_fill(empty, BACKGROUND_DEPTH)
+        if "normal" in wanted:
+            n = acc[..., slots["normal"]]
+            # torch.nn.functional.normalize, zeroed on the background.
+            n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True).clamp_(min=1e-12)
+            out["normal"][rows] = n.masked_fill_(empty[..., None], 0.0)
+        if "confidence" in wanted:
+            out["confidence"][rows] = acc[..., slots["confidence"].start]
+        if "region" in wanted:
+            out["region"][rows] = region_lut[raw["class_weight_argmax"][rows]]
+        if "void" in wanted:
+            out["void"][rows] = alpha < void_threshold
+
+    workers.map(finish, workers.ranges(h, 1))
+    return out
 
 
 def _rasterize(backend_mod, sp: Splats, camera: Camera, features: torch.Tensor, classes, region_lut,
