@@ -10,11 +10,12 @@ Written files (binary little endian, one ``vertex`` element, all ``float``)::
     scale_0..2            log(standard deviation in metres)
     rot_0..3              unit quaternion w x y z (local → world)
 
-Colours: AnchorStage stores its *linear* Rec.709 colours through the DC term, as the
-3DGS training code does with whatever it was trained on. Viewers that treat DC colours as
-display values therefore show our splats somewhat darker than the photo; the scene folder
-renders correctly through AnchorStage. A ``comment color_space linearRGB`` header line
-records the choice.
+Colours: splat colours are linear Rec.709 in AnchorStage, but other splat viewers show the
+DC colour as a display value, so the file holds them sRGB-encoded (as SHARP's files do; the
+curve is not clipped above 1, so HDR values survive) and a ``comment color_space sRGB``
+header line says so. Reading decodes back to linear. Plain 3DGS training output carries no
+marker and holds sRGB values as well (trainers fit sRGB photos), so it is decoded the same
+way; only files marked ``linearRGB`` are read as stored.
 
 Reading accepts our files, SHARP's files (apple/ml-sharp: extra elements ``extrinsic``,
 ``intrinsic``, ``image_size``, ``frame``, ``disparity``, ``color_space``, ``version``;
@@ -66,7 +67,8 @@ def write_ply(path: str | os.PathLike, splats: Splats) -> None:
     Args:
         path: destination ``.ply`` file.
         splats: the splats; ``means`` [N, 3] metres world frame, ``quats`` [N, 4] wxyz,
-            ``scales`` [N, 3] metres, ``opacities`` [N] in (0, 1), ``colors`` [N, 3] linear RGB.
+            ``scales`` [N, 3] metres, ``opacities`` [N] in (0, 1), ``colors`` [N, 3] linear RGB
+            (written sRGB-encoded, see the module docstring; negative values become 0).
             ``confidence`` and ``region_ids`` are not part of the standard layout (the scene
             folder stores them beside the PLY).
     """
@@ -79,13 +81,15 @@ def write_ply(path: str | os.PathLike, splats: Splats) -> None:
     data = np.empty(n, dtype=[(name, "<f4") for name in _VERTEX_FIELDS])
     data["x"], data["y"], data["z"] = f64["means"].T
     data["nx"], data["ny"], data["nz"] = _normals_from_quats(quats).T
-    dc = (f64["colors"] - 0.5) / SH_C0
+    c = np.maximum(f64["colors"], 0.0)
+    srgb = np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1 / 2.4) - 0.055)
+    dc = (srgb - 0.5) / SH_C0
     data["f_dc_0"], data["f_dc_1"], data["f_dc_2"] = dc.T
     data["opacity"] = np.log(op / (1 - op))
     data["scale_0"], data["scale_1"], data["scale_2"] = np.log(np.maximum(f64["scales"], 1e-30)).T
     data["rot_0"], data["rot_1"], data["rot_2"], data["rot_3"] = quats.T
     header = ["ply", "format binary_little_endian 1.0", "comment generator AnchorStage",
-              "comment color_space linearRGB", f"element vertex {n}"]
+              "comment color_space sRGB", f"element vertex {n}"]
     header += [f"property float {name}" for name in _VERTEX_FIELDS]
     header += ["end_header"]
     with atomic_file(path, "PLY file") as tmp:
@@ -256,11 +260,12 @@ def read_ply_info(path: str | os.PathLike) -> PlyInfo:
 
     supplements = {name: np.asarray(arr[arr.dtype.names[0]]) for name, arr in data.items()
                    if name != "vertex" and arr.dtype.names and len(arr.dtype.names) == 1}
-    color_space = "linearRGB"
+    # Unmarked files come from 3DGS trainers fed sRGB photos: their DC colours are sRGB values too.
+    color_space = "sRGB"
     if "color_space" in supplements and supplements["color_space"].size:
         color_space = "sRGB" if int(supplements["color_space"][0]) == 0 else "linearRGB"
-    elif any(c.strip() == "color_space sRGB" for c in comments):
-        color_space = "sRGB"
+    elif any(c.strip() == "color_space linearRGB" for c in comments):
+        color_space = "linearRGB"
     colors = 0.5 + SH_C0 * cols("f_dc_0", "f_dc_1", "f_dc_2")
     if color_space == "sRGB":
         c = np.clip(colors, 0.0, None)
