@@ -12,12 +12,15 @@ Image formation is gsplat's classic 3DGS (``gsplat.rasterization(..., rasterize_
 
 Instead of gsplat's 16x16 tiles, which make every pixel test every splat of its tile, this
 implementation enumerates exactly the (pixel, splat) pairs gsplat can keep: for each splat
-and image row it solves the ellipse ``alpha >= 1/255`` for the covered pixel span. Pairs are
-generated in depth order, grouped by pixel with a stable radix sort on 16-bit pixel keys
-(rows are processed in bands of at most 65535 pixels, and each band in chunks of a bounded
-number of pairs, so memory stays bounded), composited with a segmented log-transmittance
-scan, and accumulated with one sparse-matrix product per chunk for all channels at once.
-On the CPU, projection chunks and row bands run on a small thread pool, one intra-op thread each.
+and image row it solves the ellipse ``alpha >= 1/255`` for the covered pixel span. Image rows are
+processed in bands of at most 65535 pixels: each band picks the splats that touch it, sorts them
+front to back, and makes one record per (splat, row) span, ordered row by row (depth order kept
+within a row). The records' pairs are taken in chunks of a bounded number of pairs (so memory stays
+bounded), grouped by pixel with a stable radix sort on 16-bit pixel keys, composited with a
+segmented log-transmittance scan carried across chunks, and accumulated with one sparse-matrix
+product per chunk for all channels at once (with few region classes, their weights too, as one-hot
+channels). On the CPU, projection chunks and row bands run on a small thread pool, one intra-op
+thread each.
 """
 
 from __future__ import annotations
