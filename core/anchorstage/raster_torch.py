@@ -41,6 +41,7 @@ __all__ = [
     "EPS2D",
     "Projection",
     "quat_to_rotmat",
+    "rotmat_entries",
     "project",
     "rasterize",
     "rasterize_splats",
@@ -85,7 +86,7 @@ class Projection(NamedTuple):
     opacities: torch.Tensor
 
 
-def _rotmat_entries(quats: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def rotmat_entries(quats: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """[N, 4] wxyz (any non-zero norm) → the 9 entries r00, r01, …, r22 (row-major), each [N]."""
     w, x, y, z = quats.unbind(-1)
     s = 2.0 / (w * w + x * x + y * y + z * z)  # normalises without a separate pass
@@ -101,7 +102,7 @@ def _rotmat_entries(quats: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     """[N, 4] wxyz (any non-zero norm) → [N, 3, 3] rotation matrices (local → world)."""
     # Stacked entry-major (contiguous writes), returned as a strided [N, 3, 3] view.
-    return torch.stack(_rotmat_entries(quats)).T.reshape(-1, 3, 3)
+    return torch.stack(rotmat_entries(quats)).T.reshape(-1, 3, 3)
 
 
 def project(
@@ -153,7 +154,7 @@ def project(
     fxz, fyz = fx * rz, fy * rz
     j0 = [fxz * (R0[k] - tx * R2[k]) for k in range(3)]
     j1 = [fyz * (R1[k] - ty * R2[k]) for k in range(3)]
-    r = _rotmat_entries(quats)
+    r = rotmat_entries(quats)
     sc = scales.unbind(1)
     t0 = [(j0[0] * r[k] + j0[1] * r[3 + k] + j0[2] * r[6 + k]) * sc[k] for k in range(3)]
     t1 = [(j1[0] * r[k] + j1[1] * r[3 + k] + j1[2] * r[6 + k]) * sc[k] for k in range(3)]

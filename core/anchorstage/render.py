@@ -39,7 +39,7 @@ import torch
 from .camera import Camera
 from .device import resolve_device
 from .errors import InputError, MissingDependencyError
-from .raster_torch import Workers, _rotmat_entries, cpu_workers
+from .raster_torch import Workers, rotmat_entries, cpu_workers
 from .splats import Splats
 
 __all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD", "splat_normals"]
@@ -77,7 +77,7 @@ def splat_normals(splats: Splats, camera_position: torch.Tensor) -> torch.Tensor
         [N, 3] float32 unit normals, world frame.
     """
     # One [N] tensor per scalar: [N, 3, 3] batches run slowly on the CPU.
-    r = _rotmat_entries(splats.quats)  # row-major: r[3i + k] is world axis i of local axis k
+    r = rotmat_entries(splats.quats)  # row-major: r[3i + k] is world axis i of local axis k
     sx, sy, sz = splats.scales.unbind(1)
     thin0, thin1 = (sx <= sy) & (sx <= sz), sy <= sz  # argmin, ties to the first axis
     n = [torch.where(thin0, r[3 * i], torch.where(thin1, r[3 * i + 1], r[3 * i + 2])) for i in range(3)]
