@@ -25,6 +25,7 @@ import torch
 
 from anchorstage import Camera, Splats, look_at, render
 from anchorstage.render import PASSES
+from anchorstage.splats import quat_from_axes
 
 
 def stage_splats(n: int, seed: int = 0) -> tuple[Splats, Camera]:
@@ -63,7 +64,8 @@ def stage_splats(n: int, seed: int = 0) -> tuple[Splats, Camera]:
     a1 = np.cross(nrm, [0.3, 0.2, 0.9]); a1 /= np.linalg.norm(a1, axis=1, keepdims=True)
     a2 = np.cross(nrm, a1)
     rot = np.stack([a1, a2, nrm], axis=2)  # columns = local axes
-    quats = _quat_from_rotmat(rot)
+    cols = [tuple(torch.from_numpy(np.ascontiguousarray(rot[:, i, k])) for i in range(3)) for k in range(3)]
+    quats = torch.stack(quat_from_axes(*cols), dim=1).numpy()
     scales = np.stack([footprint, footprint, footprint * 0.05], axis=1)
     m = len(pts)
     sp = Splats(
@@ -73,20 +75,6 @@ def stage_splats(n: int, seed: int = 0) -> tuple[Splats, Camera]:
         region_ids=torch.tensor(np.where(nrm[:, 2] > 0.5, 0, np.where(pts[:, 1] > 3.99, 1, 2)), dtype=torch.int32),
     )
     return sp, ref
-
-
-def _quat_from_rotmat(r: np.ndarray) -> np.ndarray:
-    """[N, 3, 3] rotations → [N, 4] wxyz."""
-    w = np.sqrt(np.clip(1 + r[:, 0, 0] + r[:, 1, 1] + r[:, 2, 2], 1e-12, None)) / 2
-    q = np.stack([w, (r[:, 2, 1] - r[:, 1, 2]) / (4 * w), (r[:, 0, 2] - r[:, 2, 0]) / (4 * w),
-                  (r[:, 1, 0] - r[:, 0, 1]) / (4 * w)], axis=1)
-    bad = w < 1e-3  # fall back to scipy for the near-180° cases
-    if bad.any():
-        from scipy.spatial.transform import Rotation
-
-        xyzw = Rotation.from_matrix(r[bad]).as_quat()
-        q[bad] = xyzw[:, [3, 0, 1, 2]]
-    return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
 def bench(sp: Splats, cam: Camera, backend: str, device: str, repeat: int) -> dict:

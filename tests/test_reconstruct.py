@@ -11,6 +11,7 @@ import torch
 
 from anchorstage import Camera, InputError, look_at, reconstruct
 from anchorstage.image_io import LoadedImage
+from anchorstage.splats import quat_from_axes
 
 R = importlib.import_module("anchorstage.reconstruct")
 
@@ -218,7 +219,7 @@ def test_quaternions_from_axes_are_exact_for_random_rotations():
     cols = [np.stack([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)]),
             np.stack([2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)]),
             np.stack([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])]
-    got = torch.stack(R._quat_from_axes(*(tuple(torch.from_numpy(c[i]) for i in range(3)) for c in cols)), 1).numpy()
+    got = torch.stack(quat_from_axes(*(tuple(torch.from_numpy(c[i]) for i in range(3)) for c in cols)), 1).numpy()
     want = q * np.where(q[:, :1] < 0, -1, 1)
     sign = np.sign((got * want).sum(1))[:, None]
     np.testing.assert_allclose(got * sign, want, atol=1e-9)

@@ -38,7 +38,7 @@ from .errors import InputError
 from .image_io import LoadedImage
 from .progress import ProgressFn, report
 from .scene import Scene
-from .splats import Splats
+from .splats import Splats, quat_from_axes, quat_mul
 
 __all__ = ["reconstruct", "default_max_splats", "DEFAULT_SPLATS_PER_PIXEL"]
 
@@ -121,40 +121,6 @@ def _fit_camera(camera: Camera, width: int, height: int, notes: list[str]) -> Ca
 
 
 # ---------------------------------------------------------------------------- geometry helpers
-def _quat_from_axes(a1: tuple[torch.Tensor, ...], a2: tuple[torch.Tensor, ...], a3: tuple[torch.Tensor, ...]
-                    ) -> tuple[torch.Tensor, ...]:
-    """Unit wxyz quaternions of the rotations whose columns are ``a1, a2, a3`` (each 3 [M] tensors)."""
-    m00, m10, m20 = a1
-    m01, m11, m21 = a2
-    m02, m12, m22 = a3
-    # Four proportional closed forms; use the one built on the largest diagonal term (well conditioned).
-    t0, t1 = m00 + m11 + m22, m00 - m11 - m22
-    t2, t3 = m11 - m00 - m22, m22 - m00 - m11
-    c0 = (t0 >= t1) & (t0 >= t2) & (t0 >= t3)
-    c1 = ~c0 & (t1 >= t2) & (t1 >= t3)
-    c2 = ~c0 & ~c1 & (t2 >= t3)
-
-    def pick(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor, v3: torch.Tensor) -> torch.Tensor:
-        return torch.where(c0, v0, torch.where(c1, v1, torch.where(c2, v2, v3)))
-
-    w = pick(1 + t0, m21 - m12, m02 - m20, m10 - m01)
-    x = pick(m21 - m12, 1 + t1, m01 + m10, m02 + m20)
-    y = pick(m02 - m20, m01 + m10, 1 + t2, m12 + m21)
-    z = pick(m10 - m01, m02 + m20, m12 + m21, 1 + t3)
-    inv = torch.rsqrt(w * w + x * x + y * y + z * z) * torch.where(w < 0, -1.0, 1.0)  # canonical sign: w ≥ 0
-    return w * inv, x * inv, y * inv, z * inv
-
-
-def _quat_mul(a: tuple[float, ...], b: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """[M, 4] Hamilton product a ⊗ b of one constant wxyz quaternion ``a`` and [M] components ``b``, w ≥ 0."""
-    aw, ax, ay, az = a
-    bw, bx, by, bz = b
-    w = aw * bw - ax * bx - ay * by - az * bz
-    sign = torch.where(w < 0, -1.0, 1.0)
-    return torch.stack([w * sign, (aw * bx + ax * bw + ay * bz - az * by) * sign,
-                        (aw * by - ax * bz + ay * bw + az * bx) * sign, (aw * bz + ax * by - ay * bx + az * bw) * sign], -1)
-
-
 def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
                ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """Each cell's footprint on its tangent plane as a flat 3D Gaussian.
@@ -204,7 +170,7 @@ def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
     k = _SIGMA_CELLS * p[2] * span / f
     s2 = k * lam2.sqrt()
     scales = torch.stack([k * lam1.sqrt(), s2, _THIN * s2], -1)
-    return _quat_from_axes((a1x, a1y, a1z), a2, (nx, ny, nz)), scales
+    return quat_from_axes((a1x, a1y, a1z), a2, (nx, ny, nz)), scales
 
 
 def _one_sided(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
@@ -616,7 +582,7 @@ def reconstruct(
         rec = _take(rec, torch.topk(rec["o"] * rec["conf"], budget).indices.sort().values)
 
     wc = cam.world_from_cam
-    q_wc = tuple(float(q) for q in _quat_from_axes(
+    q_wc = tuple(float(q) for q in quat_from_axes(
         *(tuple(torch.tensor([wc[i, j]], dtype=torch.float64) for i in range(3)) for j in range(3))))
     n_out = rec["o"].shape[0]
     quats = torch.empty(n_out, 4, device=dev)
@@ -626,7 +592,7 @@ def reconstruct(
     for i in range(0, n_out, chunk):
         j = min(i + chunk, n_out)
         q_cam, scales[i:j] = _footprint(rec["p"][:, i:j], rec["n"][:, i:j], rec["span"][i:j], f)
-        quats[i:j] = _quat_mul(q_wc, q_cam)
+        quats[i:j] = quat_mul(q_wc, q_cam)
     rot = torch.tensor(wc[:3, :3], dtype=torch.float32, device=dev)
     tr = torch.tensor(wc[:3, 3:4], dtype=torch.float32, device=dev)
     splats = Splats(means=torch.addmm(tr.T, rec["p"].T, rot.T), quats=quats, scales=scales,

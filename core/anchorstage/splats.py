@@ -80,9 +80,10 @@ class Splats:
             raise InputError("splats: transform must be a finite rigid 4x4 matrix (rotation + translation)")
         rt = torch.as_tensor(r, dtype=torch.float32, device=self.device)
         t = torch.as_tensor(m[:3, 3], dtype=torch.float32, device=self.device)
-        q = torch.as_tensor(_quat_from_rotmat(r), dtype=torch.float32, device=self.device)
-        return Splats(means=self.means @ rt.T + t, quats=_quat_mul(q, self.quats), scales=self.scales.clone(),
-                      opacities=self.opacities.clone(), colors=self.colors.clone(),
+        axes = [tuple(torch.tensor([v], dtype=torch.float64) for v in r[:, k]) for k in range(3)]
+        q = tuple(float(c) for c in quat_from_axes(*axes))
+        return Splats(means=self.means @ rt.T + t, quats=quat_mul(q, self.quats.unbind(1)),
+                      scales=self.scales.clone(), opacities=self.opacities.clone(), colors=self.colors.clone(),
                       confidence=self.confidence.clone(), region_ids=self.region_ids.clone())
 
     @staticmethod
@@ -91,27 +92,35 @@ class Splats:
         return Splats(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Splats)})
 
 
-def _quat_from_rotmat(r: np.ndarray) -> np.ndarray:
-    """[3, 3] rotation → [4] unit quaternion wxyz (Shepperd: branch on the largest component)."""
-    t = np.trace(r)
-    cands = np.array([t, r[0, 0], r[1, 1], r[2, 2]])
-    k = int(np.argmax(cands))
-    if k == 0:
-        w = np.sqrt(1.0 + t) / 2.0
-        q = [w, (r[2, 1] - r[1, 2]) / (4 * w), (r[0, 2] - r[2, 0]) / (4 * w), (r[1, 0] - r[0, 1]) / (4 * w)]
-    else:
-        i, j, l = [(0, 1, 2), (1, 2, 0), (2, 0, 1)][k - 1]
-        v = np.sqrt(1.0 + r[i, i] - r[j, j] - r[l, l]) / 2.0
-        q = np.zeros(4)
-        q[0] = (r[l, j] - r[j, l]) / (4 * v)
-        q[1 + i], q[1 + j], q[1 + l] = v, (r[j, i] + r[i, j]) / (4 * v), (r[l, i] + r[i, l]) / (4 * v)
-    q = np.asarray(q, dtype=np.float64)
-    return q / np.linalg.norm(q)
+def quat_from_axes(a1: tuple[torch.Tensor, ...], a2: tuple[torch.Tensor, ...], a3: tuple[torch.Tensor, ...]
+                    ) -> tuple[torch.Tensor, ...]:
+    """Unit wxyz quaternions of the rotations whose columns are ``a1, a2, a3`` (each 3 [M] tensors)."""
+    m00, m10, m20 = a1
+    m01, m11, m21 = a2
+    m02, m12, m22 = a3
+    # Four proportional closed forms; use the one built on the largest diagonal term (well conditioned).
+    t0, t1 = m00 + m11 + m22, m00 - m11 - m22
+    t2, t3 = m11 - m00 - m22, m22 - m00 - m11
+    c0 = (t0 >= t1) & (t0 >= t2) & (t0 >= t3)
+    c1 = ~c0 & (t1 >= t2) & (t1 >= t3)
+    c2 = ~c0 & ~c1 & (t2 >= t3)
+
+    def pick(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor, v3: torch.Tensor) -> torch.Tensor:
+        return torch.where(c0, v0, torch.where(c1, v1, torch.where(c2, v2, v3)))
+
+    w = pick(1 + t0, m21 - m12, m02 - m20, m10 - m01)
+    x = pick(m21 - m12, 1 + t1, m01 + m10, m02 + m20)
+    y = pick(m02 - m20, m01 + m10, 1 + t2, m12 + m21)
+    z = pick(m10 - m01, m02 + m20, m12 + m21, 1 + t3)
+    inv = torch.rsqrt(w * w + x * x + y * y + z * z) * torch.where(w < 0, -1.0, 1.0)  # canonical sign: w ≥ 0
+    return w * inv, x * inv, y * inv, z * inv
 
 
-def _quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product ``a ⊗ b`` of wxyz quaternions ([4] or [N, 4], broadcast)."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], dim=-1)
+def quat_mul(a: tuple[float, ...], b: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """[M, 4] Hamilton product a ⊗ b of one constant wxyz quaternion ``a`` and [M] components ``b``, w ≥ 0."""
+    aw, ax, ay, az = a
+    bw, bx, by, bz = b
+    w = aw * bw - ax * bx - ay * by - az * bz
+    sign = torch.where(w < 0, -1.0, 1.0)
+    return torch.stack([w * sign, (aw * bx + ax * bw + ay * bz - az * by) * sign,
+                        (aw * by - ax * bz + ay * bw + az * bx) * sign, (aw * bz + ax * by - ay * bx + az * bw) * sign], -1)
