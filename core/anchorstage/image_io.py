@@ -27,9 +27,10 @@ def srgb_to_linear(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    """Linear values → sRGB-encoded values in [0, 1] (clipped)."""
-    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+def linear_to_srgb(x: np.ndarray, clip: bool = True) -> np.ndarray:
+    """Linear values → sRGB-encoded values; clipped to [0, 1], or with ``clip=False`` only
+    negatives are (the curve continues above 1, keeping HDR values)."""
+    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0 if clip else None)
     return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
 
 

@@ -36,6 +36,7 @@ import torch
 from .atomic import atomic_file
 from .camera import Camera, look_at
 from .errors import InputError
+from .image_io import linear_to_srgb, srgb_to_linear
 from .splats import Splats
 
 __all__ = ["write_ply", "read_ply", "read_ply_info", "PlyInfo", "SH_C0"]
@@ -81,9 +82,7 @@ def write_ply(path: str | os.PathLike, splats: Splats) -> None:
     data = np.empty(n, dtype=[(name, "<f4") for name in _VERTEX_FIELDS])
     data["x"], data["y"], data["z"] = f64["means"].T
     data["nx"], data["ny"], data["nz"] = _normals_from_quats(quats).T
-    c = np.maximum(f64["colors"], 0.0)
-    srgb = np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1 / 2.4) - 0.055)
-    dc = (srgb - 0.5) / SH_C0
+    dc = (linear_to_srgb(f64["colors"], clip=False).astype(np.float64) - 0.5) / SH_C0
     data["f_dc_0"], data["f_dc_1"], data["f_dc_2"] = dc.T
     data["opacity"] = np.log(op / (1 - op))
     data["scale_0"], data["scale_1"], data["scale_2"] = np.log(np.maximum(f64["scales"], 1e-30)).T
@@ -268,8 +267,7 @@ def read_ply_info(path: str | os.PathLike) -> PlyInfo:
         color_space = "linearRGB"
     colors = 0.5 + SH_C0 * cols("f_dc_0", "f_dc_1", "f_dc_2")
     if color_space == "sRGB":
-        c = np.clip(colors, 0.0, None)
-        colors = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        colors = srgb_to_linear(np.clip(colors, 0.0, None))
     n_rest = sum(1 for n in v.dtype.names if n.startswith("f_rest_"))
     sh_degree = int(round(np.sqrt(n_rest / 3 + 1))) - 1 if n_rest else 0
     quats = cols("rot_0", "rot_1", "rot_2", "rot_3")
