@@ -193,8 +193,9 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
 
         extra = {}
     else:
-        from . import raster_torch as backend_mod
+        from . import raster_cpu, raster_torch
 
+        backend_mod = raster_cpu if dev.type == "cpu" and raster_cpu.available() else raster_torch
         extra = {"workers": workers}
     raw = _rasterize(backend_mod, sp, camera, features, classes, region_lut, need_depth, dev, **extra)
 

@@ -1,0 +1,188 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""numba kernels of :mod:`anchorstage.raster_cpu` (imported on first use: importing compiles or
+loads them from numba's cache)."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .raster_torch import _SPAN_MARGIN, ALPHA_MAX, ALPHA_MIN, T_MIN
+
+#: Columns of the packed per-splat rows, before the channels to composite.
+MX, MY, CA, CB, CC, OP, SMAX, QX, CLS = range(9)
+N_HEAD = 9
+#: Channels composited per pass over the band (the render passes need 8: colour, normal,
+#: confidence, depth); more channels take more passes.
+BLOCK = 8
+
+
+@numba.njit(nogil=True, cache=True)
+def band_members(y0, y1, band_rows, n_bands):
+    """The splats each band of ``band_rows`` image rows needs, in depth order.
+
+    Args:
+        y0, y1: [M] int32 first and last row each splat touches (y0 > y1: none), depth order.
+        band_rows: rows per band (band b holds rows b·band_rows ...).
+        n_bands: number of bands.
+
+    Returns:
+        ``starts`` [n_bands + 1] int64 and ``members`` int32: band b's splats are
+        ``members[starts[b]:starts[b + 1]]``.
+    """
+    starts = np.zeros(n_bands + 1, np.int64)
+    for s in range(y0.shape[0]):
+        if y0[s] <= y1[s]:
+            for bnd in range(y0[s] // band_rows, y1[s] // band_rows + 1):
+                starts[bnd + 1] += 1
+    for bnd in range(n_bands):
+        starts[bnd + 1] += starts[bnd]
+    members = np.empty(starts[n_bands], np.int32)
+    fill = starts[:n_bands].copy()
+    for s in range(y0.shape[0]):
+        if y0[s] <= y1[s]:
+            for bnd in range(y0[s] // band_rows, y1[s] // band_rows + 1):
+                members[fill[bnd]] = s
+                fill[bnd] += 1
+    return starts, members
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def composite_rows(r0, r1, width, packed, y0, y1, members, num_classes, out, cls_out):
+    """Composite image rows r0..r1 (inclusive) front to back.
+
+    Args:
+        r0: first row of the band.
+        r1: last row of the band (inclusive).
+        width: image width in pixels.
+        packed: [M, N_HEAD + k·BLOCK] float32 one row per projected splat, in depth order:
+            centre x, y (pixels, pixel centres at +0.5), conic a, b, c (sigma = 0.5 (a dx² + c dy²)
+            + b dx dy), opacity, smax = log(255 · opacity) (alpha >= 1/255 inside sigma <= smax),
+            exp(-a), class, then the channels to composite (zero-padded to whole blocks).
+        y0, y1: [M] int32 first and last row each splat's ellipse touches (y0 > y1: none).
+        members: int32 the splats (rows of ``packed``) that touch the band, in depth order.
+        num_classes: number of classes, class 0 = none (0: no classes).
+        out: [H * W, k·BLOCK + 1] float32 weighted sums, then alpha; this band's rows are written.
+        cls_out: [H * W] int64 class with the largest summed weight, the background counting
+            for class 0 with weight 1 - alpha (ties to the lower class); written with classes.
+    """
+    n_rows = r1 - r0 + 1
+    # The band's splats are copied ordered by their first row, so the splats a row needs lie
+    # close together in memory and stay in cache from row to row. Records (splat, row) are
+    # bucketed by row, visiting splats in depth order: each row's records come front to back.
+    start = np.zeros(n_rows + 1, np.int64)
+    slot_start = np.zeros(n_rows + 1, np.int64)
+    for s in members:
+        lo, hi = max(y0[s], r0), min(y1[s], r1)
+        if lo <= hi:
+            slot_start[lo - r0 + 1] += 1
+            for y in range(lo, hi + 1):
+                start[y - r0 + 1] += 1
+    for k in range(n_rows):
+        start[k + 1] += start[k]
+        slot_start[k + 1] += slot_start[k]
+    band = np.empty((slot_start[n_rows], packed.shape[1]), np.float32)
+    recs = np.empty(start[n_rows], np.int32)
+    fill = start[:n_rows].copy()
+    slot_fill = slot_start[:n_rows].copy()
+    for s in members:
+        lo, hi = max(y0[s], r0), min(y1[s], r1)
+        if lo <= hi:
+            i = slot_fill[lo - r0]
+            slot_fill[lo - r0] += 1
+            band[i] = packed[s]
+            for y in range(lo, hi + 1):
+                recs[fill[y - r0]] = i
+                fill[y - r0] += 1
+
+    trans = np.empty(width, np.float64)
+    acc = np.empty(width * BLOCK, np.float32)
+    done = np.empty(width, np.bool_)
+    use_cls = num_classes > 0
+    cls_w = np.zeros((width if use_cls else 0) * max(num_classes, 1), np.float64)
+    best = np.empty(width, np.float64)
+    touched = np.empty(cls_w.shape[0], np.int64)  # (pixel, class) slots in use: at most all of them
+    n_ch = packed.shape[1] - N_HEAD
+    for ch0 in range(0, n_ch, BLOCK):
+        with_cls = use_cls and ch0 == 0
+        for row in range(n_rows):
+            y = r0 + row
+            trans[:] = 1.0
+            acc[:] = 0.0
+            done[:] = False
+            n_touched = 0
+            for k in range(start[row], start[row + 1]):
+                si = recs[k]
+                mx, sa, sb, sm = band[si, MX], band[si, CA], band[si, CB], band[si, SMAX]
+                dy = y + 0.5 - band[si, MY]
+                bdy = sb * dy
+                cdy2 = band[si, CC] * dy * dy
+                disc = bdy * bdy - sa * (cdy2 - 2.0 * sm)
+                if disc < 0.0:
+                    continue
+                sq = math.sqrt(disc)
+                cxr = mx - 0.5
+                x0 = max(0, int(math.ceil(cxr + (-bdy - sq) / sa - _SPAN_MARGIN)))
+                x1 = min(width - 1, int(math.floor(cxr + (-bdy + sq) / sa + _SPAN_MARGIN)))
+                if x0 > x1:
+                    continue
+                # opacity · exp(-sigma) along the span by forward differences: sigma is quadratic
+                # in x, so each step multiplies by r, and r by exp(-a).
+                dx = x0 + 0.5 - mx
+                g = band[si, OP] * math.exp(-(0.5 * (sa * dx * dx + cdy2) + bdy * dx))
+                r = math.exp(-(sa * (dx + 0.5) + bdy))
+                q = np.float64(band[si, QX])
+                f0, f1, f2, f3 = band[si, N_HEAD + ch0], band[si, N_HEAD + ch0 + 1], band[si, N_HEAD + ch0 + 2], band[si, N_HEAD + ch0 + 3]
+                f4, f5, f6, f7 = band[si, N_HEAD + ch0 + 4], band[si, N_HEAD + ch0 + 5], band[si, N_HEAD + ch0 + 6], band[si, N_HEAD + ch0 + 7]
+                cl = int(band[si, CLS])
+                for x in range(x0, x1 + 1):
+                    alpha = min(ALPHA_MAX, g)
+                    g *= r
+                    r *= q
+                    if done[x] or alpha < ALPHA_MIN:
+                        continue
+                    t = trans[x]
+                    t_next = t * (1.0 - alpha)
+                    if t_next <= T_MIN:
+                        done[x] = True
+                        continue
+                    trans[x] = t_next
+                    w = np.float32(alpha * t)
+                    b = x * BLOCK
+                    acc[b] += w * f0
+                    acc[b + 1] += w * f1
+                    acc[b + 2] += w * f2
+                    acc[b + 3] += w * f3
+                    acc[b + 4] += w * f4
+                    acc[b + 5] += w * f5
+                    acc[b + 6] += w * f6
+                    acc[b + 7] += w * f7
+                    if with_cls:
+                        j = x * num_classes + cl
+                        if cls_w[j] == 0.0:
+                            touched[n_touched] = j
+                            n_touched += 1
+                        cls_w[j] += alpha * t
+            base = y * width
+            n_out = min(BLOCK, n_ch - ch0)
+            for x in range(width):
+                for c in range(n_out):
+                    out[base + x, ch0 + c] = acc[x * BLOCK + c]
+                out[base + x, n_ch] = 1.0 - trans[x]
+            if with_cls:
+                # Class 0 (none) also takes the background's weight; then the best touched class.
+                for x in range(width):
+                    cls_out[base + x] = 0
+                    best[x] = trans[x] + cls_w[x * num_classes]
+                    cls_w[x * num_classes] = 0.0
+                for i in range(n_touched):
+                    j = touched[i]
+                    x, cl = j // num_classes, j % num_classes
+                    v = cls_w[j]
+                    if v > best[x] or (v == best[x] and cl < cls_out[base + x]):
+                        best[x] = v
+                        cls_out[base + x] = cl
+                    cls_w[j] = 0.0
+

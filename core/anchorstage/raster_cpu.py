@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Compiled CPU compositor: the torch backend's fast path on the CPU (numba).
+
+Same image formation as :mod:`anchorstage.raster_torch` (projection is that module's
+:func:`~anchorstage.raster_torch.project`); only the compositing differs in how it runs. The
+projected splats are sorted front to back once; rows of the image are split into bands that
+run on the worker threads (the kernels release the GIL). A band buckets the (splat, row) records
+that touch it by row, depth order kept (a counting sort), then walks each row's records front
+to back over the pixel span the record's ellipse covers, compositing pixel by pixel exactly as
+gsplat's classic kernel does: ``alpha = min(0.99, opacity * exp(-sigma))``, skipped below 1/255,
+the pixel stopping before the splat that would take its transmittance to ``<= 1e-4``. Every
+pair is touched once, with no sort by pixel and no intermediate arrays per pair.
+
+``raster_torch`` stays the oracle this path is tested against, and the path used off the CPU
+or when numba cannot be imported (or ``ANCHORSTAGE_NUMBA=0`` is set).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .raster_torch import (
+    _SPAN_MARGIN, ALPHA_MIN, EPS2D, Projection, Workers, _depth_order, _project_parallel, cpu_workers,
+)
+
+__all__ = ["available", "rasterize", "rasterize_splats"]
+
+_BANDS_PER_WORKER = 4  # rows are cut into this many bands per thread: the busy ones even out
+_MIN_BAND_ROWS = 8
+
+
+def available() -> bool:
+    """True when numba can be imported and ``ANCHORSTAGE_NUMBA`` is not ``0``."""
+    if os.environ.get("ANCHORSTAGE_NUMBA", "1").strip() == "0":
+        return False
+    return importlib.util.find_spec("numba") is not None
+
+
+def _kernels():
+    """The compiled kernels (numba is imported and the cache read on first use only)."""
+    from . import _raster_cpu_kernels
+
+    return _raster_cpu_kernels
+
+
+def rasterize(
+    proj: Projection,
+    features: torch.Tensor,
+    width: int,
+    height: int,
+    classes: Optional[torch.Tensor] = None,
+    num_classes: int = 0,
+    *,
+    with_depth: bool = False,
+    workers: Optional[Workers] = None,
+) -> dict[str, torch.Tensor]:
+    """Composite projected splats front to back into per-pixel sums (CPU tensors only).
+
+    Arguments and results are those of :func:`anchorstage.raster_torch.rasterize`.
+    """
+    kern = _kernels()
+    F = features.shape[1]
+    nd = int(with_depth)
+    n_ch = max(1, -(-(F + nd) // kern.BLOCK)) * kern.BLOCK  # channels padded to whole kernel blocks (alpha needs one)
+    out = torch.zeros(height * width, n_ch + 1, dtype=torch.float32)
+    cls_out = torch.zeros(height * width, dtype=torch.int64)
+    if proj.ids.shape[0] == 0:
+        return _result(out, cls_out, F, width, height, with_depth, classes is not None)
+    order = _depth_order(proj.depths)
+    src = proj.ids.index_select(0, order)
+    use_cls = classes is not None and num_classes > 1
+    # One packed row per splat in depth order (see the kernel for the columns), written in place.
+    packed = torch.zeros(src.shape[0], kern.N_HEAD + n_ch, dtype=torch.float32)
+    packed[:, kern.MX:kern.MY + 1] = proj.means2d.index_select(0, order)
+    packed[:, kern.CA:kern.CC + 1] = proj.conics.index_select(0, order)
+    torch.exp(-packed[:, kern.CA], out=packed[:, kern.QX])
+    op = packed[:, kern.OP]
+    op.copy_(proj.opacities.index_select(0, order))
+    # alpha >= 1/255  <=>  sigma <= log(255 * opacity): the ellipse each splat can touch.
+    smax = packed[:, kern.SMAX]
+    torch.log(op / ALPHA_MIN, out=smax)
+    if use_cls:
+        packed[:, kern.CLS] = classes.index_select(0, src)
+    packed[:, kern.N_HEAD:kern.N_HEAD + F] = features.index_select(0, src)
+    if with_depth:
+        packed[:, kern.N_HEAD + F] = proj.depths.index_select(0, order)
+    my = packed[:, kern.MY]
+    hy = torch.sqrt(2.0 * smax * proj.cov2d[:, 2].index_select(0, order)) + _SPAN_MARGIN
+    y0 = torch.ceil(my - hy - 0.5).clamp(0, height - 1).to(torch.int32)
+    y1 = torch.floor(my + hy - 0.5).clamp(-1, height - 1).to(torch.int32)
+    y0.masked_fill_(my + hy - 0.5 < 0, height)  # entirely above the image: an empty row range
+
+    n = 1 if workers is None else workers.n
+    rows = max(_MIN_BAND_ROWS, -(-height // (n * _BANDS_PER_WORKER)))
+    bands = list(range(0, height, rows))
+    packed_np, y0_np, y1_np = packed.numpy(), y0.numpy(), y1.numpy()
+    starts, members = kern.band_members(y0_np, y1_np, rows, len(bands))
+    out_np, cls_np = out.numpy(), cls_out.numpy()
+
+    def band(k: int) -> None:
+        r0 = bands[k]
+        kern.composite_rows(r0, min(height, r0 + rows) - 1, width, packed_np, y0_np, y1_np,
+                            members[starts[k]:starts[k + 1]], num_classes if use_cls else 0, out_np, cls_np)
+
+    with contextlib.nullcontext(workers) if workers is not None else cpu_workers(torch.device("cpu")) as w:
+        w.map(band, list(range(len(bands))))
+    return _result(out, cls_out, F, width, height, with_depth, classes is not None)
+
+
+def _result(out, cls_out, F, width, height, with_depth, with_classes) -> dict[str, torch.Tensor]:
+    return {
+        "features": out[:, :F].reshape(height, width, F),
+        "alpha": out[:, -1].reshape(height, width),
+        **({"depth_sum": out[:, F].reshape(height, width)} if with_depth else {}),
+        **({"class_weight_argmax": cls_out.reshape(height, width)} if with_classes else {}),
+    }
+
+
+def rasterize_splats(
+    means: torch.Tensor,
+    quats: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    features: torch.Tensor,
+    cam_from_world: torch.Tensor,
+    K: torch.Tensor,
+    width: int,
+    height: int,
+    *,
+    near: float,
+    far: float,
+    classes: Optional[torch.Tensor] = None,
+    num_classes: int = 0,
+    with_depth: bool = True,
+    eps2d: float = EPS2D,
+    workers: Optional[Workers] = None,
+) -> dict[str, torch.Tensor]:
+    """Project (torch) and composite (compiled) splats; arguments and results are those of
+    :func:`anchorstage.raster_torch.rasterize_splats` (CPU tensors only)."""
+    with contextlib.nullcontext(workers) if workers is not None else cpu_workers(torch.device("cpu")) as w:
+        proj = _project_parallel(w, means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
+        res = rasterize(proj, features, width, height, classes, num_classes, with_depth=with_depth, workers=w)
+    if with_depth:
+        res["depth"] = res.pop("depth_sum") / res["alpha"].clamp(min=1e-10)
+    return res
+
