@@ -4,17 +4,27 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import numpy as np
 import pytest
 import torch
 
 from anchorstage import Camera, InputError, Splats, look_at, render
-from anchorstage import raster_torch
+from anchorstage import raster_cpu, raster_torch
 from anchorstage.render import BACKGROUND_DEPTH, PASSES
 from render_reference import naive_render
 
 render_module = importlib.import_module("anchorstage.render")  # the module (the package attribute is the function)
+
+
+@pytest.fixture(params=["numba", "torch"])
+def cpu_kernel(request, monkeypatch):
+    """Runs a test with the compiled compositor and with the pure-torch one (the CPU paths)."""
+    if request.param == "numba" and not raster_cpu.available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setenv("ANCHORSTAGE_NUMBA", "1" if request.param == "numba" else "0")
+    return request.param
 
 
 def _random_splats(n: int = 60, seed: int = 0) -> Splats:
@@ -54,7 +64,7 @@ def _naive(sp: Splats, cam: Camera):
     return out, lut
 
 
-def test_torch_matches_naive_gsplat_reading():
+def test_torch_matches_naive_gsplat_reading(cpu_kernel):
     sp, cam = _random_splats(), _cam()
     (feats, alpha, depth, cls), lut = _naive(sp, cam)
     out = render(sp, cam, backend="torch", device="cpu")
@@ -72,6 +82,7 @@ def test_torch_matches_naive_gsplat_reading():
 
 
 def test_bands_and_chunks_do_not_change_the_image(monkeypatch):
+    monkeypatch.setenv("ANCHORSTAGE_NUMBA", "0")  # the pure-torch compositor's bands and chunks
     sp, cam = _random_splats(seed=3), _cam()
     ref = render(sp, cam, backend="torch", device="cpu")
     monkeypatch.setattr(raster_torch, "_BAND_PIXELS", 97)  # several bands of 2 rows
@@ -85,7 +96,7 @@ def test_bands_and_chunks_do_not_change_the_image(monkeypatch):
         np.testing.assert_allclose(out[k].numpy(), ref[k].numpy(), atol=1e-6, err_msg=k)
 
 
-def test_dense_wall_is_hole_free_and_metric():
+def test_dense_wall_is_hole_free_and_metric(cpu_kernel):
     cam = _cam(64, 48)
     out = render(_wall(), cam, backend="torch", device="cpu")
     inner = (slice(17, 31), slice(25, 40))  # the wall spans x 22..42, y 14..34 px
@@ -102,7 +113,7 @@ def test_dense_wall_is_hole_free_and_metric():
     assert out["void"][0, 0] == 1 and (out["normal"][0, 0] == 0).all()
 
 
-def test_occlusion_front_to_back_and_regions():
+def test_occlusion_front_to_back_and_regions(cpu_kernel):
     cam = _cam(64, 48)
     back = _wall(z=5.0, size=4.0, region=1)
     back.colors[:] = torch.tensor([1.0, 0.0, 0.0])
@@ -114,7 +125,7 @@ def test_occlusion_front_to_back_and_regions():
     assert out["region"][15, 23] == 1 and abs(float(out["depth"][15, 23]) - 5.0) < 1e-4
 
 
-def test_culling_near_far_and_behind_camera():
+def test_culling_near_far_and_behind_camera(cpu_kernel):
     cam = _cam().replace(clip_start=0.5, clip_end=10.0)
     for z in (-3.0, 0.3, 12.0):
         out = render(_wall(z=z), cam, backend="torch", device="cpu")
@@ -143,7 +154,7 @@ def test_pass_selection_background_and_errors():
             render(sp, cam, backend="gsplat")
 
 
-def test_empty_scene_and_auto_backend_on_cpu(recwarn):
+def test_empty_scene_and_auto_backend_on_cpu(cpu_kernel, recwarn):
     cam = _cam(16, 8)
     empty = Splats(means=torch.zeros(0, 3), quats=torch.zeros(0, 4), scales=torch.zeros(0, 3),
                    opacities=torch.zeros(0), colors=torch.zeros(0, 3))
@@ -155,7 +166,7 @@ def test_empty_scene_and_auto_backend_on_cpu(recwarn):
         assert not [w for w in recwarn if "gsplat" in str(w.message) or "CUDA" in str(w.message)]
 
 
-def test_moved_blender_camera_sees_the_same_point():
+def test_moved_blender_camera_sees_the_same_point(cpu_kernel):
     """A splat at a world point lands where Camera.project says, from a Blender-style pose."""
     cam = Camera(width=48, height=32, lens_mm=35.0, world_from_cam=look_at((2.0, -3.0, 1.5), (0, 0, 1)))
     target = np.array([0.3, 0.2, 1.1])
@@ -168,10 +179,71 @@ def test_moved_blender_camera_sees_the_same_point():
     assert abs(float(out["depth"][iy, ix]) - z[0]) < 1e-5
 
 
-def test_many_regions_bound_the_band_and_stay_exact(monkeypatch):
+def test_many_regions_bound_the_band_and_stay_exact(cpu_kernel, monkeypatch):
     sp = _random_splats(n=80, seed=5)
     sp.region_ids = torch.arange(80, dtype=torch.int32) * 1000  # 81 classes with the background
     cam = _cam()
     (feats, alpha, depth, cls), lut = _naive(sp, cam)
     out = render(sp, cam, ["region"], backend="torch")
     np.testing.assert_array_equal(out["region"].numpy(), lut[cls])
+
+
+
+def _stage(n_side: int = 40) -> Splats:
+    """Overlapping layers: a back wall, a half-transparent pane and opaque boxes (early stops, many pairs)."""
+    back = _wall(n_side=n_side, z=6.0, size=5.0, region=1)
+    pane = _wall(n_side=n_side // 2, z=4.0, size=2.5, region=2)
+    pane.opacities[:] = 0.3
+    pane.colors[:] = torch.tensor([0.9, 0.1, 0.1])
+    box = _wall(n_side=n_side // 2, z=2.5, size=1.0, region=3)
+    box.opacities[:] = 0.999
+    sp = Splats.concat([back, pane, box, _random_splats(n=200, seed=9)])
+    sp.confidence = torch.rand(len(sp), generator=torch.Generator().manual_seed(1))
+    return sp
+
+
+def test_compiled_compositor_matches_torch_on_a_layered_stage(monkeypatch):
+    """The numba kernel against the pure-torch oracle: every pass, across bands, threads and
+    channel blocks (more channels than one kernel block), with early stops and many regions."""
+    if not raster_cpu.available():
+        pytest.skip("numba is not installed")
+    sp, cam = _stage(), _cam(96, 64)
+    sp.region_ids = torch.randint(-1, 30, (len(sp),), generator=torch.Generator().manual_seed(2), dtype=torch.int32)
+    monkeypatch.setenv("ANCHORSTAGE_NUMBA", "0")
+    ref = render(sp, cam, backend="torch", device="cpu")
+    monkeypatch.setenv("ANCHORSTAGE_NUMBA", "1")
+    monkeypatch.setattr(raster_cpu, "_MIN_BAND_ROWS", 3)  # many small bands
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # three workers even on a 1-core runner
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    out = render(sp, cam, backend="torch", device="cpu")
+    assert float(out["alpha"].max()) > 0.999  # the box stops pixels early
+    assert float(out["alpha"].max()) < 1 - raster_torch.T_MIN  # ... before transmittance 1e-4
+    np.testing.assert_array_equal(out["region"].numpy(), ref["region"].numpy())
+    for k in set(PASSES) - {"region"}:
+        np.testing.assert_allclose(out[k].numpy(), ref[k].numpy(), atol=2e-5, rtol=1e-5, err_msg=k)
+
+    # Arbitrary channel counts go through the kernel in blocks: 19 channels plus depth.
+    proj = raster_torch.project(sp.means, sp.quats, sp.scales, sp.opacities,
+                                torch.as_tensor(cam.cam_from_world, dtype=torch.float32),
+                                torch.as_tensor(cam.K, dtype=torch.float32), cam.width, cam.height, 0.1, 100.0)
+    feats = torch.rand(len(sp), 19, generator=torch.Generator().manual_seed(3))
+    a = raster_cpu.rasterize(proj, feats, cam.width, cam.height, with_depth=True)
+    b = raster_torch.rasterize(proj, feats, cam.width, cam.height, with_depth=True)
+    assert set(a) == set(b) == {"features", "alpha", "depth_sum"}
+    for k in a:
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), atol=2e-5, rtol=1e-5, err_msg=k)
+
+
+def test_numba_switch_picks_the_cpu_compositor(monkeypatch):
+    sp, cam = _random_splats(), _cam()
+    calls = []
+    for mod in (raster_cpu, raster_torch):
+        real = mod.rasterize_splats
+        monkeypatch.setattr(mod, "rasterize_splats", lambda *a, _m=mod, _r=real, **k: calls.append(_m.__name__) or _r(*a, **k))
+    monkeypatch.setenv("ANCHORSTAGE_NUMBA", "0")
+    render(sp, cam, backend="torch", device="cpu")
+    assert calls == ["anchorstage.raster_torch"] and not raster_cpu.available()
+    if importlib.util.find_spec("numba") is not None:
+        monkeypatch.delenv("ANCHORSTAGE_NUMBA")
+        render(sp, cam, backend="torch", device="cpu")
+        assert calls[-1] == "anchorstage.raster_cpu"
