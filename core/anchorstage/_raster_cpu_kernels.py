@@ -11,100 +11,132 @@ import numpy as np
 
 from .raster_torch import _SPAN_MARGIN, ALPHA_MAX, ALPHA_MIN, T_MIN
 
-#: Columns of the packed per-splat rows, before the channels to composite.
-MX, MY, CA, CB, CC, OP, SMAX, QX, CLS = range(9)
-N_HEAD = 9
-#: Channels composited per pass over the band (the render passes need 8: colour, normal,
+#: Channels composited per pass over a band (the render passes need 8: colour, normal,
 #: confidence, depth); more channels take more passes.
 BLOCK = 8
+# Columns of a band's per-splat rows, before the channels.
+_MX, _MY, _CA, _CB, _CC, _OP, _SMAX, _QX, _CLS = range(9)
+_N_HEAD = 9
 
 
 @numba.njit(nogil=True, cache=True)
-def band_members(y0, y1, band_rows, n_bands):
-    """The splats each band of ``band_rows`` image rows needs, in depth order.
+def band_members(order, my, cyy, op, height, band_rows, n_bands):
+    """Rows each splat's ellipse touches, and the splats each band of rows needs.
 
     Args:
-        y0, y1: [M] int32 first and last row each splat touches (y0 > y1: none), depth order.
+        order: [M] int64 projected splats front to back (indices into the other arrays).
+        my: [M] float32 centre y, pixels (pixel centres at +0.5).
+        cyy: [M] float32 2D covariance yy, pixels².
+        op: [M] float32 opacities.
+        height: image height in pixels.
         band_rows: rows per band (band b holds rows b·band_rows ...).
         n_bands: number of bands.
 
     Returns:
-        ``starts`` [n_bands + 1] int64 and ``members`` int32: band b's splats are
-        ``members[starts[b]:starts[b + 1]]``.
+        ``y0``, ``y1`` [M] int32 first and last row per splat in depth order (y0 > y1: none;
+        alpha >= 1/255 inside sigma <= log(255 · opacity)), ``starts`` [n_bands + 1] int64 and
+        ``members`` int32 positions in ``order``: band b's are ``members[starts[b]:starts[b + 1]]``.
     """
+    m = order.shape[0]
+    y0 = np.empty(m, np.int32)
+    y1 = np.empty(m, np.int32)
     starts = np.zeros(n_bands + 1, np.int64)
-    for s in range(y0.shape[0]):
-        if y0[s] <= y1[s]:
-            for bnd in range(y0[s] // band_rows, y1[s] // band_rows + 1):
+    for k in range(m):
+        s = order[k]
+        hy = math.sqrt(2.0 * math.log(op[s] / ALPHA_MIN) * cyy[s]) + _SPAN_MARGIN
+        lo, hi = math.ceil(my[s] - hy - 0.5), math.floor(my[s] + hy - 0.5)
+        if hi < 0 or lo > height - 1:
+            lo, hi = 1, 0
+        y0[k], y1[k] = max(lo, 0), min(hi, height - 1)
+        if y0[k] <= y1[k]:
+            for bnd in range(y0[k] // band_rows, y1[k] // band_rows + 1):
                 starts[bnd + 1] += 1
     for bnd in range(n_bands):
         starts[bnd + 1] += starts[bnd]
     members = np.empty(starts[n_bands], np.int32)
     fill = starts[:n_bands].copy()
-    for s in range(y0.shape[0]):
-        if y0[s] <= y1[s]:
-            for bnd in range(y0[s] // band_rows, y1[s] // band_rows + 1):
-                members[fill[bnd]] = s
+    for k in range(m):
+        if y0[k] <= y1[k]:
+            for bnd in range(y0[k] // band_rows, y1[k] // band_rows + 1):
+                members[fill[bnd]] = k
                 fill[bnd] += 1
-    return starts, members
+    return y0, y1, starts, members
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def composite_rows(r0, r1, width, packed, y0, y1, members, num_classes, out, cls_out):
+def composite_rows(r0, r1, width, members, y0, y1, order, means2d, conics, op, depths, ids, features, classes,
+                   num_classes, out, cls_out):
     """Composite image rows r0..r1 (inclusive) front to back.
 
     Args:
         r0: first row of the band.
         r1: last row of the band (inclusive).
         width: image width in pixels.
-        packed: [M, N_HEAD + k·BLOCK] float32 one row per projected splat, in depth order:
-            centre x, y (pixels, pixel centres at +0.5), conic a, b, c (sigma = 0.5 (a dx² + c dy²)
-            + b dx dy), opacity, smax = log(255 · opacity) (alpha >= 1/255 inside sigma <= smax),
-            exp(-a), class, then the channels to composite (zero-padded to whole blocks).
-        y0, y1: [M] int32 first and last row each splat's ellipse touches (y0 > y1: none).
-        members: int32 the splats (rows of ``packed``) that touch the band, in depth order.
+        members: int32 positions in ``order`` of the splats that touch the band (ascending).
+        y0, y1: [M] int32 first and last row per splat, in depth order (see :func:`band_members`).
+        order: [M] int64 projected splats front to back.
+        means2d: [M, 2] float32 centres, pixels (pixel centres at +0.5).
+        conics: [M, 3] float32 (a, b, c): sigma = 0.5 (a dx² + c dy²) + b dx dy.
+        op: [M] float32 opacities.
+        depths: [M] float32 view depth, metres, composited as the last channel (or [0]: not).
+        ids: [M] int64 input row of each projected splat (for ``features`` and ``classes``).
+        features: [N, F] float32 channels to composite, by input row.
+        classes: [N] int64 class per input row (read only when num_classes > 0).
         num_classes: number of classes, class 0 = none (0: no classes).
-        out: [H * W, k·BLOCK + 1] float32 weighted sums, then alpha; this band's rows are written.
+        out: [H * W, k·BLOCK + 1] float32 weighted sums (F features, then depth), then alpha;
+            this band's rows are written.
         cls_out: [H * W] int64 class with the largest summed weight, the background counting
             for class 0 with weight 1 - alpha (ties to the lower class); written with classes.
     """
     n_rows = r1 - r0 + 1
-    # The band's splats are copied ordered by their first row, so the splats a row needs lie
-    # close together in memory and stay in cache from row to row. Records (splat, row) are
-    # bucketed by row, visiting splats in depth order: each row's records come front to back.
+    n_feat = features.shape[1]
+    with_depth = depths.shape[0] == order.shape[0]
+    n_ch = out.shape[1] - 1
+    # The band's splats are copied into one row each, ordered by their first row, so the splats
+    # a row needs lie close together in memory and stay in cache from row to row. Records
+    # (splat, row) are bucketed by row, visiting splats in depth order: each row's records come
+    # front to back.
     start = np.zeros(n_rows + 1, np.int64)
     slot_start = np.zeros(n_rows + 1, np.int64)
-    for s in members:
-        lo, hi = max(y0[s], r0), min(y1[s], r1)
-        if lo <= hi:
-            slot_start[lo - r0 + 1] += 1
-            for y in range(lo, hi + 1):
-                start[y - r0 + 1] += 1
+    for k in members:
+        lo, hi = max(y0[k], r0), min(y1[k], r1)
+        slot_start[lo - r0 + 1] += 1
+        for y in range(lo, hi + 1):
+            start[y - r0 + 1] += 1
     for k in range(n_rows):
         start[k + 1] += start[k]
         slot_start[k + 1] += slot_start[k]
-    band = np.empty((slot_start[n_rows], packed.shape[1]), np.float32)
+    band = np.zeros((slot_start[n_rows], _N_HEAD + n_ch), np.float32)
     recs = np.empty(start[n_rows], np.int32)
     fill = start[:n_rows].copy()
     slot_fill = slot_start[:n_rows].copy()
-    for s in members:
-        lo, hi = max(y0[s], r0), min(y1[s], r1)
-        if lo <= hi:
-            i = slot_fill[lo - r0]
-            slot_fill[lo - r0] += 1
-            band[i] = packed[s]
-            for y in range(lo, hi + 1):
-                recs[fill[y - r0]] = i
-                fill[y - r0] += 1
+    for k in members:
+        lo, hi = max(y0[k], r0), min(y1[k], r1)
+        i = slot_fill[lo - r0]
+        slot_fill[lo - r0] += 1
+        s = order[k]
+        a, o = conics[s, 0], op[s]
+        band[i, _MX], band[i, _MY] = means2d[s, 0], means2d[s, 1]
+        band[i, _CA], band[i, _CB], band[i, _CC] = a, conics[s, 1], conics[s, 2]
+        band[i, _OP], band[i, _SMAX], band[i, _QX] = o, math.log(o / ALPHA_MIN), math.exp(-a)
+        src = ids[s]
+        if num_classes > 0:
+            band[i, _CLS] = classes[src]
+        for c in range(n_feat):
+            band[i, _N_HEAD + c] = features[src, c]
+        if with_depth:
+            band[i, _N_HEAD + n_feat] = depths[s]
+        for y in range(lo, hi + 1):
+            recs[fill[y - r0]] = i
+            fill[y - r0] += 1
 
     trans = np.empty(width, np.float64)
     acc = np.empty(width * BLOCK, np.float32)
     done = np.empty(width, np.bool_)
     use_cls = num_classes > 0
     cls_w = np.zeros((width if use_cls else 0) * max(num_classes, 1), np.float64)
-    best = np.empty(width, np.float64)
     touched = np.empty(cls_w.shape[0], np.int64)  # (pixel, class) slots in use: at most all of them
-    n_ch = packed.shape[1] - N_HEAD
+    best = np.empty(width, np.float64)
     for ch0 in range(0, n_ch, BLOCK):
         with_cls = use_cls and ch0 == 0
         for row in range(n_rows):
@@ -115,10 +147,10 @@ def composite_rows(r0, r1, width, packed, y0, y1, members, num_classes, out, cls
             n_touched = 0
             for k in range(start[row], start[row + 1]):
                 si = recs[k]
-                mx, sa, sb, sm = band[si, MX], band[si, CA], band[si, CB], band[si, SMAX]
-                dy = y + 0.5 - band[si, MY]
+                mx, sa, sb, sm = band[si, _MX], band[si, _CA], band[si, _CB], band[si, _SMAX]
+                dy = y + 0.5 - band[si, _MY]
                 bdy = sb * dy
-                cdy2 = band[si, CC] * dy * dy
+                cdy2 = band[si, _CC] * dy * dy
                 disc = bdy * bdy - sa * (cdy2 - 2.0 * sm)
                 if disc < 0.0:
                     continue
@@ -131,12 +163,13 @@ def composite_rows(r0, r1, width, packed, y0, y1, members, num_classes, out, cls
                 # opacity · exp(-sigma) along the span by forward differences: sigma is quadratic
                 # in x, so each step multiplies by r, and r by exp(-a).
                 dx = x0 + 0.5 - mx
-                g = band[si, OP] * math.exp(-(0.5 * (sa * dx * dx + cdy2) + bdy * dx))
+                g = band[si, _OP] * math.exp(-(0.5 * (sa * dx * dx + cdy2) + bdy * dx))
                 r = math.exp(-(sa * (dx + 0.5) + bdy))
-                q = np.float64(band[si, QX])
-                f0, f1, f2, f3 = band[si, N_HEAD + ch0], band[si, N_HEAD + ch0 + 1], band[si, N_HEAD + ch0 + 2], band[si, N_HEAD + ch0 + 3]
-                f4, f5, f6, f7 = band[si, N_HEAD + ch0 + 4], band[si, N_HEAD + ch0 + 5], band[si, N_HEAD + ch0 + 6], band[si, N_HEAD + ch0 + 7]
-                cl = int(band[si, CLS])
+                q = np.float64(band[si, _QX])
+                c0 = _N_HEAD + ch0
+                f0, f1, f2, f3 = band[si, c0], band[si, c0 + 1], band[si, c0 + 2], band[si, c0 + 3]
+                f4, f5, f6, f7 = band[si, c0 + 4], band[si, c0 + 5], band[si, c0 + 6], band[si, c0 + 7]
+                cl = int(band[si, _CLS])
                 for x in range(x0, x1 + 1):
                     alpha = min(ALPHA_MAX, g)
                     g *= r
@@ -185,4 +218,3 @@ def composite_rows(r0, r1, width, packed, y0, y1, members, num_classes, out, cls
                         best[x] = v
                         cls_out[base + x] = cl
                     cls_w[j] = 0.0
-

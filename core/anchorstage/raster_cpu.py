@@ -25,9 +25,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .raster_torch import (
-    _SPAN_MARGIN, ALPHA_MIN, EPS2D, Projection, Workers, _depth_order, _project_parallel, cpu_workers,
-)
+from .raster_torch import EPS2D, Projection, Workers, _depth_order, _project_parallel, cpu_workers
 
 __all__ = ["available", "rasterize", "rasterize_splats"]
 
@@ -67,58 +65,34 @@ def rasterize(
     kern = _kernels()
     F = features.shape[1]
     nd = int(with_depth)
-    n_ch = max(1, -(-(F + nd) // kern.BLOCK)) * kern.BLOCK  # channels padded to whole kernel blocks (alpha needs one)
+    n_ch = max(1, -(-(F + nd) // kern.BLOCK)) * kern.BLOCK  # channels padded to whole kernel blocks
     out = torch.zeros(height * width, n_ch + 1, dtype=torch.float32)
     cls_out = torch.zeros(height * width, dtype=torch.int64)
-    if proj.ids.shape[0] == 0:
-        return _result(out, cls_out, F, width, height, with_depth, classes is not None)
-    order = _depth_order(proj.depths)
-    src = proj.ids.index_select(0, order)
     use_cls = classes is not None and num_classes > 1
-    # One packed row per splat in depth order (see the kernel for the columns), written in place.
-    packed = torch.zeros(src.shape[0], kern.N_HEAD + n_ch, dtype=torch.float32)
-    packed[:, kern.MX:kern.MY + 1] = proj.means2d.index_select(0, order)
-    packed[:, kern.CA:kern.CC + 1] = proj.conics.index_select(0, order)
-    torch.exp(-packed[:, kern.CA], out=packed[:, kern.QX])
-    op = packed[:, kern.OP]
-    op.copy_(proj.opacities.index_select(0, order))
-    # alpha >= 1/255  <=>  sigma <= log(255 * opacity): the ellipse each splat can touch.
-    smax = packed[:, kern.SMAX]
-    torch.log(op / ALPHA_MIN, out=smax)
-    if use_cls:
-        packed[:, kern.CLS] = classes.index_select(0, src)
-    packed[:, kern.N_HEAD:kern.N_HEAD + F] = features.index_select(0, src)
-    if with_depth:
-        packed[:, kern.N_HEAD + F] = proj.depths.index_select(0, order)
-    my = packed[:, kern.MY]
-    hy = torch.sqrt(2.0 * smax * proj.cov2d[:, 2].index_select(0, order)) + _SPAN_MARGIN
-    y0 = torch.ceil(my - hy - 0.5).clamp(0, height - 1).to(torch.int32)
-    y1 = torch.floor(my + hy - 0.5).clamp(-1, height - 1).to(torch.int32)
-    y0.masked_fill_(my + hy - 0.5 < 0, height)  # entirely above the image: an empty row range
+    if proj.ids.shape[0] > 0:
+        n = 1 if workers is None else workers.n
+        rows = max(_MIN_BAND_ROWS, -(-height // (n * _BANDS_PER_WORKER)))
+        bands = list(range(0, height, rows))
+        order = _depth_order(proj.depths).numpy()
+        op = proj.opacities.contiguous().numpy()
+        y0, y1, starts, members = kern.band_members(order, proj.means2d[:, 1].contiguous().numpy(),
+                                                    proj.cov2d[:, 2].contiguous().numpy(), op, height, rows, len(bands))
+        arrays = (y0, y1, order, proj.means2d.contiguous().numpy(), proj.conics.contiguous().numpy(), op,
+                  proj.depths.contiguous().numpy() if with_depth else np.zeros(0, np.float32), proj.ids.numpy(),
+                  features.contiguous().numpy(), classes.contiguous().numpy() if use_cls else np.zeros(0, np.int64),
+                  num_classes if use_cls else 0, out.numpy(), cls_out.numpy())
 
-    n = 1 if workers is None else workers.n
-    rows = max(_MIN_BAND_ROWS, -(-height // (n * _BANDS_PER_WORKER)))
-    bands = list(range(0, height, rows))
-    packed_np, y0_np, y1_np = packed.numpy(), y0.numpy(), y1.numpy()
-    starts, members = kern.band_members(y0_np, y1_np, rows, len(bands))
-    out_np, cls_np = out.numpy(), cls_out.numpy()
+        def band(k: int) -> None:
+            kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[starts[k]:starts[k + 1]],
+                                *arrays)
 
-    def band(k: int) -> None:
-        r0 = bands[k]
-        kern.composite_rows(r0, min(height, r0 + rows) - 1, width, packed_np, y0_np, y1_np,
-                            members[starts[k]:starts[k + 1]], num_classes if use_cls else 0, out_np, cls_np)
-
-    with contextlib.nullcontext(workers) if workers is not None else cpu_workers(torch.device("cpu")) as w:
-        w.map(band, list(range(len(bands))))
-    return _result(out, cls_out, F, width, height, with_depth, classes is not None)
-
-
-def _result(out, cls_out, F, width, height, with_depth, with_classes) -> dict[str, torch.Tensor]:
+        with contextlib.nullcontext(workers) if workers is not None else cpu_workers(torch.device("cpu")) as w:
+            w.map(band, list(range(len(bands))))
     return {
         "features": out[:, :F].reshape(height, width, F),
         "alpha": out[:, -1].reshape(height, width),
         **({"depth_sum": out[:, F].reshape(height, width)} if with_depth else {}),
-        **({"class_weight_argmax": cls_out.reshape(height, width)} if with_classes else {}),
+        **({"class_weight_argmax": cls_out.reshape(height, width)} if classes is not None else {}),
     }
 
 
