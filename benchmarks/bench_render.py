@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Render benchmark: 1280x720, ~1M splats, all passes; torch CPU and (when present) gsplat CUDA.
 
+The CPU rows are the torch backend with its compiled compositor (numba, the default when numba
+is installed) and with the pure-torch one (``ANCHORSTAGE_NUMBA=0``).
+
 The scene is what a reconstruction produces: one splat per pixel of a 1334x750 photo of a
 stage (ground, a facade, two boxes in front), sized to tile the surface without holes,
 seen from a camera trucked and orbited away from the photo's viewpoint.
@@ -13,8 +16,10 @@ Prints a table and writes JSON (median / best seconds and frames per second per 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -77,8 +82,10 @@ def stage_splats(n: int, seed: int = 0) -> tuple[Splats, Camera]:
     return sp, ref
 
 
-def bench(sp: Splats, cam: Camera, backend: str, device: str, repeat: int) -> dict:
+def bench(sp: Splats, cam: Camera, backend: str, device: str, repeat: int, compositor: str = "") -> dict:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if compositor:
+        os.environ["ANCHORSTAGE_NUMBA"] = "1" if compositor == "numba" else "0"
     render(sp, cam, PASSES, backend=backend, device=device)  # warm-up (gsplat JIT, allocator)
     times = []
     for _ in range(repeat):
@@ -89,7 +96,7 @@ def bench(sp: Splats, cam: Camera, backend: str, device: str, repeat: int) -> di
         times.append(time.perf_counter() - t0)
     cover = float((out["alpha"] > 0.5).float().mean())
     med = statistics.median(times)
-    return {"backend": backend, "device": device, "median_s": med, "best_s": min(times), "fps": 1.0 / med,
+    return {"backend": backend, "device": device, "compositor": compositor or backend, "median_s": med, "best_s": min(times), "fps": 1.0 / med,
             "coverage": cover, "repeat": repeat}
 
 
@@ -107,7 +114,8 @@ def main(argv=None) -> int:
 
     sp, ref = stage_splats(args.splats)
     cam = ref.with_resolution(args.width, args.height).truck(0.3).orbit((0, 0, 1.2), 6.0, 3.0)
-    rows = [bench(sp, cam, "torch", "cpu", args.repeat)]
+    rows = [bench(sp, cam, "torch", "cpu", args.repeat, c)
+            for c in (("numba", "torch") if importlib.util.find_spec("numba") else ("torch",))]
     if torch.cuda.is_available():
         try:
             rows.append(bench(sp.to("cuda"), cam, "gsplat", "cuda", max(args.repeat, 20)))
@@ -118,9 +126,9 @@ def main(argv=None) -> int:
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "results": rows}
     print(f"{len(sp):,} splats, {args.width}x{args.height}, passes: {', '.join(PASSES)}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
-    print(f"{'backend':<8} {'device':<6} {'median s':>9} {'best s':>8} {'fps':>8} {'covered':>8}")
+    print(f"{'backend':<8} {'device':<6} {'compositor':<10} {'median s':>9} {'best s':>8} {'fps':>8} {'covered':>8}")
     for r in rows:
-        print(f"{r['backend']:<8} {r['device']:<6} {r['median_s']:>9.3f} {r['best_s']:>8.3f} {r['fps']:>8.1f} {r['coverage']:>8.1%}")
+        print(f"{r['backend']:<8} {r['device']:<6} {r['compositor']:<10} {r['median_s']:>9.3f} {r['best_s']:>8.3f} {r['fps']:>8.1f} {r['coverage']:>8.1%}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)

@@ -121,6 +121,8 @@ def render(
             ``clip_start`` / ``clip_end`` cull splats by view depth.
         passes: pass names (or a comma-separated string) from ``PASSES``.
         backend: ``"auto"`` (gsplat on CUDA when installed, else torch), ``"torch"`` or ``"gsplat"``.
+            On the CPU, ``"torch"`` composites with the compiled kernel of :mod:`anchorstage.raster_cpu`
+            when numba is installed (``ANCHORSTAGE_NUMBA=0`` turns it off), else with pure torch.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         background: linear RGB behind the splats in ``color`` (default black: premultiplied).
         void_threshold: alpha below which a pixel counts as void.
