@@ -238,8 +238,8 @@ def test_numba_switch_picks_the_cpu_compositor(monkeypatch):
     sp, cam = _random_splats(), _cam()
     calls = []
     for mod in (raster_cpu, raster_torch):
-        real = mod.rasterize_splats
-        monkeypatch.setattr(mod, "rasterize_splats", lambda *a, _m=mod, _r=real, **k: calls.append(_m.__name__) or _r(*a, **k))
+        real = mod.rasterize
+        monkeypatch.setattr(mod, "rasterize", lambda *a, _m=mod, _r=real, **k: calls.append(_m.__name__) or _r(*a, **k))
     monkeypatch.setenv("ANCHORSTAGE_NUMBA", "0")
     render(sp, cam, backend="torch", device="cpu")
     assert calls == ["anchorstage.raster_torch"] and not raster_cpu.available()

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Compiled CPU compositor: the torch backend's fast path on the CPU (numba).
 
-Same image formation as :mod:`anchorstage.raster_torch` (projection is that module's
-:func:`~anchorstage.raster_torch.project`); only the compositing differs in how it runs. The
+Same image formation as :mod:`anchorstage.raster_torch`, whose
+:func:`~anchorstage.raster_torch.rasterize_splats` projects the splats and hands them to
+:func:`rasterize` here as its ``compositor``; only the compositing differs in how it runs. The
 projected splats are sorted front to back once; rows of the image are split into bands that
 run on the worker threads (the kernels release the GIL). A band buckets the (splat, row) records
 that touch it by row, depth order kept (a counting sort), then walks each row's records front
@@ -25,9 +26,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .raster_torch import EPS2D, Projection, Workers, _depth_order, _project_parallel, cpu_workers
+from .raster_torch import Projection, Workers, _depth_order, _sums_as_images, cpu_workers
 
-__all__ = ["available", "rasterize", "rasterize_splats"]
+__all__ = ["available", "rasterize"]
 
 _BANDS_PER_WORKER = 4  # rows are cut into this many bands per thread: the busy ones even out
 _MIN_BAND_ROWS = 8
@@ -88,39 +89,4 @@ def rasterize(
 
         with contextlib.nullcontext(workers) if workers is not None else cpu_workers(torch.device("cpu")) as w:
             w.map(band, list(range(len(bands))))
-    return {
-        "features": out[:, :F].reshape(height, width, F),
-        "alpha": out[:, -1].reshape(height, width),
-        **({"depth_sum": out[:, F].reshape(height, width)} if with_depth else {}),
-        **({"class_weight_argmax": cls_out.reshape(height, width)} if classes is not None else {}),
-    }
-
-
-def rasterize_splats(
-    means: torch.Tensor,
-    quats: torch.Tensor,
-    scales: torch.Tensor,
-    opacities: torch.Tensor,
-    features: torch.Tensor,
-    cam_from_world: torch.Tensor,
-    K: torch.Tensor,
-    width: int,
-    height: int,
-    *,
-    near: float,
-    far: float,
-    classes: Optional[torch.Tensor] = None,
-    num_classes: int = 0,
-    with_depth: bool = True,
-    eps2d: float = EPS2D,
-    workers: Optional[Workers] = None,
-) -> dict[str, torch.Tensor]:
-    """Project (torch) and composite (compiled) splats; arguments and results are those of
-    :func:`anchorstage.raster_torch.rasterize_splats` (CPU tensors only)."""
-    with contextlib.nullcontext(workers) if workers is not None else cpu_workers(torch.device("cpu")) as w:
-        proj = _project_parallel(w, means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
-        res = rasterize(proj, features, width, height, classes, num_classes, with_depth=with_depth, workers=w)
-    if with_depth:
-        res["depth"] = res.pop("depth_sum") / res["alpha"].clamp(min=1e-10)
-    return res
-
+    return _sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)

@@ -306,11 +306,18 @@ def rasterize(
         else:
             workers.map(run, list(range(0, height, band_rows)))
 
+    return _sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)
+
+
+def _sums_as_images(out: torch.Tensor, cls_out: Optional[torch.Tensor], F: int, width: int, height: int,
+                    with_depth: bool) -> dict[str, torch.Tensor]:
+    """:func:`rasterize`'s results from the [H * W, C] sums (F features, [depth], ..., alpha last)
+    and the [H * W] dominant classes (None: no classes)."""
     return {
         "features": out[:, :F].reshape(height, width, F),
         "alpha": out[:, -1].reshape(height, width),
         **({"depth_sum": out[:, F].reshape(height, width)} if with_depth else {}),
-        **({"class_weight_argmax": cls_out.reshape(height, width)} if classes is not None else {}),
+        **({"class_weight_argmax": cls_out.reshape(height, width)} if cls_out is not None else {}),
     }
 
 
@@ -473,6 +480,7 @@ def rasterize_splats(
     with_depth: bool = True,
     eps2d: float = EPS2D,
     workers: Optional[Workers] = None,
+    compositor: Optional[Callable[..., dict[str, torch.Tensor]]] = None,
 ) -> dict[str, torch.Tensor]:
     """Project and composite splats: the backend entry point used by :func:`anchorstage.render`.
 
@@ -493,6 +501,8 @@ def rasterize_splats(
         with_depth: also return the expected depth.
         eps2d: low-pass, pixels².
         workers: CPU threads to use (default: a pool of torch's thread count for this call).
+        compositor: what composites the projection, with :func:`rasterize`'s signature (default
+            :func:`rasterize`; :func:`anchorstage.raster_cpu.rasterize` on the CPU).
 
     Returns:
         ``features`` [H, W, F] weighted sums, ``alpha`` [H, W], ``depth`` [H, W] metres
@@ -501,7 +511,8 @@ def rasterize_splats(
     """
     with contextlib.nullcontext(workers) if workers is not None else cpu_workers(means.device) as w:
         proj = _project_parallel(w, means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
-        res = rasterize(proj, features, width, height, classes, num_classes, with_depth=with_depth, workers=w)
+        res = (compositor or rasterize)(proj, features, width, height, classes, num_classes, with_depth=with_depth,
+                                        workers=w)
     if with_depth:
         res["depth"] = res.pop("depth_sum") / res["alpha"].clamp(min=1e-10)
     return res

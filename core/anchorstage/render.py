@@ -195,10 +195,11 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
 
         extra = {}
     else:
-        from . import raster_cpu, raster_torch
+        from . import raster_cpu, raster_torch as backend_mod
 
-        backend_mod = raster_cpu if dev.type == "cpu" and raster_cpu.available() else raster_torch
         extra = {"workers": workers}
+        if dev.type == "cpu" and raster_cpu.available():
+            extra["compositor"] = raster_cpu.rasterize
     raw = _rasterize(backend_mod, sp, camera, features, classes, region_lut, need_depth, dev, **extra)
 
     # Passes from the raw sums, written into place row range by row range on the workers.
