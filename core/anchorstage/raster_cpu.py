@@ -18,7 +18,6 @@ or when numba cannot be imported (or ``ANCHORSTAGE_NUMBA=0`` is set).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 from typing import Optional
@@ -71,22 +70,22 @@ def rasterize(
     cls_out = torch.zeros(height * width, dtype=torch.int64)
     use_cls = classes is not None and num_classes > 1
     if proj.ids.shape[0] > 0:
-        n = 1 if workers is None else workers.n
-        rows = max(_MIN_BAND_ROWS, -(-height // (n * _BANDS_PER_WORKER)))
-        bands = list(range(0, height, rows))
-        order = _depth_order(proj.depths).numpy()
-        op = proj.opacities.contiguous().numpy()
-        y0, y1, starts, members = kern.band_members(order, proj.means2d[:, 1].contiguous().numpy(),
-                                                    proj.cov2d[:, 2].contiguous().numpy(), op, height, rows, len(bands))
-        arrays = (y0, y1, order, proj.means2d.contiguous().numpy(), proj.conics.contiguous().numpy(), op,
-                  proj.depths.contiguous().numpy() if with_depth else np.zeros(0, np.float32), proj.ids.numpy(),
-                  features.contiguous().numpy(), classes.contiguous().numpy() if use_cls else np.zeros(0, np.int64),
-                  num_classes if use_cls else 0, out.numpy(), cls_out.numpy())
+        with cpu_workers(torch.device("cpu"), workers) as w:
+            rows = max(_MIN_BAND_ROWS, -(-height // (w.n * _BANDS_PER_WORKER)))
+            bands = list(range(0, height, rows))
+            order = _depth_order(proj.depths).numpy()
+            op = proj.opacities.contiguous().numpy()
+            y0, y1, starts, members = kern.band_members(order, proj.means2d[:, 1].contiguous().numpy(),
+                                                        proj.cov2d[:, 2].contiguous().numpy(), op, height, rows,
+                                                        len(bands))
+            arrays = (y0, y1, order, proj.means2d.contiguous().numpy(), proj.conics.contiguous().numpy(), op,
+                      proj.depths.contiguous().numpy() if with_depth else np.zeros(0, np.float32), proj.ids.numpy(),
+                      features.contiguous().numpy(), classes.contiguous().numpy() if use_cls else np.zeros(0, np.int64),
+                      num_classes if use_cls else 0, out.numpy(), cls_out.numpy())
 
-        def band(k: int) -> None:
-            kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[starts[k]:starts[k + 1]],
-                                *arrays)
+            def band(k: int) -> None:
+                kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width,
+                                    members[starts[k]:starts[k + 1]], *arrays)
 
-        with contextlib.nullcontext(workers) if workers is not None else cpu_workers(torch.device("cpu")) as w:
             w.map(band, list(range(len(bands))))
     return _sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)

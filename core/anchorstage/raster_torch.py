@@ -216,8 +216,14 @@ class Workers:
 
 
 @contextlib.contextmanager
-def cpu_workers(device: torch.device) -> Iterator[Workers]:
-    """:class:`Workers` for ``device`` (none off the CPU); torch's thread count is restored after."""
+def cpu_workers(device: torch.device, workers: Optional[Workers] = None) -> Iterator[Workers]:
+    """:class:`Workers` for ``device`` (none off the CPU); torch's thread count is restored after.
+
+    ``workers``, when given, are a caller's pool already set up: they are used as they are.
+    """
+    if workers is not None:
+        yield workers
+        return
     n = torch.get_num_threads() if device.type == "cpu" else 1
     if n <= 1:
         yield Workers(None, 1)
@@ -300,11 +306,8 @@ def rasterize(
                             with_depth, out, cls_out)
 
         # Bands write disjoint rows, so they run in parallel.
-        if workers is None:
-            with cpu_workers(dev) as w:
-                w.map(run, list(range(0, height, band_rows)))
-        else:
-            workers.map(run, list(range(0, height, band_rows)))
+        with cpu_workers(dev, workers) as w:
+            w.map(run, list(range(0, height, band_rows)))
 
     return _sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)
 
@@ -509,7 +512,7 @@ def rasterize_splats(
         (sum(w·z) / alpha, as gsplat's "ED"; only with ``with_depth``) and
         ``class_weight_argmax`` [H, W] int64 (only with ``classes``).
     """
-    with contextlib.nullcontext(workers) if workers is not None else cpu_workers(means.device) as w:
+    with cpu_workers(means.device, workers) as w:
         proj = _project_parallel(w, means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
         res = (compositor or rasterize)(proj, features, width, height, classes, num_classes, with_depth=with_depth,
                                         workers=w)
