@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from anchorstage import Camera, Splats, look_at, render
-from anchorstage.render import PASSES
-from anchorstage.splats import quat_from_axes
+from anchorstage.renderer import PASSES
+from anchorstage.rotation import quat_from_axes
 
 
 def stage_splats(n: int, seed: int = 0) -> tuple[Splats, Camera]:

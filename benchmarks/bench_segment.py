@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_segment import iou, synthetic_stage  # noqa: E402  (the analytic stage lives with the tests)
 
-from anchorstage.segment import segment_depth  # noqa: E402
+from anchorstage.segmentation import segment_depth  # noqa: E402
 
 
 def main() -> None:

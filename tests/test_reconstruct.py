@@ -11,9 +11,9 @@ import torch
 
 from anchorstage import Camera, InputError, look_at, reconstruct
 from anchorstage.image_io import LoadedImage
-from anchorstage.splats import quat_from_axes
+from anchorstage.rotation import quat_from_axes
 
-R = importlib.import_module("anchorstage.reconstruct")
+R = importlib.import_module("anchorstage.regression")
 
 W, H = 160, 120
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from anchorstage import Camera, InputError, Splats, look_at, render
-from anchorstage import raster_cpu, raster_torch
-from anchorstage.render import BACKGROUND_DEPTH, PASSES
+from anchorstage import projection, raster_cpu, raster_torch
+from anchorstage.renderer import BACKGROUND_DEPTH, PASSES
 from render_reference import naive_render
 
-render_module = importlib.import_module("anchorstage.render")  # the module (the package attribute is the function)
+render_module = importlib.import_module("anchorstage.renderer")  # the module (the package attribute is the function)
 
 
 @pytest.fixture(params=["numba", "torch"])
@@ -87,7 +87,7 @@ def test_bands_and_chunks_do_not_change_the_image(monkeypatch):
     ref = render(sp, cam, backend="torch", device="cpu")
     monkeypatch.setattr(raster_torch, "_BAND_PIXELS", 97)  # several bands of 2 rows
     monkeypatch.setattr(raster_torch, "_CHUNK_PAIRS", 37)  # many chunks per band
-    monkeypatch.setattr(raster_torch, "_PROJECT_CHUNK", 7)  # projection split over the worker threads
+    monkeypatch.setattr(projection, "PROJECT_CHUNK", 7)  # projection split over the worker threads
     monkeypatch.setattr(render_module, "_NORMALS_CHUNK", 5)  # and the normals
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # three workers even on a 1-core runner
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the real setting alone
@@ -217,18 +217,18 @@ def test_compiled_compositor_matches_torch_on_a_layered_stage(monkeypatch):
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     out = render(sp, cam, backend="torch", device="cpu")
     assert float(out["alpha"].max()) > 0.999  # the box stops pixels early
-    assert float(out["alpha"].max()) < 1 - raster_torch.T_MIN  # ... before transmittance 1e-4
+    assert float(out["alpha"].max()) < 1 - projection.T_MIN  # ... before transmittance 1e-4
     np.testing.assert_array_equal(out["region"].numpy(), ref["region"].numpy())
     for k in set(PASSES) - {"region"}:
         np.testing.assert_allclose(out[k].numpy(), ref[k].numpy(), atol=2e-5, rtol=1e-5, err_msg=k)
 
     # Arbitrary channel counts go through the kernel in blocks: 19 channels plus depth.
-    proj = raster_torch.project(sp.means, sp.quats, sp.scales, sp.opacities,
+    proj = projection.project(sp.means, sp.quats, sp.scales, sp.opacities,
                                 torch.as_tensor(cam.cam_from_world, dtype=torch.float32),
                                 torch.as_tensor(cam.K, dtype=torch.float32), cam.width, cam.height, 0.1, 100.0)
     feats = torch.rand(len(sp), 19, generator=torch.Generator().manual_seed(3))
-    a = raster_cpu.rasterize(proj, feats, cam.width, cam.height, with_depth=True)
-    b = raster_torch.rasterize(proj, feats, cam.width, cam.height, with_depth=True)
+    a = raster_cpu.composite(proj, feats, cam.width, cam.height, with_depth=True)
+    b = raster_torch.composite(proj, feats, cam.width, cam.height, with_depth=True)
     assert set(a) == set(b) == {"features", "alpha", "depth_sum"}
     for k in a:
         np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), atol=2e-5, rtol=1e-5, err_msg=k)
@@ -238,8 +238,8 @@ def test_numba_switch_picks_the_cpu_compositor(monkeypatch):
     sp, cam = _random_splats(), _cam()
     calls = []
     for mod in (raster_cpu, raster_torch):
-        real = mod.rasterize
-        monkeypatch.setattr(mod, "rasterize", lambda *a, _m=mod, _r=real, **k: calls.append(_m.__name__) or _r(*a, **k))
+        real = mod.composite
+        monkeypatch.setattr(mod, "composite", lambda *a, _m=mod, _r=real, **k: calls.append(_m.__name__) or _r(*a, **k))
     monkeypatch.setenv("ANCHORSTAGE_NUMBA", "0")
     render(sp, cam, backend="torch", device="cpu")
     assert calls == ["anchorstage.raster_torch"] and not raster_cpu.available()

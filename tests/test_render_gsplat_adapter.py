@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from anchorstage import raster_gsplat, raster_torch, render
-from anchorstage.render import _rasterize
+from anchorstage.renderer import _rasterize
+from anchorstage.workers import Workers
 
 
 def _rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *, near_plane, far_plane,
@@ -53,7 +54,7 @@ def test_adapter_matches_torch_backend(fake_gsplat):
     ref = render(sp, cam, backend="torch")
     feats = torch.cat([sp.colors, sp.confidence[:, None]], 1)
     lut, inv = torch.unique(torch.cat([torch.tensor([-1]), sp.region_ids.long()]), return_inverse=True)
-    got = _rasterize(raster_gsplat, sp, cam, feats, inv[1:], lut, True, dev)
+    got = _rasterize(raster_gsplat, sp, cam, feats, inv[1:], lut, True, dev, Workers(None, 1))
     np.testing.assert_allclose(got["features"][..., :3].numpy(), ref["color"].numpy(), atol=1e-5)
     np.testing.assert_allclose(got["features"][..., 3].numpy(), ref["confidence"].numpy(), atol=1e-5)
     np.testing.assert_allclose(got["alpha"].numpy(), ref["alpha"].numpy(), atol=1e-5)
@@ -68,7 +69,7 @@ def test_adapter_clamps_opacity_and_handles_no_channels(fake_gsplat):
     sp, cam = _wall(), _cam(64, 48)
     sp.opacities.fill_(1.0)
     dev = torch.device("cpu")
-    got = _rasterize(raster_gsplat, sp, cam, torch.zeros(len(sp), 0), None, None, True, dev)
+    got = _rasterize(raster_gsplat, sp, cam, torch.zeros(len(sp), 0), None, None, True, dev, Workers(None, 1))
     ref = render(sp, cam, ["alpha", "depth"], backend="torch")
     assert got["features"].shape == (48, 64, 0)
     # Above 0.99 the clamp approximates min(0.99, o·exp(-sigma)) to within 1 % of alpha (docs/rendering.md).

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from anchorstage import Camera, InputError, Splats, look_at
-from anchorstage.segment import assign_splats, label_map, segment, segment_depth
+from anchorstage.segmentation import assign_splats, label_map, segment, segment_depth
 
 SKY, GROUND, FACADE, SPHERE, BOX = range(5)
 _COLOURS = {SKY: (0.35, 0.55, 0.9), GROUND: (0.25, 0.22, 0.18), FACADE: (0.6, 0.3, 0.2), SPHERE: (0.8, 0.1, 0.1),
@@ -189,7 +189,7 @@ def test_package_attribute_is_the_function_after_submodule_import(stage):
 
     import anchorstage
 
-    module = importlib.import_module("anchorstage.segment")
+    module = importlib.import_module("anchorstage.segmentation")
     assert anchorstage.segment is module.segment
     img, depth, idx, cam = stage
     _, splats = _splats_from_depth(depth, cam, step=16)

@@ -19,9 +19,9 @@ from .splats import Splats
 # These stage functions share their module's name. Importing a submodule sets the package
 # attribute of that name to the module, so bind the functions here, after their modules are
 # loaded: `anchorstage.render` is then always the function, whatever was imported first.
-from .reconstruct import reconstruct
-from .render import render
-from .segment import segment
+from .regression import reconstruct
+from .renderer import render
+from .segmentation import segment
 
 # name -> module that defines it; filled by each stage's module.
 _LAZY = {

@@ -9,7 +9,7 @@ import math
 import numba
 import numpy as np
 
-from .raster_torch import _SPAN_MARGIN, ALPHA_MAX, ALPHA_MIN, T_MIN
+from .projection import ALPHA_MAX, ALPHA_MIN, SPAN_MARGIN, T_MIN
 
 #: Channels composited per pass over a band (the render passes need 8: colour, normal,
 #: confidence, depth); more channels take more passes.
@@ -43,7 +43,7 @@ def band_members(order, my, cyy, op, height, band_rows, n_bands):
     starts = np.zeros(n_bands + 1, np.int64)
     for k in range(m):
         s = order[k]
-        hy = math.sqrt(2.0 * math.log(op[s] / ALPHA_MIN) * cyy[s]) + _SPAN_MARGIN
+        hy = math.sqrt(2.0 * math.log(op[s] / ALPHA_MIN) * cyy[s]) + SPAN_MARGIN
         lo, hi = math.ceil(my[s] - hy - 0.5), math.floor(my[s] + hy - 0.5)
         if hi < 0 or lo > height - 1:
             lo, hi = 1, 0
@@ -156,8 +156,8 @@ def composite_rows(r0, r1, width, members, y0, y1, order, means2d, conics, op, d
                     continue
                 sq = math.sqrt(disc)
                 cxr = mx - 0.5
-                x0 = max(0, int(math.ceil(cxr + (-bdy - sq) / sa - _SPAN_MARGIN)))
-                x1 = min(width - 1, int(math.floor(cxr + (-bdy + sq) / sa + _SPAN_MARGIN)))
+                x0 = max(0, int(math.ceil(cxr + (-bdy - sq) / sa - SPAN_MARGIN)))
+                x1 = min(width - 1, int(math.floor(cxr + (-bdy + sq) / sa + SPAN_MARGIN)))
                 if x0 > x1:
                     continue
                 # opacity · exp(-sigma) along the span by forward differences: sigma is quadratic

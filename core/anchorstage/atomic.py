@@ -10,12 +10,27 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
 from .errors import OutputError
 
-__all__ = ["atomic_file", "atomic_dir", "ensure_writable_dir"]
+__all__ = ["atomic_file", "atomic_dir", "ensure_writable_dir", "default_mode"]
+
+_UMASK_LOCK = threading.Lock()
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode ``open()`` (0o666) or ``mkdir`` (0o777) would give under the current umask.
+
+    Temporary files and folders are created private (0o600 / 0o700); the result is given
+    this mode before it is renamed into place, so a farm's compositor can read the frames.
+    """
+    with _UMASK_LOCK:  # the umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
 
 
 def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
@@ -49,6 +64,7 @@ def atomic_file(path: str | os.PathLike, what: str = "output file") -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, default_mode())
         os.replace(tmp_path, final)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -69,6 +85,7 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False, what: str = "o
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent))
     try:
         yield tmp
+        os.chmod(tmp, default_mode(directory=True))
         if final.exists():
             if not replace and any(final.iterdir()):
                 raise OutputError(f"{what} {str(final)!r} appeared while writing; not overwritten")

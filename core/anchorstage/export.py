@@ -33,7 +33,7 @@ from .errors import InputError
 from .exr import write_exr
 from .image_io import save_png
 from .progress import ProgressFn, report, scaled
-from .render import DEFAULT_VOID_THRESHOLD, PASSES, render
+from .renderer import DEFAULT_VOID_THRESHOLD, PASSES, render
 
 __all__ = ["export_frames", "load_camera_list", "save_camera_list", "parse_frame_range", "PRESETS", "frame_metadata"]
 

@@ -4,7 +4,7 @@
 Written files (binary little endian, one ``vertex`` element, all ``float``)::
 
     x y z                 centre, metres, world frame
-    nx ny nz              unit surface normal (the splat's thin axis), for viewers that show normals
+    nx ny nz              unit surface normal (the splat's thinnest axis), for viewers that show normals
     f_dc_0 f_dc_1 f_dc_2  SH degree-0 colour: colour = 0.5 + C0 * f_dc, C0 = 0.28209479177387814
     opacity               logit(opacity)
     scale_0..2            log(standard deviation in metres)
@@ -37,6 +37,7 @@ from .atomic import atomic_file
 from .camera import Camera, look_at
 from .errors import InputError
 from .image_io import linear_to_srgb, srgb_to_linear
+from .rotation import thin_axis
 from .splats import Splats
 
 __all__ = ["write_ply", "read_ply", "read_ply_info", "PlyInfo", "SH_C0"]
@@ -54,12 +55,6 @@ _VERTEX_FIELDS = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2",
                   "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
 _REQUIRED = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
              "rot_0", "rot_1", "rot_2", "rot_3"]
-
-
-def _normals_from_quats(quats: np.ndarray) -> np.ndarray:
-    """[N, 4] wxyz → [N, 3] the rotated local z axis (our splats' thin axis)."""
-    w, x, y, z = quats.T
-    return np.stack([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)], axis=1)
 
 
 def write_ply(path: str | os.PathLike, splats: Splats) -> None:
@@ -81,7 +76,7 @@ def write_ply(path: str | os.PathLike, splats: Splats) -> None:
     op = np.clip(f64["opacities"], 1e-7, 1 - 1e-7)
     data = np.empty(n, dtype=[(name, "<f4") for name in _VERTEX_FIELDS])
     data["x"], data["y"], data["z"] = f64["means"].T
-    data["nx"], data["ny"], data["nz"] = _normals_from_quats(quats).T
+    data["nx"], data["ny"], data["nz"] = (a.numpy() for a in thin_axis(splats.quats.detach().cpu().double(), splats.scales.detach().cpu().double()))
     dc = (linear_to_srgb(f64["colors"], clip=False).astype(np.float64) - 0.5) / SH_C0
     data["f_dc_0"], data["f_dc_1"], data["f_dc_2"] = dc.T
     data["opacity"] = np.log(op / (1 - op))

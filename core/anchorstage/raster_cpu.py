@@ -1,9 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Compiled CPU compositor: the torch backend's fast path on the CPU (numba).
 
-Same image formation as :mod:`anchorstage.raster_torch`, whose
-:func:`~anchorstage.raster_torch.rasterize_splats` projects the splats and hands them to
-:func:`rasterize` here as its ``compositor``; only the compositing differs in how it runs. The
+Same image formation as :mod:`anchorstage.raster_torch` (see :mod:`anchorstage.projection`), sharing
+its projection; only the compositing differs in how it runs. The
 projected splats are sorted front to back once; rows of the image are split into bands that
 run on the worker threads (the kernels release the GIL). A band buckets the (splat, row) records
 that touch it by row, depth order kept (a counting sort), then walks each row's records front
@@ -25,9 +24,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .raster_torch import Projection, Workers, _depth_order, _sums_as_images, cpu_workers
+from .projection import Projection, depth_order, rasterize_with, sums_as_images
+from .workers import Workers, cpu_workers
 
-__all__ = ["available", "rasterize"]
+__all__ = ["available", "composite", "rasterize_splats"]
 
 _BANDS_PER_WORKER = 4  # rows are cut into this many bands per thread: the busy ones even out
 _MIN_BAND_ROWS = 8
@@ -47,7 +47,7 @@ def _kernels():
     return _raster_cpu_kernels
 
 
-def rasterize(
+def composite(
     proj: Projection,
     features: torch.Tensor,
     width: int,
@@ -60,7 +60,7 @@ def rasterize(
 ) -> dict[str, torch.Tensor]:
     """Composite projected splats front to back into per-pixel sums (CPU tensors only).
 
-    Arguments and results are those of :func:`anchorstage.raster_torch.rasterize`.
+    Arguments and results are those of :func:`anchorstage.raster_torch.composite`.
     """
     kern = _kernels()
     F = features.shape[1]
@@ -73,7 +73,7 @@ def rasterize(
         with cpu_workers(torch.device("cpu"), workers) as w:
             rows = max(_MIN_BAND_ROWS, -(-height // (w.n * _BANDS_PER_WORKER)))
             bands = list(range(0, height, rows))
-            order = _depth_order(proj.depths).numpy()
+            order = depth_order(proj.depths).numpy()
             op = proj.opacities.contiguous().numpy()
             y0, y1, starts, members = kern.band_members(order, proj.means2d[:, 1].contiguous().numpy(),
                                                         proj.cov2d[:, 2].contiguous().numpy(), op, height, rows,
@@ -88,4 +88,9 @@ def rasterize(
                                     members[starts[k]:starts[k + 1]], *arrays)
 
             w.map(band, list(range(len(bands))))
-    return _sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)
+    return sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)
+
+
+def rasterize_splats(*args, **kwargs) -> dict[str, torch.Tensor]:
+    """The backend entry point (:data:`anchorstage.projection.RasterizeSplats`) with the compiled compositor."""
+    return rasterize_with(composite, *args, **kwargs)

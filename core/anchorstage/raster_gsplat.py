@@ -7,7 +7,7 @@ with ``nvcc`` and no GPU, touching gsplat's CUDA entry points would start a JIT 
 Extra passes ride along as colour channels: the per-splat features (colour, normal,
 confidence), one one-hot channel per region class, and gsplat's ``"RGB+ED"`` mode appends
 the expected depth. gsplat 1.5 caps a splat's alpha at 0.999 while the 3DGS convention used
-here (and by :mod:`anchorstage.raster_torch`) is 0.99, so opacities are clamped to 0.99
+here (and by :mod:`anchorstage.projection`) is 0.99, so opacities are clamped to 0.99
 first; the two agree exactly for opacities up to 0.99 and to within 1% of alpha near the
 centre of splats above it.
 """
@@ -19,7 +19,8 @@ from typing import Optional
 
 import torch
 
-from .raster_torch import ALPHA_MAX, EPS2D
+from .projection import ALPHA_MAX, EPS2D
+from .workers import Workers
 
 __all__ = ["available", "rasterize_splats"]
 
@@ -46,8 +47,9 @@ def rasterize_splats(
     num_classes: int = 0,
     with_depth: bool = True,
     eps2d: float = EPS2D,
+    workers: Optional[Workers] = None,
 ) -> dict[str, torch.Tensor]:
-    """Same contract as :func:`anchorstage.raster_torch.rasterize_splats`, on CUDA through gsplat.
+    """The backend entry point (:data:`anchorstage.projection.RasterizeSplats`) on CUDA through gsplat.
 
     Args:
         means: [N, 3] float32 centres, metres, world frame (CUDA).
@@ -65,6 +67,7 @@ def rasterize_splats(
         num_classes: number of classes.
         with_depth: also return the expected depth.
         eps2d: low-pass, pixels².
+        workers: unused (CPU threads); part of the shared signature.
 
     Returns:
         ``features`` [H, W, F], ``alpha`` [H, W], ``depth`` [H, W] (with ``with_depth``) and

@@ -1,14 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Pure-torch Gaussian-splat rasterizer: the CPU backend and the oracle for the CUDA one.
-
-Image formation is gsplat's classic 3DGS (``gsplat.rasterization(..., rasterize_mode="classic")``):
-
-* EWA projection with the Jacobian clamped to 1.3x the field of view, a 0.3 px² low-pass
-  (``eps2d``) added to the 2D covariance, culling by near/far plane, by ``opacity < 1/255``
-  and by the 3.33-sigma (opacity-tightened) box falling off screen;
-* per pixel, splats front to back by view depth, ``alpha = min(0.99, opacity * exp(-sigma))``,
-  pairs with ``alpha < 1/255`` skipped, and the pixel stops at the first splat that would take
-  its transmittance to ``<= 1e-4`` (that splat excluded).
+"""Pure-torch Gaussian-splat compositor: the oracle for the other backends, and the path off
+the CPU without gsplat (image formation: :mod:`anchorstage.projection`).
 
 Instead of gsplat's 16x16 tiles, which make every pixel test every splat of its tile, this
 implementation enumerates exactly the (pixel, splat) pairs gsplat can keep: for each splat
@@ -25,160 +17,27 @@ thread each.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
-__all__ = [
-    "ALPHA_MIN",
-    "ALPHA_MAX",
-    "T_MIN",
-    "EPS2D",
-    "Projection",
-    "quat_to_rotmat",
-    "rotmat_entries",
-    "project",
-    "rasterize",
-    "rasterize_splats",
-    "Workers",
-    "cpu_workers",
-]
+from .projection import ALPHA_MAX, ALPHA_MIN, SPAN_MARGIN, T_MIN, Projection, depth_order, rasterize_with, sums_as_images
+from .workers import Workers, cpu_workers
 
-#: Pairs below this alpha are skipped (gsplat's ALPHA_THRESHOLD).
-ALPHA_MIN = 1.0 / 255.0
-#: Per-splat alpha cap (3DGS). gsplat 1.5 caps at 0.999; the gsplat backend clamps opacity to match.
-ALPHA_MAX = 0.99
-#: A pixel stops before the splat that would take its transmittance to this or below.
-T_MIN = 1e-4
-#: Low-pass filter added to the projected 2D covariance, pixels².
-EPS2D = 0.3
+__all__ = ["available", "composite", "rasterize_splats"]
 
 _BAND_PIXELS = 65535  # keys of a band must fit uint16 for the radix sort
 _CHUNK_PAIRS = 1 << 20  # pairs composited at once: bounds memory (~100 bytes per pair) and stays cache-friendly
 _BELOW_ALPHA_MIN = float(np.nextafter(np.float32(ALPHA_MIN), np.float32(0)))  # threshold_ keeps x > this
 _ONEHOT_CLASSES = 8  # up to this many classes, per-class weights ride in the sparse product
-_PROJECT_CHUNK = 1 << 16  # splats per parallel projection piece, at least
-_SPAN_MARGIN = 1e-3  # px; spans are a superset, the exact alpha test decides
 
 
-class Projection(NamedTuple):
-    """Splats that survive culling, projected into one camera.
-
-    Attributes:
-        ids: [M] int64 indices into the input splats.
-        means2d: [M, 2] float32 pixel coordinates of the centres (pixel centres at +0.5).
-        conics: [M, 3] float32 inverse 2D covariance (a, b, c): sigma = 0.5(a dx² + c dy²) + b dx dy.
-        cov2d: [M, 3] float32 2D covariance (xx, xy, yy) with the low-pass added, pixels².
-        depths: [M] float32 z of the centres along the view axis, metres.
-        opacities: [M] float32.
-    """
-
-    ids: torch.Tensor
-    means2d: torch.Tensor
-    conics: torch.Tensor
-    cov2d: torch.Tensor
-    depths: torch.Tensor
-    opacities: torch.Tensor
-
-
-def rotmat_entries(quats: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """[N, 4] wxyz (any non-zero norm) → the 9 entries r00, r01, …, r22 (row-major), each [N]."""
-    w, x, y, z = quats.unbind(-1)
-    s = 2.0 / (w * w + x * x + y * y + z * z)  # normalises without a separate pass
-    xs, ys, zs = x * s, y * s, z * s
-    wx, wy, wz = w * xs, w * ys, w * zs
-    xx, xy, xz = x * xs, x * ys, x * zs
-    yy, yz, zz = y * ys, y * zs, z * zs
-    return (1 - (yy + zz), xy - wz, xz + wy,
-            xy + wz, 1 - (xx + zz), yz - wx,
-            xz - wy, yz + wx, 1 - (xx + yy))
-
-
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """[N, 4] wxyz (any non-zero norm) → [N, 3, 3] rotation matrices (local → world)."""
-    # Stacked entry-major (contiguous writes), returned as a strided [N, 3, 3] view.
-    return torch.stack(rotmat_entries(quats)).T.reshape(-1, 3, 3)
-
-
-def project(
-    means: torch.Tensor,
-    quats: torch.Tensor,
-    scales: torch.Tensor,
-    opacities: torch.Tensor,
-    cam_from_world: torch.Tensor,
-    K: torch.Tensor,
-    width: int,
-    height: int,
-    near: float,
-    far: float,
-    eps2d: float = EPS2D,
-) -> Projection:
-    """EWA-project 3D Gaussians into a pinhole camera and cull them as gsplat does.
-
-    Args:
-        means: [N, 3] float32 centres, metres, world frame.
-        quats: [N, 4] float32 rotations, wxyz (normalised here).
-        scales: [N, 3] float32 standard deviations, metres (activated).
-        opacities: [N] float32 in (0, 1] (activated).
-        cam_from_world: [4, 4] world → camera (OpenCV: x right, y down, z forward), metres.
-        K: [3, 3] intrinsics, pixels, pixel centres at +0.5.
-        width: image width in pixels.
-        height: image height in pixels.
-        near: near plane, metres (splats with z < near are culled).
-        far: far plane, metres (splats with z > far are culled).
-        eps2d: low-pass added to the 2D covariance diagonal, pixels².
-
-    Returns:
-        The surviving splats as a :class:`Projection`.
-    """
-    # One [N] tensor per scalar (no [N, 3, 3] batches: tiny inner dimensions run slowly on the
-    # CPU); every splat is computed and the culled ones dropped once at the end.
-    (R0, R1, R2), t = cam_from_world[:3, :3].tolist(), cam_from_world[:3, 3].tolist()
-    fx, fy, cx, cy = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
-    m = means.unbind(1)
-    x, y, z = (m[0] * r[0] + m[1] * r[1] + m[2] * r[2] + tk for r, tk in zip((R0, R1, R2), t))
-    rz = 1.0 / z
-    # gsplat clamps the Jacobian's x/z, y/z to 1.3x the half field of view.
-    lim_xp = (width - cx) / fx + 0.3 * (0.5 * width / fx)
-    lim_xn = cx / fx + 0.3 * (0.5 * width / fx)
-    lim_yp = (height - cy) / fy + 0.3 * (0.5 * height / fy)
-    lim_yn = cy / fy + 0.3 * (0.5 * height / fy)
-    tx = (x * rz).clamp_(-lim_xn, lim_xp)
-    ty = (y * rz).clamp_(-lim_yn, lim_yp)
-    # J W as two rows of 3; then T = J W R(q) S, cov2d = T Tᵀ.
-    fxz, fyz = fx * rz, fy * rz
-    j0 = [fxz * (R0[k] - tx * R2[k]) for k in range(3)]
-    j1 = [fyz * (R1[k] - ty * R2[k]) for k in range(3)]
-    r = rotmat_entries(quats)
-    sc = scales.unbind(1)
-    t0 = [(j0[0] * r[k] + j0[1] * r[3 + k] + j0[2] * r[6 + k]) * sc[k] for k in range(3)]
-    t1 = [(j1[0] * r[k] + j1[1] * r[3 + k] + j1[2] * r[6 + k]) * sc[k] for k in range(3)]
-    cxx = t0[0] * t0[0] + t0[1] * t0[1] + t0[2] * t0[2] + eps2d
-    cxy = t0[0] * t1[0] + t0[1] * t1[1] + t0[2] * t1[2]
-    cyy = t1[0] * t1[0] + t1[1] * t1[1] + t1[2] * t1[2] + eps2d
-    det = cxx * cyy - cxy * cxy
-    extend = torch.sqrt(2.0 * torch.log(opacities / ALPHA_MIN)).clamp_(max=3.33)
-    rx = torch.ceil(extend * torch.sqrt(cxx))
-    ry = torch.ceil(extend * torch.sqrt(cyy))
-    u = fx * x * rz + cx
-    v = fy * y * rz + cy
-    ok = ((z >= near) & (z <= far) & (opacities >= ALPHA_MIN) & (det > 0)
-          & (u + rx > 0) & (u - rx < width) & (v + ry > 0) & (v - ry < height))
-    ids = ok.nonzero().squeeze(1)
-    cxx, cxy, cyy, det, u, v, z, op = (t.index_select(0, ids) for t in (cxx, cxy, cyy, det, u, v, z, opacities))
-    return Projection(
-        ids=ids,
-        means2d=torch.stack([u, v], dim=1),
-        conics=torch.stack([cyy / det, -cxy / det, cxx / det], dim=1),
-        cov2d=torch.stack([cxx, cxy, cyy], dim=1),
-        depths=z,
-        opacities=op,
-    )
+def available() -> bool:
+    """Always True: pure torch runs everywhere."""
+    return True
 
 
 def _stable_argsort_u16(keys: torch.Tensor) -> torch.Tensor:
@@ -190,64 +49,7 @@ def _stable_argsort_u16(keys: torch.Tensor) -> torch.Tensor:
     return torch.sort(keys, stable=True).indices
 
 
-def _depth_order(depths: torch.Tensor) -> torch.Tensor:
-    """Stable argsort of positive float32 depths (ties keep input order, as gsplat's sort does)."""
-    # Positive IEEE floats order like their bit patterns, and torch sorts integers by radix.
-    return torch.sort(depths.contiguous().view(torch.int32), stable=True).indices
-
-
-class Workers:
-    """CPU threads for independent pieces of work (splat chunks, row bands), each running torch
-    with one intra-op thread: single-threaded steps (radix sorts, scans) then run in parallel too,
-    and a busy machine does not stall every op at OpenMP barriers."""
-
-    def __init__(self, pool: Optional[ThreadPoolExecutor], n: int) -> None:
-        self.pool, self.n = pool, n
-
-    def map(self, fn: Callable, items: list) -> list:
-        """``[fn(x) for x in items]``, on the threads when there are several."""
-        return list(self.pool.map(fn, items)) if self.pool is not None and len(items) > 1 else [fn(x) for x in items]
-
-    def ranges(self, n: int, min_size: int = 1 << 16) -> list[tuple[int, int]]:
-        """Split ``range(n)`` into up to one contiguous piece per thread, each >= ``min_size``."""
-        parts = max(1, min(self.n, n // max(min_size, 1)))
-        bounds = [n * k // parts for k in range(parts + 1)]
-        return list(zip(bounds[:-1], bounds[1:]))
-
-
-@contextlib.contextmanager
-def cpu_workers(device: torch.device, workers: Optional[Workers] = None) -> Iterator[Workers]:
-    """:class:`Workers` for ``device`` (none off the CPU); torch's thread count is restored after.
-
-    ``workers``, when given, are a caller's pool already set up: they are used as they are.
-    """
-    if workers is not None:
-        yield workers
-        return
-    n = torch.get_num_threads() if device.type == "cpu" else 1
-    if n <= 1:
-        yield Workers(None, 1)
-        return
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(n) as pool:
-            yield Workers(pool, n)
-    finally:
-        torch.set_num_threads(n)
-
-
-def _project_parallel(workers: Workers, means, quats, scales, opacities, *args) -> Projection:
-    """:func:`project` over splat chunks on ``workers`` (ids stay ascending)."""
-    pieces = workers.ranges(means.shape[0], _PROJECT_CHUNK)
-    chunks = workers.map(lambda r: project(means[r[0]:r[1]], quats[r[0]:r[1]], scales[r[0]:r[1]],
-                                           opacities[r[0]:r[1]], *args), pieces)
-    if len(chunks) == 1:
-        return chunks[0]
-    chunks = [c._replace(ids=c.ids + r[0]) for r, c in zip(pieces, chunks)]
-    return Projection(*(torch.cat(f) for f in zip(*chunks)))
-
-
-def rasterize(
+def composite(
     proj: Projection,
     features: torch.Tensor,
     width: int,
@@ -261,7 +63,7 @@ def rasterize(
     """Composite projected splats front to back into per-pixel sums.
 
     Args:
-        proj: the projected, culled splats (from :func:`project`).
+        proj: the projected, culled splats (from :func:`anchorstage.projection.project`).
         features: [N, F] float32 per-splat values to composite, rows of the input splats
             (``proj.ids`` picks the projected ones).
         width: image width in pixels.
@@ -291,7 +93,7 @@ def rasterize(
         op = proj.opacities
         # alpha >= 1/255  <=>  sigma <= log(255 * opacity): the ellipse each splat can touch.
         smax = torch.log(op / ALPHA_MIN)
-        hy = torch.sqrt(2.0 * smax * proj.cov2d[:, 2]) + _SPAN_MARGIN
+        hy = torch.sqrt(2.0 * smax * proj.cov2d[:, 2]) + SPAN_MARGIN
         y0 = torch.ceil(my - hy - 0.5).clamp(0, height - 1).to(torch.int32)
         y1 = torch.floor(my + hy - 0.5).clamp(0, height - 1).to(torch.int32)
         live = (my + hy - 0.5 >= 0) & (my - hy - 0.5 <= height - 1)
@@ -309,19 +111,7 @@ def rasterize(
         with cpu_workers(dev, workers) as w:
             w.map(run, list(range(0, height, band_rows)))
 
-    return _sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)
-
-
-def _sums_as_images(out: torch.Tensor, cls_out: Optional[torch.Tensor], F: int, width: int, height: int,
-                    with_depth: bool) -> dict[str, torch.Tensor]:
-    """:func:`rasterize`'s results from the [H * W, C] sums (F features, [depth], ..., alpha last)
-    and the [H * W] dominant classes (None: no classes)."""
-    return {
-        "features": out[:, :F].reshape(height, width, F),
-        "alpha": out[:, -1].reshape(height, width),
-        **({"depth_sum": out[:, F].reshape(height, width)} if with_depth else {}),
-        **({"class_weight_argmax": cls_out.reshape(height, width)} if cls_out is not None else {}),
-    }
+    return sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)
 
 
 def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_depth, out, cls_out):
@@ -348,7 +138,7 @@ def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_dept
     # The band's splats, compacted (later gathers and the sparse product's rows stay in cache)
     # and sorted front to back.
     s = ((y0 <= r1) & (y1 >= r0)).nonzero().squeeze(1)
-    s = s.index_select(0, _depth_order(z.index_select(0, s)))
+    s = s.index_select(0, depth_order(z.index_select(0, s)))
     mx, my, a, b, c, op, smax, y0, y1, z, src = (t.index_select(0, s) for t in splats)
     # Channels: features, depth, ones (for alpha) and, with few classes, per-class weights as
     # one-hot channels of the one sparse product (written into place: narrow cats are slow).
@@ -379,8 +169,8 @@ def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_dept
     cdy2 = rc * dy * dy
     sq = (bdy * bdy - ra * (cdy2 - 2.0 * smax.index_select(0, row_of))).clamp_(min=0.0).sqrt_()
     cxr = mx.index_select(0, row_of) - 0.5
-    x0 = torch.ceil(cxr + (-bdy - sq) / ra - _SPAN_MARGIN).clamp_(0, width - 1)
-    x1 = torch.floor(cxr + (-bdy + sq) / ra + _SPAN_MARGIN).clamp_(-1, width - 1)
+    x0 = torch.ceil(cxr + (-bdy - sq) / ra - SPAN_MARGIN).clamp_(0, width - 1)
+    x1 = torch.floor(cxr + (-bdy + sq) / ra + SPAN_MARGIN).clamp_(-1, width - 1)
     span = (x1 - x0 + 1).clamp_(min=0).to(torch.int64)
     # log(opacity) - sigma along the span is A u² + B u + C, u = x - x0 (small, so float32 stays exact).
     d0 = x0 - cxr
@@ -465,57 +255,6 @@ def _composite_pairs(counts, alpha, sid, feats, cls, num_classes, log_t, acc, cl
         cls_w.index_add_(0, key * num_classes + cls.index_select(0, sid), w)
 
 
-def rasterize_splats(
-    means: torch.Tensor,
-    quats: torch.Tensor,
-    scales: torch.Tensor,
-    opacities: torch.Tensor,
-    features: torch.Tensor,
-    cam_from_world: torch.Tensor,
-    K: torch.Tensor,
-    width: int,
-    height: int,
-    *,
-    near: float,
-    far: float,
-    classes: Optional[torch.Tensor] = None,
-    num_classes: int = 0,
-    with_depth: bool = True,
-    eps2d: float = EPS2D,
-    workers: Optional[Workers] = None,
-    compositor: Optional[Callable[..., dict[str, torch.Tensor]]] = None,
-) -> dict[str, torch.Tensor]:
-    """Project and composite splats: the backend entry point used by :func:`anchorstage.render`.
-
-    Args:
-        means: [N, 3] float32 centres, metres, world frame.
-        quats: [N, 4] float32 rotations, wxyz.
-        scales: [N, 3] float32 standard deviations, metres.
-        opacities: [N] float32.
-        features: [N, F] float32 per-splat channels to composite.
-        cam_from_world: [4, 4] world → camera (OpenCV), metres.
-        K: [3, 3] intrinsics, pixels.
-        width: image width in pixels.
-        height: image height in pixels.
-        near: near plane, metres.
-        far: far plane, metres.
-        classes: optional [N] int64 class per splat (0 = none).
-        num_classes: number of classes.
-        with_depth: also return the expected depth.
-        eps2d: low-pass, pixels².
-        workers: CPU threads to use (default: a pool of torch's thread count for this call).
-        compositor: what composites the projection, with :func:`rasterize`'s signature (default
-            :func:`rasterize`; :func:`anchorstage.raster_cpu.rasterize` on the CPU).
-
-    Returns:
-        ``features`` [H, W, F] weighted sums, ``alpha`` [H, W], ``depth`` [H, W] metres
-        (sum(w·z) / alpha, as gsplat's "ED"; only with ``with_depth``) and
-        ``class_weight_argmax`` [H, W] int64 (only with ``classes``).
-    """
-    with cpu_workers(means.device, workers) as w:
-        proj = _project_parallel(w, means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
-        res = (compositor or rasterize)(proj, features, width, height, classes, num_classes, with_depth=with_depth,
-                                        workers=w)
-    if with_depth:
-        res["depth"] = res.pop("depth_sum") / res["alpha"].clamp(min=1e-10)
-    return res
+def rasterize_splats(*args, **kwargs) -> dict[str, torch.Tensor]:
+    """The backend entry point (:data:`anchorstage.projection.RasterizeSplats`) with the pure-torch compositor."""
+    return rasterize_with(composite, *args, **kwargs)

@@ -174,7 +174,7 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
         "image": {"file": "image.exr", "width": scene.width, "height": scene.height, "color": "linear Rec.709"},
         "depth": {"file": "depth.exr", "channel": "Z", "units": "metres", "kind": "planar z", "masked": "inf"},
         "splats": {"file": "splats.ply", "extra": "splats_extra.npz", "count": len(sp),
-                   "ply_colors": "linear Rec.709 through SH DC"},
+                   "ply_colors": "sRGB-encoded SH DC (header comment color_space sRGB); linear in splats_extra.npz"},
         "metric_scale": float(scene.meta.get("metric_scale", 1.0)),
         "intrinsics_source": str(scene.meta.get("intrinsics_source", "unknown")),
         "regions": regions_json,

@@ -160,9 +160,9 @@ def run(args: argparse.Namespace) -> int:
     from ..export import export_frames
     from ..image_io import load_image
     from ..progress import cli_progress, scaled
-    from ..reconstruct import reconstruct
+    from ..regression import reconstruct
     from ..scene import save_scene
-    from ..segment import segment
+    from ..segmentation import segment
 
     if args.frames < 2:
         raise InputError(f"--frames must be at least 2 (got {args.frames})")

@@ -10,7 +10,7 @@ from ._common import add_device_arg, progress_enabled
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..export import PRESETS
-    from ..render import BACKENDS, PASSES
+    from ..renderer import BACKENDS, PASSES
 
     p = sub.add_parser(
         "export", help="export frames (EXR, void map, region masks, proxy, metadata) for Blender / Nuke / After Effects",
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..camera import load_camera_json
     from ..export import export_frames, parse_frame_range
     from ..progress import cli_progress
-    from ..render import check_passes
+    from ..renderer import check_passes
     from ..scene import load_scene
 
     frames = parse_frame_range(args.frames) if args.frames else None

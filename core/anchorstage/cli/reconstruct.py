@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ..depth_io import DEFAULT_FAR_LIMIT_M, load_depth
     from ..image_io import load_image
     from ..progress import cli_progress, scaled
-    from ..reconstruct import reconstruct
+    from ..regression import reconstruct
     from ..scene import save_scene
 
     out = Path(args.out)
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         scene = reconstruct(image, depth, camera, max_splats=args.max_splats, confidence=confidence, far_limit_m=far,
                             second_layer=not args.no_second_layer, device=args.device, progress=regress, meta=meta)
         if not args.no_regions:
-            from ..segment import segment
+            from ..segmentation import segment
 
             segment(scene)
         save_scene(scene, out, force=args.force)

@@ -10,7 +10,7 @@ from ._common import add_device_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..render import BACKENDS, PASSES
+    from ..renderer import BACKENDS, PASSES
 
     p = sub.add_parser(
         "render", help="render a scene from a camera into a multilayer EXR (Blender pass names)",
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..camera import load_camera_json
     from ..errors import InputError
     from ..exr import write_exr
-    from ..render import DEFAULT_VOID_THRESHOLD, render
+    from ..renderer import DEFAULT_VOID_THRESHOLD, render
     from ..scene import load_scene
 
     if not str(args.out).lower().endswith(".exr"):

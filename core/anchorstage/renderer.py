@@ -21,8 +21,8 @@ Passes (all [H, W] or [H, W, C] tensors on the rendering device):
 ``void``       [H, W] float32, 1 where alpha < ``void_threshold`` (disocclusion), else 0.
 =============  =========================================================================
 
-Here w = alpha_i · T_i is splat i's blending weight (see :mod:`anchorstage.raster_torch`
-for the exact image formation, identical on both backends).
+Here w = alpha_i · T_i is splat i's blending weight (see :mod:`anchorstage.projection`
+for the exact image formation, identical on every backend).
 
 The region rule picks the dominant region rather than the single heaviest splat because a
 blended renderer (gsplat) can only deliver per-region sums (one-hot channels); both backends
@@ -39,8 +39,9 @@ import torch
 from .camera import Camera
 from .device import resolve_device
 from .errors import InputError, MissingDependencyError
-from .raster_torch import Workers, rotmat_entries, cpu_workers
+from .rotation import thin_axis
 from .splats import Splats
+from .workers import Workers, cpu_workers
 
 __all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD", "splat_normals"]
 
@@ -76,11 +77,7 @@ def splat_normals(splats: Splats, camera_position: torch.Tensor) -> torch.Tensor
     Returns:
         [N, 3] float32 unit normals, world frame.
     """
-    # One [N] tensor per scalar: [N, 3, 3] batches run slowly on the CPU.
-    r = rotmat_entries(splats.quats)  # row-major: r[3i + k] is world axis i of local axis k
-    sx, sy, sz = splats.scales.unbind(1)
-    thin0, thin1 = (sx <= sy) & (sx <= sz), sy <= sz  # argmin, ties to the first axis
-    n = [torch.where(thin0, r[3 * i], torch.where(thin1, r[3 * i + 1], r[3 * i + 2])) for i in range(3)]
+    n = thin_axis(splats.quats, splats.scales)
     m, c = splats.means.unbind(1), camera_position.tolist()
     facing = (c[0] - m[0]) * n[0] + (c[1] - m[1]) * n[1] + (c[2] - m[2]) * n[2] < 0
     sign = torch.where(facing, -1.0, 1.0)
@@ -190,17 +187,8 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
         classes = torch.searchsorted(region_lut.to(ids.dtype), ids)
 
     need_depth = "depth" in wanted
-    if which == "gsplat":
-        from . import raster_gsplat as backend_mod
-
-        extra = {}
-    else:
-        from . import raster_cpu, raster_torch as backend_mod
-
-        extra = {"workers": workers}
-        if dev.type == "cpu" and raster_cpu.available():
-            extra["compositor"] = raster_cpu.rasterize
-    raw = _rasterize(backend_mod, sp, camera, features, classes, region_lut, need_depth, dev, **extra)
+    backend_mod = _backend_module(which, dev)
+    raw = _rasterize(backend_mod, sp, camera, features, classes, region_lut, need_depth, dev, workers)
 
     # Passes from the raw sums, written into place row range by row range on the workers.
     h, w = camera.height, camera.width
@@ -235,8 +223,18 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
     return out
 
 
+def _backend_module(which: str, dev: torch.device):
+    """The raster module for a chosen backend: gsplat, else the compiled CPU compositor on the CPU
+    when numba is there, else the pure-torch oracle."""
+    from . import raster_cpu, raster_gsplat, raster_torch
+
+    if which == "gsplat":
+        return raster_gsplat
+    return raster_cpu if dev.type == "cpu" and raster_cpu.available() else raster_torch
+
+
 def _rasterize(backend_mod, sp: Splats, camera: Camera, features: torch.Tensor, classes, region_lut,
-               need_depth: bool, dev: torch.device, **extra) -> dict[str, torch.Tensor]:
+               need_depth: bool, dev: torch.device, workers: Workers) -> dict[str, torch.Tensor]:
     """Run one backend; returns ``features`` [H, W, F] sums, ``alpha``, ``depth`` (ED) and
     ``class_weight_argmax`` when classes are given."""
     viewmat = torch.as_tensor(camera.cam_from_world, dtype=torch.float32, device=dev)
@@ -245,5 +243,5 @@ def _rasterize(backend_mod, sp: Splats, camera: Camera, features: torch.Tensor, 
     return backend_mod.rasterize_splats(
         sp.means.float(), sp.quats.float(), sp.scales.float(), sp.opacities.float(), features, viewmat, K,
         camera.width, camera.height, near=camera.clip_start, far=camera.clip_end,
-        classes=classes, num_classes=ncls, with_depth=need_depth, **extra,
+        classes=classes, num_classes=ncls, with_depth=need_depth, workers=workers,
     )

@@ -38,7 +38,8 @@ from .errors import InputError
 from .image_io import LoadedImage
 from .progress import ProgressFn, report
 from .scene import Scene
-from .splats import Splats, quat_from_axes, quat_mul
+from .rotation import quat_from_axes
+from .splats import Splats
 
 __all__ = ["reconstruct", "default_max_splats", "DEFAULT_SPLATS_PER_PIXEL"]
 
@@ -581,9 +582,6 @@ def reconstruct(
         pruned = rec["o"].shape[0] - budget
         rec = _take(rec, torch.topk(rec["o"] * rec["conf"], budget).indices.sort().values)
 
-    wc = cam.world_from_cam
-    q_wc = tuple(float(q) for q in quat_from_axes(
-        *(tuple(torch.tensor([wc[i, j]], dtype=torch.float64) for i in range(3)) for j in range(3))))
     n_out = rec["o"].shape[0]
     quats = torch.empty(n_out, 4, device=dev)
     scales = torch.empty(n_out, 3, device=dev)
@@ -592,12 +590,11 @@ def reconstruct(
     for i in range(0, n_out, chunk):
         j = min(i + chunk, n_out)
         q_cam, scales[i:j] = _footprint(rec["p"][:, i:j], rec["n"][:, i:j], rec["span"][i:j], f)
-        quats[i:j] = quat_mul(q_wc, q_cam)
-    rot = torch.tensor(wc[:3, :3], dtype=torch.float32, device=dev)
-    tr = torch.tensor(wc[:3, 3:4], dtype=torch.float32, device=dev)
-    splats = Splats(means=torch.addmm(tr.T, rec["p"].T, rot.T), quats=quats, scales=scales,
-                    opacities=rec["o"].clamp(1e-4, _OPACITY_MAX).contiguous(), colors=rec["c"].contiguous(),
-                    confidence=rec["conf"].clamp(0.0, 1.0).contiguous())
+        quats[i:j] = torch.stack(q_cam, -1)
+    in_camera = Splats(means=rec["p"].T, quats=quats, scales=scales,
+                       opacities=rec["o"].clamp(1e-4, _OPACITY_MAX).contiguous(), colors=rec["c"].contiguous(),
+                       confidence=rec["conf"].clamp(0.0, 1.0).contiguous())
+    splats = in_camera.transformed(cam.world_from_cam)
     report(progress, 1.0, f"{len(splats)} splats")
 
     info: dict[str, Any] = {

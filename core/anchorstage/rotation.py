@@ -1,0 +1,98 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Quaternions and splat axes: the one implementation every module uses.
+
+Quaternions are wxyz (Blender's and gsplat's order) and rotate a splat's local axes into the
+world. Computations work on one [N] tensor per scalar: [N, 3, 3] batches with tiny inner
+dimensions run slowly on the CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["rotmat_entries", "quat_to_rotmat", "quat_from_axes", "quat_from_matrix", "quat_mul", "thin_axis"]
+
+
+def rotmat_entries(quats: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """[N, 4] wxyz (any non-zero norm) → the 9 entries r00, r01, …, r22 (row-major), each [N].
+
+    Column k of the matrix is local axis k expressed in the world frame.
+    """
+    w, x, y, z = quats.unbind(-1)
+    s = 2.0 / (w * w + x * x + y * y + z * z)  # normalises without a separate pass
+    xs, ys, zs = x * s, y * s, z * s
+    wx, wy, wz = w * xs, w * ys, w * zs
+    xx, xy, xz = x * xs, x * ys, x * zs
+    yy, yz, zz = y * ys, y * zs, z * zs
+    return (1 - (yy + zz), xy - wz, xz + wy,
+            xy + wz, 1 - (xx + zz), yz - wx,
+            xz - wy, yz + wx, 1 - (xx + yy))
+
+
+def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """[N, 4] wxyz (any non-zero norm) → [N, 3, 3] rotation matrices (local → world)."""
+    # Stacked entry-major (contiguous writes), returned as a strided [N, 3, 3] view.
+    return torch.stack(rotmat_entries(quats)).T.reshape(-1, 3, 3)
+
+
+def quat_from_axes(a1: tuple[torch.Tensor, ...], a2: tuple[torch.Tensor, ...], a3: tuple[torch.Tensor, ...]
+                   ) -> tuple[torch.Tensor, ...]:
+    """Unit wxyz quaternions of the rotations whose columns are ``a1, a2, a3`` (each 3 [M] tensors).
+
+    Returns:
+        (w, x, y, z), each [M], with w ≥ 0.
+    """
+    m00, m10, m20 = a1
+    m01, m11, m21 = a2
+    m02, m12, m22 = a3
+    # Four proportional closed forms; use the one built on the largest diagonal term (well conditioned).
+    t0, t1 = m00 + m11 + m22, m00 - m11 - m22
+    t2, t3 = m11 - m00 - m22, m22 - m00 - m11
+    c0 = (t0 >= t1) & (t0 >= t2) & (t0 >= t3)
+    c1 = ~c0 & (t1 >= t2) & (t1 >= t3)
+    c2 = ~c0 & ~c1 & (t2 >= t3)
+
+    def pick(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor, v3: torch.Tensor) -> torch.Tensor:
+        return torch.where(c0, v0, torch.where(c1, v1, torch.where(c2, v2, v3)))
+
+    w = pick(1 + t0, m21 - m12, m02 - m20, m10 - m01)
+    x = pick(m21 - m12, 1 + t1, m01 + m10, m02 + m20)
+    y = pick(m02 - m20, m01 + m10, 1 + t2, m12 + m21)
+    z = pick(m10 - m01, m02 + m20, m12 + m21, 1 + t3)
+    inv = torch.rsqrt(w * w + x * x + y * y + z * z) * torch.where(w < 0, -1.0, 1.0)  # canonical sign: w ≥ 0
+    return w * inv, x * inv, y * inv, z * inv
+
+
+def quat_from_matrix(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """The unit wxyz quaternion (w ≥ 0) of one [3, 3] rotation matrix, in float64."""
+    r = np.asarray(rotation, dtype=np.float64)
+    axes = [tuple(torch.tensor([v], dtype=torch.float64) for v in r[:, k]) for k in range(3)]
+    w, x, y, z = (float(c) for c in quat_from_axes(*axes))
+    return w, x, y, z
+
+
+def quat_mul(a: tuple[float, ...], b: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """[M, 4] Hamilton product a ⊗ b of one constant wxyz quaternion ``a`` and [M] components ``b``, w ≥ 0."""
+    aw, ax, ay, az = a
+    bw, bx, by, bz = b
+    w = aw * bw - ax * bx - ay * by - az * bz
+    sign = torch.where(w < 0, -1.0, 1.0)
+    return torch.stack([w * sign, (aw * bx + ax * bw + ay * bz - az * by) * sign,
+                        (aw * by - ax * bz + ay * bw + az * bx) * sign, (aw * bz + ax * by - ay * bx + az * bw) * sign], -1)
+
+
+def thin_axis(quats: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each splat's thinnest local axis in the world frame: the splat's normal, up to sign.
+
+    Args:
+        quats: [N, 4] wxyz rotations, local → world.
+        scales: [N, 3] standard deviations along the local axes, metres.
+
+    Returns:
+        (x, y, z), each [N]: the unit axis with the smallest scale (ties go to the first axis).
+    """
+    r = rotmat_entries(quats)  # row-major: r[3i + k] is world component i of local axis k
+    sx, sy, sz = scales.unbind(1)
+    thin0, thin1 = (sx <= sy) & (sx <= sz), sy <= sz
+    return tuple(torch.where(thin0, r[3 * i], torch.where(thin1, r[3 * i + 1], r[3 * i + 2])) for i in range(3))
