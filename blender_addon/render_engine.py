@@ -15,9 +15,6 @@ import bpy
 from . import boundary
 
 ENGINE_ID = "ANCHORSTAGE"
-#: custom passes: (name, channels, channel ids, type)
-CUSTOM_PASSES = (("Confidence", 1, "X", "VALUE"), ("Void", 1, "X", "VALUE"), ("Region", 1, "X", "VALUE"))
-_BACKGROUND_DEPTH = 1e10
 
 
 def _prefs():
@@ -47,6 +44,7 @@ def gather_splats(depsgraph):
 def render_passes(depsgraph, camera_obj=None) -> tuple[dict[str, np.ndarray], "object"]:
     """Core passes (numpy, top-down rows) for the evaluated scene's camera, and that core Camera."""
     from anchorstage import InputError, render
+    from anchorstage.passes import PASSES, background_array
 
     scene = depsgraph.scene
     cam = camera_obj or scene.camera
@@ -56,14 +54,10 @@ def render_passes(depsgraph, camera_obj=None) -> tuple[dict[str, np.ndarray], "o
     splats = gather_splats(depsgraph)
     w, h = camera.resolution
     if splats is None or len(splats) == 0:
-        return {"color": np.zeros((h, w, 3), np.float32), "alpha": np.zeros((h, w), np.float32),
-                "depth": np.full((h, w), _BACKGROUND_DEPTH, np.float32), "normal": np.zeros((h, w, 3), np.float32),
-                "confidence": np.zeros((h, w), np.float32), "region": np.full((h, w), -1, np.int32),
-                "void": np.ones((h, w), np.float32)}, camera
+        return {name: background_array(name, h, w) for name in PASSES}, camera
     prefs = _prefs()
     device = (getattr(prefs, "device", "AUTO") or "AUTO").lower()
-    out = render(splats, camera, passes=("color", "alpha", "depth", "normal", "confidence", "region", "void"),
-                 backend="auto", device=device)
+    out = render(splats, camera, passes=PASSES, backend="auto", device=device)
     return {k: v.detach().cpu().numpy() for k, v in out.items()}, camera
 
 
@@ -78,13 +72,15 @@ class AnchorStageRenderEngine(bpy.types.RenderEngine):
     bl_use_shading_nodes_custom = False
 
     def update_render_passes(self, scene=None, renderlayer=None):
-        self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
-        if renderlayer.use_pass_z:
-            self.register_pass(scene, renderlayer, "Depth", 1, "Z", "VALUE")
-        if renderlayer.use_pass_normal:
-            self.register_pass(scene, renderlayer, "Normal", 3, "XYZ", "VECTOR")
-        for name, chans, ids, kind in CUSTOM_PASSES:
-            self.register_pass(scene, renderlayer, name, chans, ids, kind)
+        """Blender's passes from the core's pass registry: Combined (colour + alpha), the built-in
+        ones the view layer switches on (Depth, Normal), and the custom ones."""
+        from anchorstage.passes import PASSES, REGISTRY, blender_layers, spec
+
+        types = {p.name: p.blender_type for p in REGISTRY}
+        for blender, chan_ids, ours in blender_layers(PASSES):
+            flag = spec(ours[0]).view_layer_flag
+            if flag is None or getattr(renderlayer, flag):
+                self.register_pass(scene, renderlayer, blender, len(chan_ids), chan_ids, types[ours[0]])
 
     def render(self, depsgraph):
         scene = depsgraph.scene
@@ -103,14 +99,10 @@ class AnchorStageRenderEngine(bpy.types.RenderEngine):
         if self.test_break():
             return
         self.update_stats("AnchorStage", "Writing passes")
-        values = {
-            "Combined": np.concatenate([passes["color"], passes["alpha"][..., None]], axis=-1),
-            "Depth": passes["depth"],
-            "Normal": passes["normal"],
-            "Confidence": passes["confidence"],
-            "Void": passes["void"],
-            "Region": passes["region"].astype(np.float32),
-        }
+        from anchorstage.passes import blender_layers
+
+        values = {blender: np.concatenate([np.asarray(passes[n], np.float32).reshape(h, w, -1) for n in ours], axis=-1)
+                  for blender, _, ours in blender_layers(passes)}
         result = self.begin_result(0, 0, w, h)
         try:
             for layer in result.layers:

@@ -62,11 +62,14 @@ def ensure_witness_camera(scene, camera, name: str = WITNESS_NAME):
 
 def prepare_scene(scene, *, set_engine: bool = True) -> None:
     """Metric units, the passes the engine fills, the compositor (once) and optionally the engine."""
+    from anchorstage.passes import REGISTRY
+
     scene.unit_settings.system = "METRIC"
     scene.unit_settings.scale_length = 1.0
     for vl in scene.view_layers:
-        vl.use_pass_z = True
-        vl.use_pass_normal = True
+        for p in REGISTRY:
+            if p.view_layer_flag:
+                setattr(vl, p.view_layer_flag, True)
     if set_engine:
         scene.render.engine = "ANCHORSTAGE"
     ensure_compositor(scene)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from anchorstage import read_exr
 from anchorstage.cli import main
-from anchorstage.cli.demo import camera_move, find_sample
+from anchorstage.demo import demo_move as camera_move, find_sample
 from gt_fixture import FIXTURE_DIR, reference_camera
 
 

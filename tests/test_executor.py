@@ -1,20 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The node-graph executor (nodes/executor.py) as plain Python: order, cache, errors, progress."""
-
-import importlib.util
-import sys
+"""The node-graph executor (anchorstage.graph): order, cache, errors, progress, services."""
 
 import pytest
 
-from conftest import REPO_ROOT
-
-# Load the module from its file: the ``nodes`` package itself imports bpy.
-_spec = importlib.util.spec_from_file_location("anchorstage_executor_under_test", REPO_ROOT / "nodes" / "executor.py")
-ex = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = ex
-_spec.loader.exec_module(ex)
-
-from anchorstage import InputError  # noqa: E402
+import anchorstage.graph as ex
+from anchorstage import InputError
 
 
 class Counter:
@@ -100,10 +90,14 @@ def test_failing_node_is_marked_and_downstream_blocked():
     assert rep.ok and sorted(c.calls) == ["depth", "recon", "render"]
 
 
-def test_unexpected_exception_names_its_type():
+def test_unexpected_exception_names_its_type_and_logs_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANCHORSTAGE_LOG_DIR", str(tmp_path))
     jobs = {"a": ex.Job("a", "A", lambda p, i, ctx: 1 / 0)}
     rep = ex.Executor().run(jobs)
-    assert rep.errors["a"].startswith("ZeroDivisionError")
+    msg = rep.errors["a"]
+    assert msg.startswith("internal error (a bug) in node 'a': ZeroDivisionError: division by zero; traceback in ")
+    log = msg.rsplit("traceback in ", 1)[1]
+    assert log.startswith(str(tmp_path)) and "Traceback" in open(log).read()
 
 
 def test_non_dict_return_is_an_error():

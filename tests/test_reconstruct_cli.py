@@ -44,7 +44,7 @@ def test_lens_and_sensor_options_and_budget(tmp_path, capsys):
     sc = load_scene(tmp_path / "s")
     assert sc.camera.lens_mm == 50 and sc.camera.sensor_width_mm == 24
     assert len(sc.splats) <= 5000 and sc.meta["second_layer_splats"] == 0
-    assert sc.meta["intrinsics_source"].startswith("command line")
+    assert sc.meta["intrinsics_source"].startswith("lens")
 
 
 def test_no_camera_uses_exif_or_the_documented_default(tmp_path, capsys):
@@ -194,7 +194,7 @@ def test_without_exif_focal_a_depth_pro_field_of_view_sets_the_lens(tmp_path, ca
 
 def test_camera_from_fov():
     from anchorstage import Camera
-    from anchorstage.cli.reconstruct import camera_from_fov
+    from anchorstage.stages import camera_from_fov
 
     for w, h in ((640, 360), (360, 640)):
         cam = camera_from_fov(Camera(width=w, height=h, lens_mm=50.0), 60.0)

@@ -88,7 +88,7 @@ def test_bands_and_chunks_do_not_change_the_image(monkeypatch):
     monkeypatch.setattr(raster_torch, "_BAND_PIXELS", 97)  # several bands of 2 rows
     monkeypatch.setattr(raster_torch, "_CHUNK_PAIRS", 37)  # many chunks per band
     monkeypatch.setattr(projection, "PROJECT_CHUNK", 7)  # projection split over the worker threads
-    monkeypatch.setattr(render_module, "_NORMALS_CHUNK", 5)  # and the normals
+    monkeypatch.setattr(render_module, "_FEATURES_CHUNK", 5)  # and the per-splat channels
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # three workers even on a 1-core runner
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the real setting alone
     out = render(sp, cam, backend="torch", device="cpu")

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """AnchorStage core: one photo → a metric 3D Gaussian-splat stage with compositing passes.
 
-This package never imports Blender. Heavy modules load on first use, so
-``import anchorstage`` is cheap and never touches a GPU or the network.
+This package never imports Blender. Everything loads on first use, so ``import anchorstage`` is
+cheap (no torch) and never touches a GPU or the network. The stage functions (``reconstruct``,
+``render``, ``segment``) live in modules of other names (``regression``, ``renderer``,
+``segmentation``), so importing a module never hides a function of the same name.
 """
 
 from __future__ import annotations
@@ -11,20 +13,23 @@ import importlib
 from typing import Any
 
 from ._version import __version__
-from .camera import FOCAL_PRESETS_MM, Camera, load_camera_json, look_at, save_camera_json
 from .errors import AnchorStageError, InputError, MissingDependencyError, OutputError
-from .region import Region
-from .splats import Splats
 
-# These stage functions share their module's name. Importing a submodule sets the package
-# attribute of that name to the module, so bind the functions here, after their modules are
-# loaded: `anchorstage.render` is then always the function, whatever was imported first.
-from .regression import reconstruct
-from .renderer import render
-from .segmentation import segment
-
-# name -> module that defines it; filled by each stage's module.
+# name -> module that defines it.
 _LAZY = {
+    "Camera": "camera",
+    "FOCAL_PRESETS_MM": "camera",
+    "MOVES": "camera",
+    "look_at": "camera",
+    "camera_path": "camera",
+    "load_camera_json": "camera",
+    "save_camera_json": "camera",
+    "Region": "region",
+    "Splats": "splats",
+    "reconstruct": "regression",
+    "render": "renderer",
+    "segment": "segmentation",
+    "PASSES": "passes",
     "load_image": "image_io",
     "Scene": "scene",
     "load_scene": "scene",
@@ -36,27 +41,18 @@ _LAZY = {
     "read_exr": "exr",
     "export_frames": "export",
     "estimate_depth": "depth",
+    "DepthEstimate": "depth",
     "read_intrinsics": "exif",
+    "Photo": "stages",
+    "Frame": "stages",
+    "load_photo": "stages",
+    "metric_depth": "stages",
+    "build_stage": "stages",
+    "segment_stage": "stages",
+    "render_frame": "stages",
 }
 
-__all__ = [
-    "__version__",
-    "AnchorStageError",
-    "InputError",
-    "OutputError",
-    "MissingDependencyError",
-    "Camera",
-    "FOCAL_PRESETS_MM",
-    "look_at",
-    "load_camera_json",
-    "save_camera_json",
-    "Region",
-    "Splats",
-    "reconstruct",
-    "render",
-    "segment",
-    *_LAZY,
-]
+__all__ = ["__version__", "AnchorStageError", "InputError", "OutputError", "MissingDependencyError", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

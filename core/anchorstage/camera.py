@@ -34,7 +34,9 @@ __all__ = [
     "BLENDER_FROM_CV",
     "FOCAL_PRESETS_MM",
     "SENSOR_FITS",
+    "MOVES",
     "look_at",
+    "camera_path",
     "load_camera_json",
     "save_camera_json",
 ]
@@ -46,6 +48,20 @@ BLENDER_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 FOCAL_PRESETS_MM = (24.0, 35.0, 50.0, 85.0, 135.0)
 
 SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
+
+#: The camera moves an artist makes, the one list every front end (CLI ``camera``, the add-on's
+#: operators and panel, the headless batch, camera paths) is built from: name -> (unit, what a
+#: positive amount does). Units: ``"m"`` metres, ``"deg"`` degrees, ``"x"`` a factor.
+MOVES: dict[str, tuple[str, str]] = {
+    "dolly": ("m", "forward along the view axis"),
+    "truck": ("m", "right, along the camera's right axis"),
+    "pedestal": ("m", "up, along the camera's up axis"),
+    "pan": ("deg", "turn about world +Z through the camera (left)"),
+    "tilt": ("deg", "turn about the camera's right axis (up)"),
+    "roll": ("deg", "turn about the view axis (counter-clockwise seen from behind)"),
+    "orbit": ("deg", "yaw about world +Z through a pivot (counter-clockwise seen from above)"),
+    "zoom": ("x", "multiply the focal length"),
+}
 
 _RIGID_TOL = 1e-4
 _WORLD_UP = np.array([0.0, 0.0, 1.0])
@@ -309,6 +325,26 @@ class Camera:
         """Same lens and pose at another resolution (intrinsics follow Blender's rules)."""
         return self.replace(width=width, height=height)
 
+    def fitted_to(self, width: int, height: int, what: str = "camera") -> tuple["Camera", str | None]:
+        """This camera at an image's size: the one aspect-ratio rule every stage uses.
+
+        A camera of another resolution with the same aspect ratio (within 1 %) is scaled to
+        ``width`` x ``height`` (intrinsics follow Blender's rules); another aspect is refused.
+
+        Returns:
+            (the camera at that size, a note when it was scaled, else None).
+
+        Raises:
+            InputError: the aspect ratios differ.
+        """
+        if self.resolution == (width, height):
+            return self, None
+        if abs((self.width / self.height) / (width / height) - 1.0) > 0.01:
+            raise InputError(f"{what} resolution {self.width}x{self.height} does not have the aspect ratio of the "
+                             f"image {width}x{height}")
+        return self.with_resolution(width, height), \
+            f"{what} resolution {self.width}x{self.height} scaled to the image size {width}x{height}"
+
     def with_pose(self, world_from_cam: np.ndarray) -> "Camera":
         return self.replace(world_from_cam=world_from_cam)
 
@@ -370,6 +406,28 @@ class Camera:
         if f <= 0:
             raise InputError(f"camera: zoom factor must be > 0 (got {f:g})")
         return self.replace(lens_mm=self.lens_mm * f)
+
+    def moved(self, move: str, amount: float, *, pivot: Sequence[float] | None = None,
+              pitch_deg: float = 0.0) -> "Camera":
+        """Apply one of :data:`MOVES` by ``amount`` (its unit: metres, degrees or a factor).
+
+        Args:
+            move: a :data:`MOVES` name.
+            amount: metres (dolly, truck, pedestal), degrees (pan, tilt, roll, orbit yaw) or a
+                focal-length factor (zoom).
+            pivot: orbit pivot in world metres (required for ``"orbit"``).
+            pitch_deg: orbit pitch in degrees (positive: the camera rises).
+
+        Raises:
+            InputError: unknown move, non-finite amount, orbit without a pivot.
+        """
+        if move not in MOVES:
+            raise InputError(f"camera: unknown move {move!r}; moves: {', '.join(MOVES)}")
+        if move == "orbit":
+            if pivot is None:
+                raise InputError("camera: an orbit needs a pivot point (world metres)")
+            return self.orbit(pivot, amount, pitch_deg)
+        return getattr(self, move)(amount)
 
     def with_lens(self, lens_mm: float) -> "Camera":
         """Change the focal length (a zoom to an absolute focal length)."""
@@ -508,6 +566,34 @@ def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] =
     m = np.eye(4)
     m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, e
     return m
+
+
+def camera_path(reference: Camera, move: str, start: float, end: float, frames: int, *,
+                pivot: Sequence[float] | None = None) -> list[Camera]:
+    """A camera per frame moving ``reference`` by amounts evenly spaced from ``start`` to ``end``.
+
+    Every camera is the reference moved once by its own amount (an orbit stays on its circle,
+    not on chords between frames).
+
+    Args:
+        reference: the camera the move starts from.
+        move: a :data:`MOVES` name.
+        start: the first frame's amount (metres, degrees or factor, as the move's unit).
+        end: the last frame's amount.
+        frames: number of cameras (≥ 1; one camera takes ``end``).
+        pivot: orbit pivot, world metres.
+
+    Returns:
+        ``frames`` cameras.
+
+    Raises:
+        InputError: bad move, amounts or frame count.
+    """
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+        raise InputError(f"camera path: frames must be a positive integer (got {frames!r})")
+    a, b = _finite_number("path start", start), _finite_number("path end", end)
+    amounts = np.linspace(a, b, int(frames)) if frames > 1 else np.array([b])
+    return [reference.moved(move, float(t), pivot=pivot) for t in amounts]
 
 
 def load_camera_json(path: str | os.PathLike) -> Camera:

@@ -358,10 +358,7 @@ def _focal_px(camera: Optional[Camera], w: int, h: int) -> Optional[float]:
         return None
     if not isinstance(camera, Camera):
         raise InputError(f"camera must be an anchorstage.Camera or None (got {type(camera).__name__})")
-    if abs(camera.width / camera.height - w / h) > 0.01 * (w / h):
-        raise InputError(f"camera resolution {camera.width}x{camera.height} does not match the image's aspect "
-                         f"({w}x{h})")
-    return camera.focal_px * w / camera.width
+    return camera.fitted_to(w, h)[0].focal_px
 
 
 def _preprocess(rgb_linear: np.ndarray, dm: DepthModel, flip: bool) -> tuple[torch.Tensor, tuple[int, int], int, int]:

@@ -3,19 +3,31 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Union
 
 from .errors import InputError
 
-__all__ = ["resolve_device", "cuda_available"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["resolve_device", "cuda_available", "DEVICES", "BACKENDS"]
+
+#: Where to compute (``--device``).
+DEVICES = ("auto", "cpu", "cuda")
+#: Render backends (``--backend``): gsplat on CUDA when installed (auto), the CPU compositors (torch).
+BACKENDS = ("auto", "torch", "gsplat")
 
 
 def cuda_available() -> bool:
+    import torch
+
     return torch.cuda.is_available()
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+def resolve_device(device: Union[str, "torch.device"] = "auto") -> "torch.device":
     """``"auto"`` → CUDA when available else CPU; ``"cuda"`` without a GPU is an error."""
+    import torch
+
     if isinstance(device, torch.device):
         return device
     d = str(device).lower()

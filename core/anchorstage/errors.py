@@ -7,7 +7,9 @@ what is wrong with it. The CLI prints that message on one line and exits non-zer
 nodes show it on the node. Anything else escaping is a bug.
 """
 
-__all__ = ["AnchorStageError", "InputError", "OutputError", "MissingDependencyError"]
+from __future__ import annotations
+
+__all__ = ["AnchorStageError", "InputError", "OutputError", "MissingDependencyError", "report_bug", "log_dir"]
 
 
 class AnchorStageError(Exception):
@@ -24,3 +26,46 @@ class OutputError(AnchorStageError, OSError):
 
 class MissingDependencyError(AnchorStageError, ImportError):
     """An optional dependency (gsplat, transformers, model weights, ...) is absent."""
+
+
+def log_dir():
+    """Where bug reports go: ``$ANCHORSTAGE_LOG_DIR``, else ``$XDG_CACHE_HOME/anchorstage/logs``
+    (``~/.cache/anchorstage/logs``), else the temporary folder."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    env = os.environ.get("ANCHORSTAGE_LOG_DIR")
+    if env:
+        return Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "anchorstage" / "logs" if os.path.isabs(cache) else Path(tempfile.gettempdir())
+
+
+def report_bug(exc: BaseException, where: str) -> str:
+    """One line for an unexpected exception (a bug, not the user's mistake), its traceback written
+    to a log file under :func:`log_dir`.
+
+    Returns:
+        ``"internal error (a bug) in WHERE: TYPE: MESSAGE; traceback in PATH"`` (the path is left
+        out when no log file could be written).
+    """
+    import datetime
+    import os
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    first = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    first = first.splitlines()[0] if first else type(exc).__name__
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for folder in (log_dir(), tempfile.gettempdir()):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, path = tempfile.mkstemp(prefix=f"anchorstage-bug-{stamp}-", suffix=".log", dir=folder)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"AnchorStage internal error in {where}\n\n{text}")
+            return f"internal error (a bug) in {where}: {first}; traceback in {path}"
+        except OSError:
+            continue
+    return f"internal error (a bug) in {where}: {first}"

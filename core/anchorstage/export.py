@@ -33,7 +33,7 @@ from .errors import InputError
 from .exr import write_exr
 from .image_io import save_png
 from .progress import ProgressFn, report, scaled
-from .renderer import DEFAULT_VOID_THRESHOLD, PASSES, render
+from .passes import DEFAULT_VOID_THRESHOLD, PASSES
 
 __all__ = ["export_frames", "load_camera_list", "save_camera_list", "parse_frame_range", "PRESETS", "frame_metadata"]
 
@@ -236,6 +236,8 @@ def export_frames(
     for k, (frame, cam) in enumerate(numbered):
         step = scaled(progress, k / len(numbered), (k + 1) / len(numbered))
         report(step, 0.0, f"frame {frame}: render")
+        from .renderer import render
+
         res = render(splats, cam, passes, backend=backend, device=device, void_threshold=void_threshold)
         res = {name: t.detach().cpu() for name, t in res.items()}
         report(step, 0.6, f"frame {frame}: write")

@@ -2,19 +2,12 @@
 """Multilayer OpenEXR for render passes, named the way Blender names its own.
 
 ``write_exr`` writes one single-part, ZIP-compressed scanline EXR holding every pass, with
-channels ``<Layer>.<Pass>.<Chan>`` as Blender's own multilayer files use:
-
-==============  =============================================  =======
-render pass     EXR channels (``naming="blender"``)             type
-==============  =============================================  =======
-color + alpha   ``ViewLayer.Combined.R/G/B/A``                  half
-depth           ``ViewLayer.Depth.Z`` (metres, 1e10 = nothing)  float
-normal          ``ViewLayer.Normal.X/Y/Z`` (world)              half
-confidence      ``ViewLayer.Confidence.X``                      half
-void            ``ViewLayer.Void.X``                            half
-region          ``ViewLayer.Region.X`` (integer ids, -1 none)   float
-alpha (alone)   ``ViewLayer.Alpha.X``                           half
-==============  =============================================  =======
+channels ``<Layer>.<Pass>.<Chan>`` as Blender's own multilayer files use. Pass names, channel
+ids and half/full float come from the pass registry (:mod:`anchorstage.passes`); ``color`` and
+``alpha`` together are ``ViewLayer.Combined.R/G/B/A``, depth is ``ViewLayer.Depth.Z`` (metres,
+1e10 = nothing, 32-bit), normals ``ViewLayer.Normal.X/Y/Z`` (world), the custom passes
+``ViewLayer.Confidence.X``, ``ViewLayer.Void.X`` and ``ViewLayer.Region.X`` (integer ids as
+32-bit float, -1 none).
 
 Blender loads such a file as a ``MULTILAYER`` image whose compositor Image node has one
 socket per pass. ``naming="nuke"`` writes the beauty as plain ``R, G, B, A`` (Nuke's rgba)
@@ -39,23 +32,11 @@ import numpy as np
 from .atomic import atomic_file
 from .camera import Camera
 from .errors import InputError, OutputError
+from .passes import COMBINED, PASSES, REGISTRY, blender_layers, from_blender_name
 
-__all__ = ["write_exr", "read_exr", "exr_channel_names", "NAMINGS", "BLENDER_PASS_NAMES", "HALF_PASSES"]
+__all__ = ["write_exr", "read_exr", "exr_channel_names", "NAMINGS"]
 
 NAMINGS = ("blender", "nuke", "plain")
-#: Our pass name → Blender pass name and channel ids.
-BLENDER_PASS_NAMES: dict[str, tuple[str, str]] = {
-    "color": ("Combined", "RGB"),
-    "depth": ("Depth", "Z"),
-    "normal": ("Normal", "XYZ"),
-    "confidence": ("Confidence", "X"),
-    "void": ("Void", "X"),
-    "region": ("Region", "X"),
-    "alpha": ("Alpha", "X"),
-}
-#: Passes stored as 16-bit half by default; depth and region ids stay 32-bit float.
-HALF_PASSES = ("color", "alpha", "normal", "confidence", "void")
-_FROM_BLENDER = {v[0].lower(): k for k, v in BLENDER_PASS_NAMES.items()}
 
 
 def _as_numpy(name: str, x: Any) -> np.ndarray:
@@ -67,19 +48,23 @@ def _as_numpy(name: str, x: Any) -> np.ndarray:
     return a
 
 
+def _channel_names(blender: str, chan_ids: str, ours: tuple[str, ...], naming: str, layer: str) -> list[str]:
+    """EXR channel names of one Blender pass (``ours``: our passes stored in it, in channel order)."""
+    if naming == "blender":
+        return [f"{layer}.{blender}.{c}" for c in chan_ids]
+    if naming == "nuke":
+        return list(chan_ids) if ours[0] == COMBINED[0] else [f"{ours[0]}.{c}" for c in chan_ids]
+    if ours[0] == COMBINED[0]:
+        return list(chan_ids)
+    return list("RGB") if len(chan_ids) == 3 else ["Y"]
+
+
 def exr_channel_names(pass_name: str, naming: str = "blender", layer: str = "ViewLayer",
                       with_alpha: bool = True) -> list[str]:
-    """EXR channel names for one of our passes under a naming scheme (see the module table)."""
-    blender, chans = BLENDER_PASS_NAMES[pass_name]
-    if pass_name == "color" and with_alpha:
-        chans = "RGBA"
-    if naming == "blender":
-        return [f"{layer}.{blender}.{c}" for c in chans]
-    if naming == "nuke":
-        return list(chans) if pass_name == "color" else [f"{pass_name}.{c}" for c in chans]
-    if pass_name in ("color", "normal"):
-        return list(chans) if pass_name == "color" else list("RGB")
-    return ["Y"]
+    """EXR channel names for one of our passes under a naming scheme (see the module docstring)."""
+    names = {pass_name, COMBINED[1]} if pass_name == COMBINED[0] and with_alpha else {pass_name}
+    blender, chan_ids, ours = blender_layers(names)[0]
+    return _channel_names(blender, chan_ids, ours, naming, layer)
 
 
 def write_exr(
@@ -89,7 +74,7 @@ def write_exr(
     *,
     layer: str = "ViewLayer",
     naming: str = "blender",
-    half_for: Sequence[str] = HALF_PASSES,
+    half_for: Optional[Sequence[str]] = None,
     meta: Optional[Mapping[str, Any]] = None,
 ) -> Path:
     """Write render passes as one multilayer EXR.
@@ -103,7 +88,7 @@ def write_exr(
         camera: stored in the header as camera JSON (Blender ``matrix_world``, metres).
         layer: view-layer name for ``naming="blender"``.
         naming: ``"blender"``, ``"nuke"`` or ``"plain"`` (plain: exactly one pass, bare names).
-        half_for: passes written as half floats; the rest are 32-bit float.
+        half_for: passes written as half floats (default: the registry's ``half`` rows); the rest are 32-bit float.
         meta: JSON-ready metadata stored in the header.
 
     Returns:
@@ -119,10 +104,10 @@ def write_exr(
         raise InputError(f"write_exr: naming must be one of {', '.join(NAMINGS)} (got {naming!r})")
     if not passes:
         raise InputError("write_exr: no passes to write")
-    bad = [k for k in passes if k not in BLENDER_PASS_NAMES]
+    bad = [k for k in passes if k not in PASSES]
     if bad:
-        raise InputError(f"write_exr: unknown pass(es) {', '.join(map(repr, bad))}; valid: {', '.join(BLENDER_PASS_NAMES)}")
-    if naming == "plain" and not (len(passes) == 1 or set(passes) == {"color", "alpha"}):
+        raise InputError(f"write_exr: unknown pass(es) {', '.join(map(repr, bad))}; valid: {', '.join(PASSES)}")
+    if naming == "plain" and not (len(passes) == 1 or set(passes) == set(COMBINED)):
         raise InputError("write_exr: naming 'plain' holds one pass per file (or color + alpha)")
     if not layer or "." in layer:
         raise InputError(f"write_exr: layer name must be non-empty without dots (got {layer!r})")
@@ -130,22 +115,22 @@ def write_exr(
     shapes = {k: a.shape[:2] for k, a in arrays.items()}
     if len(set(shapes.values())) != 1:
         raise InputError(f"write_exr: passes differ in size: {shapes}")
-    with_alpha = "color" in arrays and "alpha" in arrays
+    half = {p.name for p in REGISTRY if p.half} if half_for is None else set(half_for)
     channels: dict[str, np.ndarray] = {}
-    for name, a in arrays.items():
-        if name == "alpha" and with_alpha:
-            continue
-        planes = [a] if a.ndim == 2 else [a[..., i] for i in range(a.shape[2])]
-        if name == "color" and with_alpha:
-            planes = planes[:3] + [arrays["alpha"]]
-        names = exr_channel_names(name, naming, layer, with_alpha)
+    for blender, chan_ids, ours in blender_layers(arrays):
+        planes = []
+        for name in ours:
+            a = arrays[name]
+            planes += [a] if a.ndim == 2 else [a[..., i] for i in range(a.shape[2])]
+        names = _channel_names(blender, chan_ids, ours, naming, layer)
         if len(planes) != len(names):
-            raise InputError(f"write_exr: pass {name!r} needs {len(names)} channel(s) (got {len(planes)})")
-        dtype = np.float16 if name in half_for else np.float32
+            raise InputError(f"write_exr: pass {ours[0]!r} needs {len(names) - len(ours) + 1} channel(s) "
+                             f"(got {len(planes) - len(ours) + 1})")
+        dtype = np.float16 if all(n in half for n in ours) else np.float32
         for cname, plane in zip(names, planes):
-            plane = np.asarray(plane, dtype=np.float64 if plane.dtype.kind in "iu" else plane.dtype)
+            plane = np.asarray(plane, dtype=np.float64 if plane.dtype.kind in "iub" else plane.dtype)
             if not np.all(np.isfinite(plane)):
-                raise InputError(f"write_exr: pass {name!r} has non-finite values")
+                raise InputError(f"write_exr: pass {ours[0]!r} has non-finite values")
             # OpenEXR writes non-contiguous arrays silently wrong.
             channels[cname] = np.ascontiguousarray(plane.astype(dtype))
     header: dict[str, Any] = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
@@ -205,7 +190,7 @@ def read_exr(path: str | os.PathLike) -> dict[str, Any]:
         parts = name.split(".")
         chan = parts[-1]
         if len(parts) >= 2:
-            pas = _FROM_BLENDER.get(parts[-2].lower(), parts[-2].lower())
+            pas = from_blender_name(parts[-2]) or parts[-2].lower()
         elif plain_pass and "," not in plain_pass and chan in ("Y", "R", "G", "B"):
             pas = plain_pass
         elif chan in ("R", "G", "B", "A"):

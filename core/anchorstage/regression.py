@@ -111,14 +111,10 @@ def _as_map(x: Any, name: str, hw: tuple[int, int]) -> np.ndarray:
 def _fit_camera(camera: Camera, width: int, height: int, notes: list[str]) -> Camera:
     if not isinstance(camera, Camera):
         raise InputError(f"camera must be an anchorstage.Camera (got {type(camera).__name__})")
-    if camera.resolution == (width, height):
-        return camera
-    cw, ch = camera.resolution
-    if abs((cw / ch) / (width / height) - 1.0) > 0.01:
-        raise InputError(f"camera resolution {cw}x{ch} does not match the image {width}x{height} "
-                         "(different aspect ratio)")
-    notes.append(f"camera resolution {cw}x{ch} scaled to the image size {width}x{height}")
-    return camera.with_resolution(width, height)
+    cam, note = camera.fitted_to(width, height)
+    if note:
+        notes.append(note)
+    return cam
 
 
 # ---------------------------------------------------------------------------- geometry helpers

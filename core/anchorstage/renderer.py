@@ -1,25 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Render a splat scene from a metric camera into compositing passes.
 
-Passes (all [H, W] or [H, W, C] tensors on the rendering device):
-
-=============  =========================================================================
-``color``      [H, W, 3] float32 linear Rec.709: sum of w·colour + (1 - alpha)·background
-               (with the default black background this is premultiplied, as Blender's
-               Combined pass with a transparent film).
-``alpha``      [H, W] float32 accumulated opacity, 1 - final transmittance.
-``depth``      [H, W] float32 metres, z along the view axis (Blender's Depth pass): the
-               alpha-normalised expected depth sum(w·z) / alpha, hole-free inside the
-               splats; ``BACKGROUND_DEPTH`` (1e10, as Blender writes) where nothing is hit.
-``normal``     [H, W, 3] float32 unit world-space normal: each splat's thinnest axis turned
-               towards the camera, composited and renormalised; 0 on the background.
-``confidence`` [H, W] float32 per-splat confidence composited like colour (sum of w·c),
-               so it fades to 0 in voids.
-``region``     [H, W] int32 region id, never blended: the region whose splats carry the
-               largest share of the pixel's composited weight, the background counting
-               for -1 with weight 1 - alpha. -1 is background or unassigned splats.
-``void``       [H, W] float32, 1 where alpha < ``void_threshold`` (disocclusion), else 0.
-=============  =========================================================================
+Passes ([H, W] or [H, W, C] tensors on the rendering device) are the rows of the pass registry
+(:mod:`anchorstage.passes`): ``color`` (linear RGB, premultiplied on black), ``alpha``,
+``depth`` (metres, z along the view axis, 1e10 where nothing is hit), ``normal`` (world),
+``confidence``, ``region`` (int32 ids, -1 none) and ``void``. The renderer composites each
+wanted row's per-splat channels in one pass of a backend and lets each row finish its pass.
 
 Here w = alpha_i · T_i is splat i's blending weight (see :mod:`anchorstage.projection`
 for the exact image formation, identical on every backend).
@@ -32,56 +18,22 @@ compute exactly the same rule.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 
 from .camera import Camera
-from .device import resolve_device
+from .device import BACKENDS, resolve_device
 from .errors import InputError, MissingDependencyError
-from .rotation import thin_axis
+from .passes import BACKGROUND_DEPTH, DEFAULT_VOID_THRESHOLD, PASSES, FinishInputs, check_passes, spec
 from .splats import Splats
 from .workers import Workers, cpu_workers
 
-__all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD", "splat_normals"]
+__all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD"]
 
-PASSES = ("color", "alpha", "depth", "normal", "confidence", "region", "void")
-BACKENDS = ("auto", "torch", "gsplat")
-#: What Blender writes into the Depth pass where no surface is hit.
-BACKGROUND_DEPTH = 1e10
-DEFAULT_VOID_THRESHOLD = 0.5
 #: Below this alpha nothing contributed: a single splat always brings at least 1/255.
 _EMPTY_ALPHA = 0.5 / 255.0
-_NORMALS_CHUNK = 1 << 16  # splats per parallel piece of the feature channels (normals), at least
-
-
-def check_passes(passes: Iterable[str] | str) -> tuple[str, ...]:
-    if isinstance(passes, str):
-        passes = [p.strip() for p in passes.split(",") if p.strip()]
-    out = tuple(dict.fromkeys(passes))
-    bad = [p for p in out if p not in PASSES]
-    if bad:
-        raise InputError(f"render: unknown pass(es) {', '.join(map(repr, bad))}; valid passes: {', '.join(PASSES)}")
-    if not out:
-        raise InputError(f"render: no passes asked for; valid passes: {', '.join(PASSES)}")
-    return out
-
-
-def splat_normals(splats: Splats, camera_position: torch.Tensor) -> torch.Tensor:
-    """World-space unit normals: each splat's thinnest axis, flipped to face the camera.
-
-    Args:
-        splats: the splats.
-        camera_position: [3] camera centre, metres, world frame.
-
-    Returns:
-        [N, 3] float32 unit normals, world frame.
-    """
-    n = thin_axis(splats.quats, splats.scales)
-    m, c = splats.means.unbind(1), camera_position.tolist()
-    facing = (c[0] - m[0]) * n[0] + (c[1] - m[1]) * n[1] + (c[2] - m[2]) * n[2] < 0
-    sign = torch.where(facing, -1.0, 1.0)
-    return torch.stack([n[0] * sign, n[1] * sign, n[2] * sign], dim=1)
+_FEATURES_CHUNK = 1 << 16  # splats per parallel piece of the per-splat channels, at least
 
 
 def _choose_backend(backend: str, device: torch.device) -> str:
@@ -156,68 +108,53 @@ def render(
 def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev: torch.device, bg: torch.Tensor,
             void_threshold: float, workers: Workers) -> dict[str, torch.Tensor]:
     """The body of :func:`render` once inputs are checked (``workers``: CPU threads, torch backend)."""
+    rows = [spec(name) for name in wanted]
     cam_pos = torch.as_tensor(camera.position, dtype=torch.float32, device=dev)
 
-    # Channels composited per splat: only what the passes need, written piecewise on the workers.
+    # Per-splat channels of the passes that composite features, written piecewise on the workers.
     slots: dict[str, slice] = {}
     nf = 0
-    for name, n in (("color", 3), ("normal", 3), ("confidence", 1)):
-        if name in wanted:
-            slots[name], nf = slice(nf, nf + n), nf + n
+    for p in rows:
+        if p.splat_channels is not None:
+            slots[p.name], nf = slice(nf, nf + p.channels), nf + p.channels
     features = torch.empty(len(sp), nf, dtype=torch.float32, device=dev)
 
     def fill(r: tuple[int, int]) -> None:
         part = sp.subset(slice(*r))
-        if "color" in wanted:
-            features[r[0]:r[1], slots["color"]] = part.colors
-        if "normal" in wanted:
-            features[r[0]:r[1], slots["normal"]] = splat_normals(part, cam_pos)
-        if "confidence" in wanted:
-            features[r[0]:r[1], slots["confidence"]] = part.confidence[:, None]
+        for p in rows:
+            if p.splat_channels is not None:
+                features[r[0]:r[1], slots[p.name]] = p.splat_channels(part, cam_pos)
 
-    workers.map(fill, workers.ranges(len(sp), _NORMALS_CHUNK))
+    workers.map(fill, workers.ranges(len(sp), _FEATURES_CHUNK))
 
     region_lut = None
     classes = None
-    if "region" in wanted:
+    if any(p.needs == "classes" for p in rows):
         # Class 0 = no region (unassigned splats and the background); 1.. = region ids present.
         ids = sp.region_ids.to(dev)
         present = torch.unique(ids)  # unique values first: a radix sort of the narrow ids, no inverse
         region_lut = torch.unique(torch.cat([present.new_tensor([-1]), present])).to(torch.int64)
         classes = torch.searchsorted(region_lut.to(ids.dtype), ids)
 
-    need_depth = "depth" in wanted
-    backend_mod = _backend_module(which, dev)
-    raw = _rasterize(backend_mod, sp, camera, features, classes, region_lut, need_depth, dev, workers)
+    need_depth = any(p.needs == "depth" for p in rows)
+    raw = _rasterize(_backend_module(which, dev), sp, camera, features, classes, region_lut, need_depth, dev, workers)
 
     # Passes from the raw sums, written into place row range by row range on the workers.
     h, w = camera.height, camera.width
-    out = {p: torch.empty((h, w, 3) if p in ("color", "normal") else (h, w),
-                          dtype=torch.int32 if p == "region" else torch.float32, device=dev) for p in wanted}
+    out = {p.name: torch.empty((h, w) if p.channels == 1 else (h, w, p.channels),
+                               dtype=getattr(torch, p.dtype), device=dev) for p in rows}
     bg_dev = bg.to(dev) if bg.any() else None  # a black background adds exact zeros: skipped
 
     def finish(r: tuple[int, int]) -> None:
-        rows = slice(*r)
-        alpha, acc = raw["alpha"][rows], raw["features"][rows]
-        empty = alpha < _EMPTY_ALPHA
-        if "color" in wanted:
-            c = acc[..., slots["color"]]
-            out["color"][rows] = c if bg_dev is None else c + (1.0 - alpha)[..., None] * bg_dev
-        if "alpha" in wanted:
-            out["alpha"][rows] = alpha
-        if need_depth:
-            out["depth"][rows] = raw["depth"][rows].masked_fill(empty, BACKGROUND_DEPTH)
-        if "normal" in wanted:
-            n = acc[..., slots["normal"]]
-            # torch.nn.functional.normalize, zeroed on the background.
-            n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True).clamp_(min=1e-12)
-            out["normal"][rows] = n.masked_fill_(empty[..., None], 0.0)
-        if "confidence" in wanted:
-            out["confidence"][rows] = acc[..., slots["confidence"].start]
-        if "region" in wanted:
-            out["region"][rows] = region_lut[raw["class_weight_argmax"][rows]]
-        if "void" in wanted:
-            out["void"][rows] = alpha < void_threshold
+        band = slice(*r)
+        alpha = raw["alpha"][band]
+        x = FinishInputs(alpha=alpha, features=raw["features"][band],
+                         depth=raw["depth"][band] if need_depth else None,
+                         classes=raw["class_weight_argmax"][band] if classes is not None else None,
+                         class_ids=region_lut, empty=alpha < _EMPTY_ALPHA, background=bg_dev,
+                         void_threshold=void_threshold)
+        for p in rows:
+            out[p.name][band] = p.finish(x, slots.get(p.name))
 
     workers.map(finish, workers.ranges(h, 1))
     return out

@@ -39,7 +39,7 @@ from .ply import read_ply, write_ply
 from .region import Region
 from .splats import Splats
 
-__all__ = ["Scene", "save_scene", "load_scene", "FORMAT_VERSION", "is_scene_dir"]
+__all__ = ["Scene", "save_scene", "load_scene", "FORMAT_VERSION", "is_scene_dir", "check_scene_target"]
 
 #: The scene-folder format this version writes and the newest it reads.
 FORMAT_VERSION = 1
@@ -124,6 +124,32 @@ def _check_scene(scene: Scene) -> None:
         raise InputError(f"scene meta must be JSON-serialisable: {e}") from None
 
 
+def check_scene_target(path: str | os.PathLike, force: bool = False) -> Path:
+    """Check that a scene can be written at ``path`` (before any heavy work is done).
+
+    Raises:
+        OutputError: the folder holds another scene (without ``force``), holds other files,
+            is a file, or cannot be created.
+    """
+    final = Path(path)
+    if final.exists():
+        if not final.is_dir():
+            raise OutputError(f"scene folder {str(final)!r} exists and is not a folder")
+        if any(final.iterdir()):
+            if not is_scene_dir(final):
+                raise OutputError(f"scene folder {str(final)!r} is not empty and holds no AnchorStage scene; "
+                                  "refusing to write into it (choose another folder)")
+            if not force:
+                raise OutputError(f"scene folder {str(final)!r} already holds a scene; use --force (force=True) to replace it")
+    # The scene is written beside its final place: the nearest existing ancestor must take new folders.
+    parent = final.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"scene folder {str(final)!r} cannot be created: {str(parent)!r} is not a writable folder")
+    return final
+
+
 def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Path:
     """Write a scene folder atomically.
 
@@ -141,16 +167,7 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
         InputError: the scene is inconsistent (shapes, region ids, non-JSON meta).
     """
     _check_scene(scene)
-    final = Path(path)
-    if final.exists():
-        if not final.is_dir():
-            raise OutputError(f"scene folder {str(final)!r} exists and is not a folder")
-        if any(final.iterdir()):
-            if not is_scene_dir(final):
-                raise OutputError(f"scene folder {str(final)!r} is not empty and holds no AnchorStage scene; "
-                                  "refusing to write into it (choose another folder)")
-            if not force:
-                raise OutputError(f"scene folder {str(final)!r} already holds a scene; use --force (force=True) to replace it")
+    final = check_scene_target(path, force)
     sp = scene.splats.to("cpu")
     extra: dict[str, np.ndarray] = {
         "confidence": sp.confidence.numpy().astype(np.float32),

@@ -1,24 +1,37 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The ``anchorstage`` command line.
 
-Each subcommand lives in its own module in this package and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` to a callable
-``func(args) -> int``. User mistakes raise :class:`~anchorstage.errors.AnchorStageError`
-and are printed as one line; the exit status is then 2.
+Each subcommand lives in its own module in this package and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` to a callable ``func(args) -> int``; the work is one
+call into the stage layer (:mod:`anchorstage.stages`). Registering imports nothing heavy, so
+``--help`` and ``--version`` answer at once; torch loads only in a command that needs it.
+
+The error boundary: a user's mistake (:class:`~anchorstage.errors.AnchorStageError`, or the
+system refusing a file: no space, no permission, name too long) prints one line naming the
+input and exits 2; anything else is a bug: one line saying so and where its traceback was
+written (a log file, see :func:`anchorstage.errors.report_bug`), exit 1. ``--debug`` (or
+``ANCHORSTAGE_DEBUG=1``) shows tracebacks instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import pkgutil
 import sys
 from typing import Optional, Sequence
 
 from .._version import __version__
-from ..errors import AnchorStageError
+from ..errors import AnchorStageError, report_bug
 
 __all__ = ["main", "build_parser"]
+
+#: OSErrors that are the machine's answer to the user's request, not a bug.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG,
+                       errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOTEMPTY, errno.EXDEV,
+                       errno.EMFILE, errno.ENFILE, errno.EIO}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="One photo → a metric 3D Gaussian-splat stage with compositing passes.",
     )
     parser.add_argument("--version", action="version", version=f"anchorstage {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -46,14 +60,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    debug = args.debug or os.environ.get("ANCHORSTAGE_DEBUG", "") not in ("", "0")
+    where = f"anchorstage {args.command}"
     try:
         return int(args.func(args) or 0)
     except AnchorStageError as e:
-        print(f"anchorstage {args.command}: error: {e}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"{where}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"anchorstage {args.command}: interrupted", file=sys.stderr)
+        print(f"{where}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if debug or e.errno not in _ENVIRONMENT_ERRNOS:
+            if debug:
+                raise
+            print(f"{where}: {report_bug(e, where)}", file=sys.stderr)
+            return 1
+        target = f"{e.filename!r}: " if e.filename else ""
+        print(f"{where}: error: {target}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if debug:
+            raise
+        print(f"{where}: error: not enough memory for this input (see docs/limits.md for the size limits)",
+              file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the boundary: a bug is one line and a log file
+        if debug:
+            raise
+        print(f"{where}: {report_bug(e, where)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

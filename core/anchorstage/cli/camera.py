@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from ..camera import FOCAL_PRESETS_MM, load_camera_json, save_camera_json
+from ..camera import FOCAL_PRESETS_MM, MOVES, load_camera_json, save_camera_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,12 +18,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("camera_json", metavar="CAMERA.json")
     p.add_argument("--out", metavar="OUT.json", help="write the moved camera here")
     moves = p.add_argument_group("moves (metres, degrees; repeatable, applied in order)")
-    for name, helptext in (("dolly", "forward along the view axis"), ("truck", "right"), ("pedestal", "up"),
-                           ("pan", "degrees about world +Z (positive: left)"), ("tilt", "degrees (positive: up)"),
-                           ("roll", "degrees (positive: counter-clockwise from behind)"), ("zoom", "focal-length factor")):
-        moves.add_argument(f"--{name}", type=float, action=_Move, dest="moves", metavar="X", help=helptext)
-    moves.add_argument("--orbit", type=float, nargs=5, action=_Move, dest="moves", metavar=("PX", "PY", "PZ", "YAW", "PITCH"),
-                       help="orbit about pivot (metres) by yaw and pitch (degrees)")
+    units = {"m": "metres", "deg": "degrees", "x": "factor"}
+    for name, (unit, helptext) in MOVES.items():
+        if name == "orbit":
+            moves.add_argument("--orbit", type=float, nargs=5, action=_Move, dest="moves",
+                               metavar=("PX", "PY", "PZ", "YAW", "PITCH"),
+                               help="orbit about pivot (metres) by yaw and pitch (degrees)")
+        else:
+            moves.add_argument(f"--{name}", type=float, action=_Move, dest="moves", metavar=units[unit].upper()[:3],
+                               help=f"{helptext} ({units[unit]})")
     moves.add_argument("--lens", type=float, choices=FOCAL_PRESETS_MM, action=_Move, dest="moves",
                        help="focal-length preset in mm")
     p.set_defaults(func=run, moves=[])
@@ -40,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
     cam = load_camera_json(args.camera_json)
     for name, value in args.moves:
         if name == "orbit":
-            cam = cam.orbit(value[:3], value[3], value[4])
+            cam = cam.moved("orbit", value[3], pivot=value[:3], pitch_deg=value[4])
         elif name == "lens":
             cam = cam.with_lens(value)
         else:
-            cam = getattr(cam, name)(value)
+            cam = cam.moved(name, value)
     fx, fy = cam.fov_deg
     K = cam.K
     info = {

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_device_arg, progress_enabled
+from ._common import add_backend_arg, add_device_arg, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..export import PRESETS
-    from ..renderer import BACKENDS, PASSES
+    from ..passes import PASSES
 
     p = sub.add_parser(
         "export", help="export frames (EXR, void map, region masks, proxy, metadata) for Blender / Nuke / After Effects",
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", metavar="A-B", help="only this inclusive frame chunk, e.g. 10-19 (render-farm split)")
     p.add_argument("--first-frame", type=int, default=1, metavar="N", help="number of the first camera when the list has no frame numbers")
     p.add_argument("--passes", default=",".join(PASSES), metavar="LIST", help="comma-separated passes (default: all)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto")
+    add_backend_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from ..camera import load_camera_json
     from ..export import export_frames, parse_frame_range
     from ..progress import cli_progress
-    from ..renderer import check_passes
+    from ..passes import check_passes
     from ..scene import load_scene
 
-    frames = parse_frame_range(args.frames) if args.frames else None
-    passes = check_passes(args.passes)
+    frames = parse_frame_range(args.frames) if args.frames is not None else None
+    passes = check_passes(args.passes, "--passes")
     cameras = args.cameras if args.cameras else [(args.first_frame, load_camera_json(args.camera))]
     scene = load_scene(args.scene)
     with cli_progress("export", enabled=progress_enabled()) as bar:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from ._common import add_device_arg
+from ._common import add_backend_arg, add_device_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..renderer import BACKENDS, PASSES
+    from ..passes import PASSES
 
     p = sub.add_parser(
         "render", help="render a scene from a camera into a multilayer EXR (Blender pass names)",
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FRAME.exr", help="EXR file to write")
     p.add_argument("--passes", default=",".join(PASSES), metavar="LIST",
                    help=f"comma-separated passes (default: all = {','.join(PASSES)})")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: gsplat on CUDA when installed, else torch")
+    add_backend_arg(p)
     p.add_argument("--void-threshold", type=float, default=None, metavar="A", help="alpha below which a pixel is void (default 0.5)")
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -32,18 +32,19 @@ def run(args: argparse.Namespace) -> int:
     from ..camera import load_camera_json
     from ..errors import InputError
     from ..exr import write_exr
-    from ..renderer import DEFAULT_VOID_THRESHOLD, render
+    from ..passes import check_passes
     from ..scene import load_scene
+    from ..stages import render_frame
 
     if not str(args.out).lower().endswith(".exr"):
         raise InputError(f"--out must name an .exr file (got {args.out!r})")
+    passes = check_passes(args.passes, "--passes")
     camera = load_camera_json(args.camera)
     scene = load_scene(args.scene)
     t0 = time.perf_counter()
-    vt = DEFAULT_VOID_THRESHOLD if args.void_threshold is None else args.void_threshold
-    passes = render(scene.splats, camera, args.passes, backend=args.backend, device=args.device, void_threshold=vt)
+    frame = render_frame(scene, camera, passes, backend=args.backend, device=args.device, void_threshold=args.void_threshold)
     dt = time.perf_counter() - t0
-    write_exr(args.out, passes, camera=camera, meta={"scene": str(args.scene), "metric_scale": scene.meta.get("metric_scale", 1.0)})
-    print(f"{args.out}: {camera.width}x{camera.height}, {len(scene.splats)} splats, passes {', '.join(passes)} "
+    write_exr(args.out, frame.passes, camera=camera, meta={"scene": str(args.scene), "metric_scale": scene.meta.get("metric_scale", 1.0)})
+    print(f"{args.out}: {camera.width}x{camera.height}, {len(scene.splats)} splats, passes {', '.join(frame.passes)} "
           f"({dt:.2f} s)")
     return 0

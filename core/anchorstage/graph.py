@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The AnchorStage node-graph executor, as plain Python (no ``bpy``).
+"""The node-graph executor (no ``bpy``): runs a graph of stage jobs with caching.
 
 Blender never runs Python nodes by itself, so the add-on turns its node tree into a list
 of :class:`Job` objects (one per node) and hands them to :class:`Executor`, which
@@ -14,7 +14,9 @@ of :class:`Job` objects (one per node) and hands them to :class:`Executor`, whic
   jobs downstream of it (they are reported as blocked), so nothing raises into Blender.
 
 A job's ``run`` is called as ``run(params, inputs, ctx)`` where ``inputs`` maps input socket
-names to upstream output values and ``ctx`` is a :class:`RunContext` (progress, input hash).
+names to upstream output values (core types: ``Photo``, ``Camera``, ``DepthEstimate``, ``Scene``,
+``Frame``) and ``ctx`` is a :class:`RunContext` (progress, input hash, notes, and the caller's
+``services``: what the host application offers a job, e.g. the add-on's Blender-side services).
 It returns a dict of output socket name to value.
 """
 
@@ -22,16 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
+from .errors import AnchorStageError, report_bug
+from .progress import ProgressFn
+
 __all__ = ["Job", "Link", "RunContext", "RunReport", "Executor", "GraphError", "fingerprint", "topological_order"]
-
-log = logging.getLogger("anchorstage.executor")
-
-ProgressFn = Callable[[float, str], None]
 
 
 class GraphError(Exception):
@@ -84,6 +83,7 @@ class RunContext:
     input_hash: str
     progress: ProgressFn
     notes: list[str] = field(default_factory=list)
+    services: Any = None
 
     def note(self, message: str) -> None:
         """A human-readable note to show on the node (what was assumed, resampled, skipped)."""
@@ -198,13 +198,12 @@ def topological_order(jobs: Mapping[str, Job]) -> list[str]:
     return order
 
 
-def _error_message(exc: BaseException) -> str:
-    # AnchorStageError and its subclasses carry user-facing messages; anything else is a bug,
-    # reported with its type so it can be searched for.
-    for cls in type(exc).__mro__:
-        if cls.__name__ == "AnchorStageError":
-            return str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def _error_message(exc: BaseException, where: str) -> str:
+    # AnchorStageError and its subclasses carry user-facing messages; anything else is a bug:
+    # one line naming its type, the traceback in a log file.
+    if isinstance(exc, AnchorStageError):
+        return str(exc) or type(exc).__name__
+    return report_bug(exc, where)
 
 
 class Executor:
@@ -268,7 +267,7 @@ class Executor:
         return hashes
 
     def run(self, jobs: Mapping[str, Job], targets: Optional[list[str]] = None,
-            progress: Optional[ProgressFn] = None, force: bool = False) -> RunReport:
+            progress: Optional[ProgressFn] = None, force: bool = False, services: Any = None) -> RunReport:
         """Run ``jobs`` (or only what ``targets`` need).
 
         Args:
@@ -276,6 +275,7 @@ class Executor:
             targets: job keys to bring up to date (default: all).
             progress: ``progress(fraction, message)`` over the whole run.
             force: ignore the cache (re-run everything planned).
+            services: handed to every job as ``ctx.services``.
 
         Returns:
             RunReport. Never raises for a failing job; raises :class:`GraphError` only for a
@@ -322,7 +322,7 @@ class Executor:
                 def sub(f: float, m: str = "", _base=base, _name=job.name) -> None:
                     prog(_base + min(1.0, max(0.0, f)) / n, f"{_name}: {m}" if m else _name)
 
-                ctx = RunContext(key=key, input_hash=hashes[key], progress=sub)
+                ctx = RunContext(key=key, input_hash=hashes[key], progress=sub, services=services)
                 sub(0.0, "")
                 try:
                     try:
@@ -335,8 +335,7 @@ class Executor:
                         raise TypeError(f"{job.name} returned {type(outputs).__name__}, not a dict of outputs")
                     outputs = dict(outputs)
                 except Exception as exc:  # noqa: BLE001 - every failure is reported on its node
-                    msg = _error_message(exc)
-                    log.debug("node %s failed:\n%s", job.name, traceback.format_exc())
+                    msg = _error_message(exc, f"node {job.name!r}")
                     report.errors[key] = msg
                     failed.add(key)
                     self._cache.pop(key, None)

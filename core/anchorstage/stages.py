@@ -1,0 +1,287 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The stage layer: the one place each stage of the pipeline is run.
+
+Every front end is a thin caller of these functions: the CLI subcommands, the add-on's node
+``compute`` methods, the demo and the headless batch (through the node tree). So the same photo
+gets the same camera, depth and splats whichever way it comes in.
+
+=================  ==========================================  ===============================
+stage              function                                    result (socket payload)
+=================  ==========================================  ===============================
+photo + camera     :func:`load_photo`                          :class:`Photo`
+metric depth       :func:`metric_depth`                        :class:`~anchorstage.depth.DepthEstimate`
+reconstruct        :func:`build_stage`                         :class:`~anchorstage.scene.Scene`
+segment            :func:`segment_stage`                       :class:`~anchorstage.scene.Scene`
+render             :func:`render_frame`                        :class:`Frame`
+export             :func:`anchorstage.export.export_frames`    per-frame metadata
+camera paths       :func:`anchorstage.camera.camera_path`      cameras
+=================  ==========================================  ===============================
+
+The camera rule (one rule, here): an explicit camera (a camera JSON, a :class:`Camera`, or a
+lens in millimetres) wins; else the photo's EXIF (:mod:`anchorstage.exif`); else a default
+50 mm-equivalent lens, which is marked *guessed*: a depth model that estimates the field of
+view (Depth Pro) then sets the focal length when the stage is built, and a depth model that
+needs the focal length gets none rather than the guess.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .camera import Camera, load_camera_json, look_at
+from .errors import InputError
+from .progress import ProgressFn, scaled
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .depth import DepthEstimate
+    from .image_io import LoadedImage
+    from .scene import Scene
+    from .splats import Splats
+
+__all__ = ["Photo", "Frame", "load_photo", "metric_depth", "depth_from_file", "stage_camera", "build_stage",
+           "segment_stage", "render_frame", "camera_from_fov"]
+
+
+@dataclass
+class Photo:
+    """A photo and the camera the photo-camera rule gave it.
+
+    Attributes:
+        image: the decoded photo (linear Rec.709, EXIF applied).
+        camera: its camera, at the photo's resolution (world frame Z up, metres).
+        camera_source: where the camera came from (``"camera file"``, ``"lens"``, ``"exif-35mm"``, ...).
+        guessed: no usable focal length was known (the default lens is assumed).
+        intrinsics: the EXIF record when the camera came from EXIF (JSON-ready), else None.
+        notes: human-readable notes (scaling, EXIF fallbacks, ...).
+    """
+
+    image: "LoadedImage"
+    camera: Camera
+    camera_source: str
+    guessed: bool = False
+    intrinsics: Optional[dict[str, Any]] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+
+@dataclass
+class Frame:
+    """Rendered passes and the camera they were rendered from.
+
+    Attributes:
+        passes: pass name → numpy array on the CPU ([H, W] or [H, W, 3], see :mod:`anchorstage.passes`).
+        camera: the camera.
+    """
+
+    passes: dict[str, np.ndarray]
+    camera: Camera
+
+
+# ---------------------------------------------------------------------------------------------- photo
+def load_photo(image: Union[str, os.PathLike, "LoadedImage"], *, camera: Union[Camera, str, os.PathLike, None] = None,
+               lens_mm: Optional[float] = None, sensor_mm: Optional[float] = None) -> Photo:
+    """Load a photo and decide its camera (the camera rule of the module docstring).
+
+    Args:
+        image: a photo path or an already loaded :class:`~anchorstage.image_io.LoadedImage`.
+        camera: a :class:`Camera` or a camera JSON path; a camera of another resolution with the
+            photo's aspect ratio is scaled to it.
+        lens_mm: focal length in millimetres (instead of ``camera``).
+        sensor_mm: sensor width in millimetres with ``lens_mm`` (default 36).
+
+    Returns:
+        The :class:`Photo`.
+
+    Raises:
+        InputError: unreadable photo or camera file, both a camera and a lens, a bad lens or
+            sensor, a camera of another aspect ratio.
+    """
+    from .image_io import LoadedImage, load_image
+
+    img = image if isinstance(image, LoadedImage) else load_image(image)
+    notes = list(img.notes)
+    w, h = img.width, img.height
+    if camera is not None and (lens_mm is not None or sensor_mm is not None):
+        raise InputError("give either a camera or a lens (lens_mm / sensor_mm), not both")
+    if sensor_mm is not None and lens_mm is None:
+        raise InputError("a sensor width needs a lens (lens_mm) as well")
+    if camera is not None:
+        source = "camera"
+        if not isinstance(camera, Camera):
+            source = "camera file"
+            camera = load_camera_json(camera)
+        cam, note = camera.fitted_to(w, h, source)
+        notes += [note] if note else []
+        return Photo(img, cam, source, notes=notes)
+    if lens_mm is not None:
+        lens = _positive("lens_mm", lens_mm)
+        sensor = 36.0 if sensor_mm is None else _positive("sensor_mm", sensor_mm)
+        cam = Camera(width=w, height=h, lens_mm=lens, sensor_width_mm=sensor,
+                     world_from_cam=look_at((0.0, 0.0, 0.0), (0.0, 1.0, 0.0)))
+        return Photo(img, cam, f"lens {lens:g} mm on a {sensor:g} mm sensor", notes=notes)
+    from .exif import read_intrinsics
+
+    intr = read_intrinsics(img)
+    return Photo(img, intr.camera(w, h), intr.source, guessed=intr.source == "default",
+                 intrinsics=intr.to_json_dict(), notes=notes + list(intr.notes))
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be a number of millimetres (got {value!r})")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number of millimetres (got {value!r})") from None
+    if not (math.isfinite(v) and v > 0):
+        raise InputError(f"{name} must be > 0 millimetres (got {value!r})")
+    return v
+
+
+# ---------------------------------------------------------------------------------------------- depth
+def depth_from_file(path: Union[str, os.PathLike], photo: Photo, *, far_limit_m: Optional[float] = None) -> "DepthEstimate":
+    """A user depth map as a :class:`~anchorstage.depth.DepthEstimate` (confidence 1 where valid).
+
+    Raises:
+        InputError: unreadable map, wrong aspect ratio, no valid pixel.
+    """
+    from .depth import DepthEstimate
+    from .depth_io import DEFAULT_FAR_LIMIT_M, load_depth
+
+    far = DEFAULT_FAR_LIMIT_M if far_limit_m is None else far_limit_m
+    depth, notes = load_depth(path, expected_hw=(photo.height, photo.width), far_limit_m=far)
+    return DepthEstimate(depth_m=depth, confidence=np.isfinite(depth).astype(np.float32), fov_x_deg=None,
+                         model=f"file {Path(path).name}", notes=notes)
+
+
+def metric_depth(photo: Photo, *, depth_file: Union[str, os.PathLike, None] = None, model: Optional[str] = None,
+                 far_limit_m: Optional[float] = None, device: str = "auto",
+                 progress: Optional[ProgressFn] = None) -> "DepthEstimate":
+    """Metric depth for a photo: a user depth map, or a depth model.
+
+    Args:
+        photo: from :func:`load_photo`.
+        depth_file: a depth map (``.npy`` / ``.exr`` metres, 16-bit ``.png`` millimetres).
+        model: depth model hub id, alias or folder (default: the documented default model).
+        far_limit_m: depths beyond this are sky (depth maps only; models have their own range).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: optional progress callback.
+
+    Returns:
+        A DepthEstimate: depth_m [H, W] float32 metres (inf = sky), confidence [H, W] in [0, 1],
+        and the model's field of view when it estimates one.
+
+    Raises:
+        InputError: both a file and a model, bad file. MissingDependencyError: no model weights.
+    """
+    if depth_file is not None and model is not None:
+        raise InputError("give either a depth file or a depth model, not both")
+    if depth_file is not None:
+        return depth_from_file(depth_file, photo, far_limit_m=far_limit_m)
+    from .depth import DEFAULT_DEPTH_MODEL, estimate_depth
+
+    # A guessed lens would mislead a model's metric scale; Depth Pro estimates its own field of view.
+    return estimate_depth(photo.image, None if photo.guessed else photo.camera, model=model or DEFAULT_DEPTH_MODEL,
+                          device=device, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------- reconstruct
+def camera_from_fov(camera: Camera, fov_x_deg: float) -> Camera:
+    """``camera`` with the focal length that gives a horizontal field of view of ``fov_x_deg``."""
+    if not 0.0 < fov_x_deg < 180.0:
+        raise InputError(f"depth model returned an impossible field of view ({fov_x_deg:g} degrees)")
+    f_px = camera.width / (2.0 * math.tan(math.radians(fov_x_deg) / 2.0))
+    K = np.array([[f_px, 0.0, camera.width / 2.0], [0.0, f_px, camera.height / 2.0], [0.0, 0.0, 1.0]])
+    return Camera.from_K(K, camera.width, camera.height, camera.world_from_cam, camera.sensor_width_mm)
+
+
+def stage_camera(photo: Photo, depth: "DepthEstimate") -> tuple[Camera, str]:
+    """The camera a stage is built with, and where it came from: the photo's camera, or, when its
+    lens was guessed, the field of view the depth model estimated."""
+    if photo.guessed and depth.fov_x_deg is not None:
+        return camera_from_fov(photo.camera, depth.fov_x_deg), f"field of view estimated by {depth.model}"
+    return photo.camera, photo.camera_source
+
+
+def build_stage(photo: Photo, depth: "DepthEstimate", *, max_splats: Optional[int] = None,
+                second_layer: bool = True, far_limit_m: Optional[float] = None, regions: bool = True,
+                max_regions: int = 10, device: str = "auto", progress: Optional[ProgressFn] = None) -> "Scene":
+    """Reconstruct a metric splat stage from a photo and its depth (and segment it into regions).
+
+    Args:
+        photo: from :func:`load_photo`.
+        depth: from :func:`metric_depth`.
+        max_splats: splat budget (default ≈ 1M for a 1080p photo).
+        second_layer: add background splats behind depth edges.
+        far_limit_m: depth beyond this many metres is sky.
+        regions: also segment into sky / ground / facade / object regions.
+        max_regions: at most this many regions.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: optional progress callback.
+
+    Returns:
+        The :class:`~anchorstage.scene.Scene`; ``meta`` records the sources of the camera and depth.
+    """
+    from .depth_io import DEFAULT_FAR_LIMIT_M
+    from .regression import reconstruct
+
+    camera, source = stage_camera(photo, depth)
+    meta: dict[str, Any] = {"source_image": Path(photo.image.path).name, "intrinsics_source": source,
+                            "depth_source": depth.model if depth.model.startswith("file ") else f"model {depth.model}",
+                            "notes": list(photo.notes) + list(depth.notes)}
+    if photo.intrinsics is not None:
+        meta["intrinsics"] = photo.intrinsics
+    far = DEFAULT_FAR_LIMIT_M if far_limit_m is None else far_limit_m
+    scene = reconstruct(photo.image, depth.depth_m, camera, max_splats=max_splats, confidence=depth.confidence,
+                        far_limit_m=far, second_layer=second_layer, device=device,
+                        progress=scaled(progress, 0.0, 0.8 if regions else 1.0), meta=meta)
+    if regions:
+        scene = segment_stage(scene, max_regions=max_regions, progress=scaled(progress, 0.8, 1.0))
+    return scene
+
+
+def segment_stage(scene: "Scene", *, max_regions: int = 10, progress: Optional[ProgressFn] = None) -> "Scene":
+    """A copy of ``scene`` segmented into regions (its splats labelled); ``scene`` is left as it was."""
+    from .segmentation import segment
+
+    out = replace(scene, splats=replace(scene.splats), regions=[])
+    segment(out, max_regions=max_regions, progress=progress)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- render
+def render_frame(source: Union["Scene", "Splats"], camera: Camera, passes: Union[Sequence[str], str, None] = None, *,
+                 backend: str = "auto", device: str = "auto", void_threshold: Optional[float] = None) -> Frame:
+    """Render a scene (or bare splats) from a camera into passes on the CPU side.
+
+    Args:
+        source: a :class:`~anchorstage.scene.Scene` or :class:`~anchorstage.splats.Splats`.
+        camera: the camera (OpenCV frame, metres).
+        passes: pass names (default: every pass of the registry).
+        backend: ``"auto"``, ``"torch"`` or ``"gsplat"``.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        void_threshold: alpha below which a pixel is void (default 0.5).
+
+    Returns:
+        A :class:`Frame` with numpy passes.
+    """
+    from .passes import DEFAULT_VOID_THRESHOLD, PASSES
+    from .renderer import render
+
+    splats = getattr(source, "splats", source)
+    out = render(splats, camera, PASSES if passes is None else passes, backend=backend, device=device,
+                 void_threshold=DEFAULT_VOID_THRESHOLD if void_threshold is None else void_threshold)
+    return Frame({k: v.detach().cpu().numpy() for k, v in out.items()}, camera)
