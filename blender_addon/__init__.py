@@ -21,7 +21,11 @@ def register_rest() -> bool:
     if _modules:
         return True
     preferences.add_site_folder_to_path()
+    # The core imports its heavy dependencies lazily, so check them before registering anything.
+    missing = preferences.missing_dependencies(False)
     try:
+        if missing:
+            raise ImportError(f"No module named {missing[0][0]!r}")
         mods = tuple(importlib.import_module(f".{name}", __package__) for name in _MODULE_NAMES)
     except ImportError as e:
         preferences.IMPORT_ERROR[0] = f"{e}. {preferences.describe_missing(preferences.missing_dependencies(False))}"
@@ -29,8 +33,11 @@ def register_rest() -> bool:
               "(Preferences > Add-ons > AnchorStage > Install)")
         return False
     preferences.IMPORT_ERROR[0] = ""
+    from .services import BlenderServices
+
+    services = BlenderServices(__package__)
     for m in mods:
-        m.register()
+        m.register(services) if m.__name__.endswith(".nodes") else m.register()
     _modules = mods
     return True
 

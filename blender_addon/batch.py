@@ -22,7 +22,10 @@ from typing import Optional, Sequence
 
 import bpy
 
-MOVES = ("orbit", "dolly", "truck", "pedestal", "pan", "tilt", "none")
+def _moves() -> tuple[str, ...]:
+    from anchorstage.camera import MOVES
+
+    return (*(m for m, (unit, _) in MOVES.items() if unit in ("m", "deg")), "none")
 
 
 class BatchError(Exception):
@@ -34,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="photo to build a new stage from (default: use the opened .blend's stage)")
     p.add_argument("--depth", default="", help="depth map for the photo (.npy/.exr metres, 16-bit .png mm); default: estimate")
     p.add_argument("--camera-json", default="", help="camera file of the photo; default: EXIF")
-    p.add_argument("--move", choices=MOVES, default="orbit", help="camera animation to create with --image (default orbit)")
+    p.add_argument("--move", choices=_moves(), default="orbit", help="camera animation to create with --image (default orbit)")
     p.add_argument("--amount", type=float, default=None,
-                   help="total move over the shot: degrees (orbit, pan, tilt) or metres (dolly, truck, pedestal); "
+                   help="total move over the shot: degrees (orbit, pan, tilt, roll) or metres (dolly, truck, pedestal); "
                         "default 20 degrees / 1 m")
     p.add_argument("--pivot-distance", type=float, default=5.0, help="orbit pivot distance ahead of the camera, metres")
     p.add_argument("--frame-start", type=int, default=None, help="first frame of the shot (default: the scene's)")
@@ -51,31 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def animate_camera(scene, move: str, amount: float, frame_start: int, frame_end: int, pivot_distance: float = 5.0) -> None:
-    """Keyframe the scene camera on every frame of the shot (exact arcs for orbits, not chords)."""
+    """Keyframe the scene camera on every frame of the shot along a core camera path (exact arcs for
+    orbits, not chords)."""
+    from anchorstage.camera import camera_path
+
     from .boundary import camera_from_blender
-    from .operators import apply_pose
+    from .operators import apply_pose, keyframe_pose
 
     cam_obj = scene.camera
     if cam_obj is None:
         raise BatchError("the scene has no camera to animate")
     scene.frame_set(frame_start)
     base = camera_from_blender(cam_obj, scene)
-    pivot = base.position + pivot_distance * base.forward
-    span = max(1, frame_end - frame_start)
-    for f in range(frame_start, frame_end + 1):
-        t = amount * (f - frame_start) / span
-        cam = {
-            "orbit": lambda: base.orbit(pivot, yaw_deg=t),
-            "dolly": lambda: base.dolly(t),
-            "truck": lambda: base.truck(t),
-            "pedestal": lambda: base.pedestal(t),
-            "pan": lambda: base.pan(t),
-            "tilt": lambda: base.tilt(t),
-        }[move]()
+    path = camera_path(base, move, 0.0, amount, frame_end - frame_start + 1,
+                       pivot=base.position + pivot_distance * base.forward)
+    for f, cam in enumerate(path, start=frame_start):
         apply_pose(cam_obj, cam)
-        cam_obj.keyframe_insert("location", frame=f)
-        cam_obj.keyframe_insert("rotation_euler" if cam_obj.rotation_mode not in ("QUATERNION", "AXIS_ANGLE")
-                                else "rotation_quaternion", frame=f)
+        keyframe_pose(cam_obj, frame=f)
     scene.frame_set(frame_start)
 
 
@@ -90,6 +85,8 @@ def _op(call, what: str):
 
 def run(args: argparse.Namespace) -> list[str]:
     """Do the work; returns the files written. Raises BatchError with a message."""
+    from anchorstage.camera import MOVES
+
     from .preferences import get_prefs
     from .splat_object import splat_objects
 
@@ -114,7 +111,7 @@ def run(args: argparse.Namespace) -> list[str]:
             "new stage")
         _op(lambda: bpy.ops.anchorstage.execute(), "execute")
         if args.move != "none":
-            amount = args.amount if args.amount is not None else (1.0 if args.move in ("dolly", "truck", "pedestal") else 20.0)
+            amount = args.amount if args.amount is not None else (1.0 if MOVES[args.move][0] == "m" else 20.0)
             animate_camera(scene, args.move, amount, scene.frame_start, scene.frame_end, args.pivot_distance)
     elif not splat_objects(scene):
         if scene.anchorstage.tree is None:

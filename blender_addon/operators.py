@@ -120,9 +120,9 @@ class ANCHORSTAGE_OT_clear_cache(bpy.types.Operator):
     bl_label = "Clear Cache"
 
     def execute(self, context):
-        from .nodes import graph
+        from .nodes import runner
 
-        graph.clear_caches()
+        runner.clear_caches()
         return {"FINISHED"}
 
 
@@ -138,7 +138,8 @@ def _camera_object(context, name: str):
     return context.scene.camera
 
 
-def _keyframe_pose(obj, frame=None) -> None:
+def keyframe_pose(obj, frame=None) -> None:
+    """Key the object's location and rotation (in its rotation mode) at ``frame`` (default: the current one)."""
     kw = {} if frame is None else {"frame": frame}
     obj.keyframe_insert("location", **kw)
     path = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}.get(obj.rotation_mode,
@@ -153,7 +154,7 @@ def apply_pose(obj, core_camera, *, keyframe: bool = False) -> None:
     if obj.rotation_mode not in ("QUATERNION", "AXIS_ANGLE"):
         obj.rotation_euler = obj.matrix_basis.to_euler(obj.rotation_mode, prev)
     if keyframe:
-        _keyframe_pose(obj)
+        keyframe_pose(obj)
 
 
 class _CameraMove:
@@ -163,85 +164,44 @@ class _CameraMove:
     keyframe: bpy.props.BoolProperty(name="Keyframe", default=False,
                                      description="Insert location/rotation keyframes at the current frame")
 
-    def move(self, context, cam):  # -> moved core Camera
-        raise NotImplementedError
-
     def execute(self, context):
         try:
             obj = _camera_object(context, self.camera)
             core = boundary.camera_from_blender(obj, context.scene)
-            moved = self.move(context, core)
+            moved = self.moved(context, core)
             apply_pose(obj, moved, keyframe=self.keyframe)
+            if moved.lens_mm != core.lens_mm:
+                obj.data.lens_unit = "MILLIMETERS"
+                obj.data.lens = moved.lens_mm
+                if self.keyframe:
+                    obj.data.keyframe_insert("lens")
         except Exception as e:  # noqa: BLE001 - reported, never raised into Blender
             self.report({"ERROR"}, f"{self.bl_label}: {_error_text(e)}")
             return {"CANCELLED"}
         return {"FINISHED"}
 
 
-class ANCHORSTAGE_OT_camera_dolly(_CameraMove, bpy.types.Operator):
-    """Move the camera along its view axis (metres; positive: forward)"""
-
-    bl_idname = "anchorstage.camera_dolly"
-    bl_label = "Dolly"
-    distance: bpy.props.FloatProperty(name="Distance", default=0.5, unit="LENGTH")
-
-    def move(self, context, cam):
-        return cam.dolly(self.distance)
+#: operator property of each move unit: (name, default, Blender unit, what it holds)
+_MOVE_PROPS = {"m": ("distance", 0.5, "LENGTH", "metres"), "deg": ("angle", 5.0, "NONE", "degrees"),
+               "x": ("factor", 1.25, "NONE", "focal-length factor")}
 
 
-class ANCHORSTAGE_OT_camera_truck(_CameraMove, bpy.types.Operator):
-    """Move the camera along its right axis (metres; positive: right)"""
+def _move_operator(move: str):
+    """``anchorstage.camera_<move>``: one core camera move (:data:`anchorstage.camera.MOVES`) by one amount."""
+    from anchorstage.camera import MOVES
 
-    bl_idname = "anchorstage.camera_truck"
-    bl_label = "Truck"
-    distance: bpy.props.FloatProperty(name="Distance", default=0.5, unit="LENGTH")
+    unit, what = MOVES[move]
+    prop, default, blender_unit, units = _MOVE_PROPS[unit]
 
-    def move(self, context, cam):
-        return cam.truck(self.distance)
+    def moved(self, context, cam):
+        return cam.moved(move, getattr(self, prop))
 
-
-class ANCHORSTAGE_OT_camera_pedestal(_CameraMove, bpy.types.Operator):
-    """Move the camera along its up axis (metres; positive: up)"""
-
-    bl_idname = "anchorstage.camera_pedestal"
-    bl_label = "Pedestal"
-    distance: bpy.props.FloatProperty(name="Distance", default=0.5, unit="LENGTH")
-
-    def move(self, context, cam):
-        return cam.pedestal(self.distance)
-
-
-class ANCHORSTAGE_OT_camera_pan(_CameraMove, bpy.types.Operator):
-    """Turn the camera about the world Z axis (degrees; positive: left)"""
-
-    bl_idname = "anchorstage.camera_pan"
-    bl_label = "Pan"
-    angle: bpy.props.FloatProperty(name="Angle", default=5.0, description="Degrees")
-
-    def move(self, context, cam):
-        return cam.pan(self.angle)
-
-
-class ANCHORSTAGE_OT_camera_tilt(_CameraMove, bpy.types.Operator):
-    """Turn the camera about its right axis (degrees; positive: up)"""
-
-    bl_idname = "anchorstage.camera_tilt"
-    bl_label = "Tilt"
-    angle: bpy.props.FloatProperty(name="Angle", default=5.0, description="Degrees")
-
-    def move(self, context, cam):
-        return cam.tilt(self.angle)
-
-
-class ANCHORSTAGE_OT_camera_roll(_CameraMove, bpy.types.Operator):
-    """Turn the camera about its view axis (degrees; positive: counter-clockwise seen from behind)"""
-
-    bl_idname = "anchorstage.camera_roll"
-    bl_label = "Roll"
-    angle: bpy.props.FloatProperty(name="Angle", default=5.0, description="Degrees")
-
-    def move(self, context, cam):
-        return cam.roll(self.angle)
+    return type(f"ANCHORSTAGE_OT_camera_{move}", (_CameraMove, bpy.types.Operator), {
+        "__doc__": f"{move.title()} the camera: {what} ({units})",
+        "bl_idname": f"anchorstage.camera_{move}", "bl_label": move.title(), "moved": moved,
+        "__annotations__": {prop: bpy.props.FloatProperty(name=prop.title(), default=default, unit=blender_unit,
+                                                          description=f"{units}; {what}")},
+    })
 
 
 class ANCHORSTAGE_OT_camera_orbit(_CameraMove, bpy.types.Operator):
@@ -260,14 +220,20 @@ class ANCHORSTAGE_OT_camera_orbit(_CameraMove, bpy.types.Operator):
     distance: bpy.props.FloatProperty(name="Distance", default=5.0, min=0.001, unit="LENGTH")
     pivot: bpy.props.FloatVectorProperty(name="Pivot Point", size=3, subtype="TRANSLATION", unit="LENGTH")
 
-    def move(self, context, cam):
+    def moved(self, context, cam):
         if self.pivot_mode == "AHEAD":
             p = cam.position + self.distance * cam.forward
         elif self.pivot_mode == "CURSOR":
             p = tuple(context.scene.cursor.location)
         else:
             p = tuple(self.pivot)
-        return cam.orbit(p, yaw_deg=self.yaw, pitch_deg=self.pitch)
+        return cam.moved("orbit", self.yaw, pivot=p, pitch_deg=self.pitch)
+
+
+def _move_operators() -> tuple:
+    from anchorstage.camera import MOVES
+
+    return tuple(_move_operator(m) for m in MOVES if m != "orbit") + (ANCHORSTAGE_OT_camera_orbit,)
 
 
 def _focal_items(self, context):
@@ -460,9 +426,7 @@ class ANCHORSTAGE_OT_import_exr(bpy.types.Operator, ImportHelper):
 
 
 classes = (
-    ANCHORSTAGE_OT_new_stage, ANCHORSTAGE_OT_execute, ANCHORSTAGE_OT_clear_cache,
-    ANCHORSTAGE_OT_camera_dolly, ANCHORSTAGE_OT_camera_truck, ANCHORSTAGE_OT_camera_pedestal,
-    ANCHORSTAGE_OT_camera_pan, ANCHORSTAGE_OT_camera_tilt, ANCHORSTAGE_OT_camera_roll, ANCHORSTAGE_OT_camera_orbit,
+    ANCHORSTAGE_OT_new_stage, ANCHORSTAGE_OT_execute, ANCHORSTAGE_OT_clear_cache, *_move_operators(),
     ANCHORSTAGE_OT_camera_focal_preset, ANCHORSTAGE_OT_export_camera_list, ANCHORSTAGE_OT_import_ply, ANCHORSTAGE_OT_export_ply,
     ANCHORSTAGE_OT_setup_compositor, ANCHORSTAGE_OT_import_exr,
 )

@@ -8,7 +8,7 @@ import bpy
 
 from .boundary import apply_camera_to_blender
 from .compositor import ensure_compositor
-from .nodes import graph
+from .nodes import runner
 
 WITNESS_NAME = "AnchorStage Witness"
 
@@ -35,11 +35,10 @@ def build_default_tree(name: str, image_path: str, depth_path: str = "", camera_
     camera = add("AnchorStageCameraNode", -60, -260)
     render = add("AnchorStageRenderNode", 240, -120)
 
+    # The photo carries its camera; linking a camera into Depth or Regression would override it.
     links.new(image.outputs["image"], depth.inputs["image"])
-    links.new(image.outputs["camera"], depth.inputs["camera"])
     links.new(image.outputs["image"], regression.inputs["image"])
     links.new(depth.outputs["depth"], regression.inputs["depth"])
-    links.new(image.outputs["camera"], regression.inputs["camera"])
     links.new(regression.outputs["scene"], regions.inputs["scene"])
     links.new(regions.outputs["scene"], splat_obj.inputs["scene"])
     links.new(regions.outputs["scene"], render.inputs["scene"])
@@ -104,6 +103,6 @@ def run_with_progress(tree, context, *, targets=None, force: bool = False):
             print(f"AnchorStage: {100 * fraction:5.1f}% {message}", flush=True)
 
     try:
-        return graph.run_tree(tree, context, targets=targets, progress=progress, force=force)
+        return runner.run_tree(tree, context, targets=targets, progress=progress, force=force)
     finally:
         wm.progress_end()

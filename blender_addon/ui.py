@@ -31,25 +31,21 @@ class ANCHORSTAGE_PT_stage(bpy.types.Panel):
 
 
 def draw_camera_moves(layout, context):
+    from anchorstage.camera import MOVES
+
     s = context.scene.anchorstage
-    col = layout.column(align=True)
-    col.prop(s, "move_distance")
-    for op, label in (("anchorstage.camera_dolly", "Dolly"), ("anchorstage.camera_truck", "Truck"),
-                      ("anchorstage.camera_pedestal", "Pedestal")):
-        row = col.row(align=True)
-        a = row.operator(op, text=f"{label} -")
-        a.distance, a.keyframe = -s.move_distance, s.keyframe
-        b = row.operator(op, text=f"{label} +")
-        b.distance, b.keyframe = s.move_distance, s.keyframe
-    col = layout.column(align=True)
-    col.prop(s, "move_angle")
-    for op, label in (("anchorstage.camera_pan", "Pan"), ("anchorstage.camera_tilt", "Tilt"),
-                      ("anchorstage.camera_roll", "Roll")):
-        row = col.row(align=True)
-        a = row.operator(op, text=f"{label} -")
-        a.angle, a.keyframe = -s.move_angle, s.keyframe
-        b = row.operator(op, text=f"{label} +")
-        b.angle, b.keyframe = s.move_angle, s.keyframe
+    for unit, step, prop in (("m", s.move_distance, "move_distance"), ("deg", s.move_angle, "move_angle")):
+        col = layout.column(align=True)
+        col.prop(s, prop)
+        for move, (u, _) in MOVES.items():
+            if u != unit or move == "orbit":
+                continue
+            op, label = f"anchorstage.camera_{move}", move.title()
+            row = col.row(align=True)
+            for sign, text in ((-1, f"{label} -"), (1, f"{label} +")):
+                o = row.operator(op, text=text)
+                setattr(o, "distance" if unit == "m" else "angle", sign * step)
+                o.keyframe = s.keyframe
     col = layout.column(align=True)
     col.prop(s, "orbit_distance")
     row = col.row(align=True)

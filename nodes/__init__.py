@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""AnchorStage node editor: the node tree type, its sockets, one module per node, the executor."""
+"""AnchorStage node editor: the node tree type, its sockets, one module per node, and the runner
+that hands the tree to the core's executor. The add-on passes its Blender-side services to
+:func:`register`; node files import nothing of the add-on."""
 
 import nodeitems_utils
 from nodeitems_utils import NodeCategory, NodeItem
 
-from . import (node_camera, node_depth, node_export, node_image, node_regions, node_regression, node_render,
+from . import (base, node_camera, node_depth, node_export, node_image, node_regions, node_regression, node_render,
                node_splat_object, sockets, tree)
 
 _node_modules = (node_image, node_depth, node_regression, node_regions, node_camera, node_render,
@@ -33,7 +35,8 @@ def _categories():
     ]
 
 
-def register() -> None:
+def register(services) -> None:
+    base.set_services(services)
     for m in _modules:
         m.register()
     nodeitems_utils.register_node_categories(NODE_CATEGORIES_ID, _categories())
@@ -43,6 +46,7 @@ def unregister() -> None:
     nodeitems_utils.unregister_node_categories(NODE_CATEGORIES_ID)
     for m in reversed(_modules):
         m.unregister()
-    from . import graph
+    from . import runner
 
-    graph.clear_caches()
+    runner.clear_caches()
+    base.set_services(None)

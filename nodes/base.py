@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What every AnchorStage node shares: the tree poll, the status/error display, the job contract.
 
-A node subclass declares its sockets in ``init``, its parameters in ``job_params`` (a JSON-able
-dict read on the main thread, part of the cache key) and does its work in the static
-``compute(params, inputs, ctx)``: one call into the core. See ``nodes/executor.py``.
+A node subclass declares its sockets in ``init``, its parameters in ``job_params(context,
+services)`` (a JSON-able dict read on the main thread, part of the cache key) and does its work
+in the static ``compute(params, inputs, ctx)``: one call into the core's stage layer
+(:mod:`anchorstage.stages`). Socket values are core types. Blender-side work (reading a camera
+object, the splat object, previews, preferences) goes through the services the add-on hands
+over: ``ctx.services`` in ``compute``, :func:`services` elsewhere. See :mod:`anchorstage.graph`.
 """
 
 import os
@@ -12,6 +15,19 @@ import textwrap
 import bpy
 
 ERROR_COLOR = (0.75, 0.12, 0.12)
+_SERVICES = [None]
+
+
+def set_services(services) -> None:
+    """Called by the add-on when it registers the nodes."""
+    _SERVICES[0] = services
+
+
+def services():
+    """The add-on's Blender-side services (see ``blender_addon/services.py``)."""
+    if _SERVICES[0] is None:
+        raise RuntimeError("AnchorStage nodes are registered without the add-on's services")
+    return _SERVICES[0]
 
 
 class AnchorStageNode:
@@ -35,7 +51,7 @@ class AnchorStageNode:
         return ntree.bl_idname == "AnchorStageNodeTree"
 
     # ------------------------------------------------------------------ job contract
-    def job_params(self, context) -> dict:
+    def job_params(self, context, services) -> dict:
         return {}
 
     @staticmethod
@@ -76,19 +92,6 @@ class AnchorStageNode:
 
     def draw_buttons_ext(self, context, layout):
         self.draw_buttons(context, layout)
-
-
-def addon_prefs(context=None):
-    """The add-on's preferences (None when the add-on is not enabled under its package name)."""
-    context = context or bpy.context
-    package = __package__.rpartition(".")[0]  # nodes/ is a sub-package of the add-on
-    addon = context.preferences.addons.get(package)
-    return addon.preferences if addon is not None else None
-
-
-def pref(name: str, default, context=None):
-    p = addon_prefs(context)
-    return getattr(p, name, default) if p is not None else default
 
 
 def file_stamp(path: str) -> list:

@@ -29,18 +29,13 @@ class AnchorStageCameraNode(AnchorStageNode, bpy.types.Node):
         if not self.use_scene_camera:
             layout.prop(self, "camera", text="")
 
-    def camera_object(self, scene):
-        return scene.camera if self.use_scene_camera else self.camera
-
-    def job_params(self, context):
-        from ..boundary import camera_json_from_blender
-
+    def job_params(self, context, services):
         scene = context.scene
-        obj = self.camera_object(scene)
+        obj = scene.camera if self.use_scene_camera else self.camera
         if obj is None:
             return {"error": "the scene has no camera" if self.use_scene_camera else "no camera object is set"}
         try:
-            return {"camera": camera_json_from_blender(obj, scene), "name": obj.name}
+            return {"camera": services.camera_json(obj, scene), "name": obj.name}
         except Exception as e:  # noqa: BLE001 - reported on the node by compute
             return {"error": str(e)}
 

@@ -3,7 +3,7 @@
 
 import bpy
 
-from .base import AnchorStageNode, file_stamp, pref
+from .base import AnchorStageNode, file_stamp
 
 
 class AnchorStageDepthNode(AnchorStageNode, bpy.types.Node):
@@ -21,52 +21,45 @@ class AnchorStageDepthNode(AnchorStageNode, bpy.types.Node):
     filepath: bpy.props.StringProperty(name="Depth File", subtype="FILE_PATH")
     model: bpy.props.StringProperty(name="Model", description="Hub id, alias or local folder; empty: the preference")
 
+    required_inputs = ("image",)
+
     def init(self, context):
         self.inputs.new("AnchorStageSocketImage", "Photo", identifier="image")
         self.inputs.new("AnchorStageSocketCamera", "Camera", identifier="camera")
         self.outputs.new("AnchorStageSocketDepth", "Depth", identifier="depth")
 
-    required_inputs = ("image",)
-
     def draw_props(self, context, layout):
+        from .base import services
+
         layout.prop(self, "source", expand=True)
         if self.source == "FILE":
             layout.prop(self, "filepath", text="")
         else:
-            layout.prop(self, "model", text="", placeholder=pref("depth_model", "", context) or "model")
+            layout.prop(self, "model", text="", placeholder=services().pref("depth_model", "", context) or "model")
 
-    def job_params(self, context):
+    def job_params(self, context, services):
         if self.source == "FILE":
             return {"source": "FILE", "file": file_stamp(self.filepath)}
-        return {"source": "ESTIMATE", "model": self.model or pref("depth_model", "", context),
-                "device": pref("device", "auto", context).lower()}
+        return {"source": "ESTIMATE", "model": self.model or services.pref("depth_model", "", context),
+                "device": services.device(context)}
 
     @staticmethod
     def compute(params, inputs, ctx):
-        import numpy as np
-
         from anchorstage import InputError
+        from anchorstage.stages import metric_depth, with_camera
 
-        image = inputs["image"]
+        photo = inputs["image"]
+        if "camera" in inputs:  # a linked camera overrides the photo's own
+            photo = with_camera(photo, inputs["camera"], "camera input")
         if params["source"] == "FILE":
-            from anchorstage import load_depth
-
             if not params["file"][0]:
                 raise InputError("Metric Depth node: no depth file is set")
-            depth, notes = load_depth(params["file"][0], expected_hw=(image.height, image.width))
-            for n in notes:
-                ctx.note(n)
-            confidence = np.isfinite(depth).astype(np.float32)
-            return {"depth": {"depth_m": depth, "confidence": confidence, "source": params["file"][0]}}
-        from anchorstage import estimate_depth
-
-        kwargs = {"device": params["device"], "progress": ctx.report}
-        if params["model"]:
-            kwargs["model"] = params["model"]
-        est = estimate_depth(image, inputs.get("camera"), **kwargs)
-        for n in est.notes:
+            depth = metric_depth(photo, depth_file=params["file"][0])
+        else:
+            depth = metric_depth(photo, model=params["model"] or None, device=params["device"], progress=ctx.report)
+        for n in depth.notes:
             ctx.note(n)
-        return {"depth": {"depth_m": est.depth_m, "confidence": est.confidence, "source": est.model}}
+        return {"depth": depth}
 
 
 register, unregister = bpy.utils.register_classes_factory((AnchorStageDepthNode,))

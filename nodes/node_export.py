@@ -62,14 +62,11 @@ class AnchorStageExportNode(AnchorStageNode, bpy.types.Node):
 
     volatile = True  # checks its own output on disk (see _WRITTEN)
 
-    def job_params(self, context):
+    def job_params(self, context, services):
         path = os.path.normpath(bpy.path.abspath(self.filepath)) if self.filepath else ""
         params = {"format": self.format, "target": path, "overwrite": self.overwrite}
         if self.format == "FRAME":
-            from .base import pref
-
-            params.update(preset=self.preset, frame=context.scene.frame_current,
-                          device=pref("device", "AUTO", context).lower())
+            params.update(preset=self.preset, frame=context.scene.frame_current, device=services.device(context))
         return params
 
     @staticmethod
@@ -105,8 +102,8 @@ class AnchorStageExportNode(AnchorStageNode, bpy.types.Node):
 
             if os.path.exists(path) and not params["overwrite"]:
                 raise OutputError(f"EXR file {path!r} exists (enable Overwrite to replace it)")
-            p = inputs["passes"]
-            write_exr(path, p["passes"], camera=p["camera"])
+            frame = inputs["passes"]
+            write_exr(path, frame.passes, camera=frame.camera)
             out = path
         _WRITTEN[path] = (ctx.input_hash, _stamp(path))
         ctx.note(f"wrote {out}")

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Image node: a photo (linear RGB) and its camera (EXIF intrinsics, or a camera JSON file)."""
+"""Image node: a photo and its camera (a camera JSON file, else EXIF, else a default lens)."""
 
 import bpy
 
@@ -28,35 +28,22 @@ class AnchorStageImageNode(AnchorStageNode, bpy.types.Node):
         layout.prop(self, "filepath", text="")
         layout.prop(self, "camera_json", text="Camera")
 
-    def job_params(self, context):
+    def job_params(self, context, services):
         return {"image": file_stamp(self.filepath), "camera_json": file_stamp(self.camera_json)}
 
     @staticmethod
     def compute(params, inputs, ctx):
-        from anchorstage import InputError, load_camera_json, load_image, read_intrinsics
+        from anchorstage import InputError
+        from anchorstage.stages import load_photo
 
-        path = params["image"][0]
-        if not path:
+        if not params["image"][0]:
             raise InputError("Image node: no photo file is set")
-        image = load_image(path)
-        for n in image.notes:
+        photo = load_photo(params["image"][0], camera=params["camera_json"][0] or None)
+        cam = photo.camera
+        ctx.note(f"{cam.lens_mm:.4g} mm on {cam.sensor_width_mm:.4g} mm ({photo.camera_source})")
+        for n in photo.notes:
             ctx.note(n)
-        if params["camera_json"][0]:
-            camera = load_camera_json(params["camera_json"][0])
-            if camera.resolution != (image.width, image.height):
-                if abs(camera.width / camera.height - image.width / image.height) > 0.01 * image.width / image.height:
-                    raise InputError(f"camera file {params['camera_json'][0]!r}: resolution {camera.width}x{camera.height} "
-                                     f"does not have the aspect of the photo ({image.width}x{image.height})")
-                ctx.note(f"camera resolution {camera.width}x{camera.height} scaled to the photo's {image.width}x{image.height}")
-                camera = camera.with_resolution(image.width, image.height)
-            ctx.note(f"camera from file: {camera.lens_mm:.4g} mm on {camera.sensor_width_mm:.4g} mm")
-        else:
-            intr = read_intrinsics(image)
-            camera = intr.camera(image.width, image.height)
-            ctx.note(f"{intr.lens_mm:.4g} mm on {intr.sensor_width_mm:.4g} mm ({intr.source})")
-            for n in intr.notes:
-                ctx.note(n)
-        return {"image": image, "camera": camera}
+        return {"image": photo, "camera": cam}
 
 
 register, unregister = bpy.utils.register_classes_factory((AnchorStageImageNode,))

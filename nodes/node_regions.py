@@ -24,21 +24,15 @@ class AnchorStageRegionsNode(AnchorStageNode, bpy.types.Node):
     def draw_props(self, context, layout):
         layout.prop(self, "max_regions")
 
-    def job_params(self, context):
+    def job_params(self, context, services):
         return {"max_regions": self.max_regions}
 
     @staticmethod
     def compute(params, inputs, ctx):
-        import dataclasses
+        from anchorstage.stages import segment_stage
 
-        from anchorstage import segment
-
-        # segment() sets the scene's regions and splat region ids: work on a shallow copy so the
-        # upstream node's cached scene stays as it was.
-        src = inputs["scene"]
-        scene = dataclasses.replace(src, splats=dataclasses.replace(src.splats), regions=[])
-        regions = segment(scene, max_regions=params["max_regions"], progress=ctx.report)
-        ctx.note(", ".join(r.id for r in regions) or "no regions")
+        scene = segment_stage(inputs["scene"], max_regions=params["max_regions"], progress=ctx.report)
+        ctx.note(", ".join(r.id for r in scene.regions) or "no regions")
         return {"scene": scene}
 
 

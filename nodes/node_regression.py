@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Gaussian Regression node: photo + metric depth + camera → metric splat scene (SHARP-style)."""
+"""Gaussian Regression node: photo + metric depth → metric splat scene (SHARP-style)."""
 
 import bpy
 
-from .base import AnchorStageNode, pref
+from .base import AnchorStageNode
 
 
 class AnchorStageRegressionNode(AnchorStageNode, bpy.types.Node):
@@ -18,7 +18,7 @@ class AnchorStageRegressionNode(AnchorStageNode, bpy.types.Node):
     second_layer: bpy.props.BoolProperty(name="Background Layer", default=True,
                                          description="Add splats behind depth edges so small moves reveal background")
 
-    required_inputs = ("image", "depth", "camera")
+    required_inputs = ("image", "depth")
 
     def init(self, context):
         self.inputs.new("AnchorStageSocketImage", "Photo", identifier="image")
@@ -30,20 +30,20 @@ class AnchorStageRegressionNode(AnchorStageNode, bpy.types.Node):
         layout.prop(self, "max_splats")
         layout.prop(self, "second_layer")
 
-    def job_params(self, context):
+    def job_params(self, context, services):
         return {"max_splats": self.max_splats or None, "second_layer": self.second_layer,
-                "device": pref("device", "AUTO", context).lower()}
+                "device": services.device(context)}
 
     @staticmethod
     def compute(params, inputs, ctx):
-        from anchorstage import reconstruct
+        from anchorstage.stages import build_stage, with_camera
 
-        image, depth = inputs["image"], inputs["depth"]
-        scene = reconstruct(image.rgb_linear, depth["depth_m"], inputs["camera"], max_splats=params["max_splats"],
-                            confidence=depth["confidence"], second_layer=params["second_layer"],
-                            device=params["device"], progress=ctx.report,
-                            meta={"depth_source": str(depth.get("source", "")), "image": image.path})
-        ctx.note(f"{len(scene.splats):,} splats")
+        photo = inputs["image"]
+        if "camera" in inputs:  # a linked camera overrides the photo's own
+            photo = with_camera(photo, inputs["camera"], "camera input")
+        scene = build_stage(photo, inputs["depth"], max_splats=params["max_splats"], second_layer=params["second_layer"],
+                            regions=False, device=params["device"], progress=ctx.report)
+        ctx.note(f"{len(scene.splats):,} splats; camera: {scene.meta['intrinsics_source']}")
         return {"scene": scene}
 
 

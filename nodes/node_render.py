@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Splat Render node: render the splat scene from a camera with the core renderer (all passes) and
-show the beauty pass in the image "AnchorStage Preview"."""
+"""Splat Render node: render the splat scene from a camera with the core renderer (every pass of the
+registry) and show the beauty pass in the image "AnchorStage Preview"."""
 
 import bpy
 
-from .base import AnchorStageNode, pref
+from .base import AnchorStageNode
 
 PREVIEW_IMAGE = "AnchorStage Preview"
 
@@ -29,32 +29,23 @@ class AnchorStageRenderNode(AnchorStageNode, bpy.types.Node):
     def draw_props(self, context, layout):
         layout.prop(self, "preview", text="", icon="IMAGE_DATA")
 
-    def job_params(self, context):
-        return {"device": pref("device", "AUTO", context).lower(), "preview": self.preview}
+    def job_params(self, context, services):
+        return {"device": services.device(context), "preview": self.preview}
 
     @staticmethod
     def compute(params, inputs, ctx):
-        from anchorstage import render
+        import numpy as np
 
-        from ..boundary import image_to_pixels
+        from anchorstage.stages import render_frame
 
         camera = inputs["camera"]
         ctx.report(0.0, "rendering")
-        passes = render(inputs["scene"].splats, camera, backend="auto", device=params["device"])
-        passes = {k: v.detach().cpu().numpy() for k, v in passes.items()}
+        frame = render_frame(inputs["scene"], camera, device=params["device"])
         if params["preview"]:
-            import numpy as np
-
-            rgba = np.concatenate([passes["color"], passes["alpha"][..., None]], axis=-1)
-            img = bpy.data.images.get(params["preview"])
-            if img is None or tuple(img.size) != (camera.width, camera.height) or img.source != "GENERATED":
-                if img is not None:
-                    bpy.data.images.remove(img)
-                img = bpy.data.images.new(params["preview"], camera.width, camera.height, alpha=True, float_buffer=True)
-            img.pixels.foreach_set(image_to_pixels(rgba))
-            img.update()
+            ctx.services.show_preview(params["preview"], np.concatenate([frame.passes["color"],
+                                                                         frame.passes["alpha"][..., None]], axis=-1))
         ctx.note(f"{camera.width}x{camera.height}, {len(inputs['scene'].splats):,} splats")
-        return {"passes": {"passes": passes, "camera": camera}}
+        return {"passes": frame}
 
 
 register, unregister = bpy.utils.register_classes_factory((AnchorStageRenderNode,))

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Splat Object node: put the scene's splats into Blender as the splat object (point attributes +
-Geometry Nodes display); the ANCHORSTAGE render engine renders from it."""
+Geometry Nodes display); the ANCHORSTAGE render engine renders from it. The scene's witness
+camera takes the stage's camera (lens, sensor, pose)."""
 
 import bpy
 
-from .base import AnchorStageNode, pref
+from .base import AnchorStageNode
 
 
 class AnchorStageSplatObjectNode(AnchorStageNode, bpy.types.Node):
@@ -23,29 +24,27 @@ class AnchorStageSplatObjectNode(AnchorStageNode, bpy.types.Node):
         self.inputs.new("AnchorStageSocketScene", "Splat Scene", identifier="scene")
 
     def draw_props(self, context, layout):
+        from .base import services
+
         layout.prop(self, "object_name", text="")
-        obj = bpy.data.objects.get(self.object_name)
-        if obj is not None:
-            from ..splat_object import display_counts
+        counts = services().display_counts(self.object_name)
+        if counts is not None and counts[0] < counts[1]:
+            layout.label(text=f"Display: {counts[0]:,} of {counts[1]:,} splats", icon="INFO")
 
-            shown, total = display_counts(obj)
-            if shown < total:
-                layout.label(text=f"Display: {shown:,} of {total:,} splats", icon="INFO")
-
-    def job_params(self, context):
+    def job_params(self, context, services):
         return {"object": self.object_name or "AnchorStage Splats", "scene": context.scene.name,
-                "max_display": pref("display_max_splats", 200_000, context)}
+                "max_display": services.pref("display_max_splats", 200_000, context)}
 
     @staticmethod
     def compute(params, inputs, ctx):
-        from ..splat_object import display_counts, update_splat_object
-
-        scene = bpy.data.scenes.get(params["scene"])
-        obj = update_splat_object(inputs["scene"].splats, name=params["object"], scene=scene,
-                                  source=ctx.input_hash, max_display=params["max_display"])
-        shown, total = display_counts(obj)
-        ctx.note(f"{obj.name}: {total:,} splats" + (f", {shown:,} displayed (decimated)" if shown < total else ""))
-        return {"object": obj.name}
+        stage = inputs["scene"]
+        name, shown, total = ctx.services.update_splat_object(stage.splats, name=params["object"],
+                                                              scene_name=params["scene"], source=ctx.input_hash,
+                                                              max_display=params["max_display"])
+        ctx.note(f"{name}: {total:,} splats" + (f", {shown:,} displayed (decimated)" if shown < total else ""))
+        if ctx.services.update_witness_camera(params["scene"], stage.camera):
+            ctx.note(f"witness camera: {stage.camera.lens_mm:.4g} mm on {stage.camera.sensor_width_mm:.4g} mm")
+        return {"object": name}
 
 
 register, unregister = bpy.utils.register_classes_factory((AnchorStageSplatObjectNode,))

@@ -18,7 +18,7 @@ class _AnchorStageSocket:
 
 
 class AnchorStageSocketImage(_AnchorStageSocket, bpy.types.NodeSocket):
-    """A photo: linear RGB pixels plus its EXIF."""
+    """A photo with its camera (``anchorstage.stages.Photo``)."""
 
     bl_idname = "AnchorStageSocketImage"
     bl_label = "Photo"
@@ -26,7 +26,7 @@ class AnchorStageSocketImage(_AnchorStageSocket, bpy.types.NodeSocket):
 
 
 class AnchorStageSocketCamera(_AnchorStageSocket, bpy.types.NodeSocket):
-    """A metric camera (intrinsics and world pose)."""
+    """A metric camera (``anchorstage.Camera``: intrinsics and world pose)."""
 
     bl_idname = "AnchorStageSocketCamera"
     bl_label = "Camera"
@@ -34,7 +34,7 @@ class AnchorStageSocketCamera(_AnchorStageSocket, bpy.types.NodeSocket):
 
 
 class AnchorStageSocketDepth(_AnchorStageSocket, bpy.types.NodeSocket):
-    """Metric depth (metres, planar z) with per-pixel confidence."""
+    """Metric depth with per-pixel confidence (``anchorstage.DepthEstimate``, metres, planar z)."""
 
     bl_idname = "AnchorStageSocketDepth"
     bl_label = "Depth"
@@ -42,7 +42,7 @@ class AnchorStageSocketDepth(_AnchorStageSocket, bpy.types.NodeSocket):
 
 
 class AnchorStageSocketScene(_AnchorStageSocket, bpy.types.NodeSocket):
-    """A splat scene: splats, camera, image, depth and regions."""
+    """A splat scene (``anchorstage.Scene``: splats, camera, image, depth and regions)."""
 
     bl_idname = "AnchorStageSocketScene"
     bl_label = "Splat Scene"
@@ -50,7 +50,7 @@ class AnchorStageSocketScene(_AnchorStageSocket, bpy.types.NodeSocket):
 
 
 class AnchorStageSocketPasses(_AnchorStageSocket, bpy.types.NodeSocket):
-    """Rendered passes (color, alpha, depth, normal, confidence, region, void) and their camera."""
+    """Rendered passes and their camera (``anchorstage.Frame``)."""
 
     bl_idname = "AnchorStageSocketPasses"
     bl_label = "Passes"

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .scene import Scene
     from .splats import Splats
 
-__all__ = ["Photo", "Frame", "load_photo", "metric_depth", "depth_from_file", "stage_camera", "build_stage",
+__all__ = ["Photo", "Frame", "load_photo", "with_camera", "metric_depth", "depth_from_file", "stage_camera", "build_stage",
            "segment_stage", "render_frame", "camera_from_fov"]
 
 
@@ -137,6 +137,14 @@ def load_photo(image: Union[str, os.PathLike, "LoadedImage"], *, camera: Union[C
     intr = read_intrinsics(img)
     return Photo(img, intr.camera(w, h), intr.source, guessed=intr.source == "default",
                  intrinsics=intr.to_json_dict(), notes=notes + list(intr.notes))
+
+
+def with_camera(photo: Photo, camera: Camera, source: str = "camera") -> Photo:
+    """``photo`` with an explicit camera instead of its own (scaled to the photo if needed)."""
+    if not isinstance(camera, Camera):
+        raise InputError(f"{source} must be an anchorstage.Camera (got {type(camera).__name__})")
+    cam, note = camera.fitted_to(photo.width, photo.height, source)
+    return Photo(photo.image, cam, source, notes=list(photo.notes) + ([note] if note else []))
 
 
 def _positive(name: str, value: Any) -> float:

@@ -36,7 +36,7 @@ def stage(reset_blender):
     assert bpy.ops.anchorstage.new_stage(**V0) == {"FINISHED"}
     assert bpy.ops.anchorstage.execute() == {"FINISHED"}
     tree = scene.anchorstage.tree
-    graph = _addon("nodes.graph")
+    graph = _addon("nodes.runner")
     regions = next(n for n in tree.nodes if n.bl_idname == "AnchorStageRegionsNode")
     core_scene = graph.node_outputs(tree, regions.name)["scene"]
     return {"scene": scene, "tree": tree, "core_scene": core_scene}

@@ -20,7 +20,7 @@ CAMERA = str(FIXTURE_DIR / "v0_camera.json")
 def _graph():
     import importlib
 
-    return importlib.import_module(f"{ADDON_MODULE}.nodes.graph")
+    return importlib.import_module(f"{ADDON_MODULE}.nodes.runner")
 
 
 def _tree(scene, depth_source="FILE"):
@@ -78,7 +78,7 @@ def test_metric_depth_estimated_by_a_tiny_model_from_a_folder(fresh_scene, tmp_p
     report = _graph().run_tree(tree, bpy.context, progress=lambda f, m: seen.append((f, m)))
     assert report.ok, (report.errors, report.blocked)
     out = _graph().node_outputs(tree, depth.name)["depth"]
-    assert out["depth_m"].shape == (180, 320) and out["confidence"].shape == (180, 320)
+    assert out.depth_m.shape == (180, 320) and out.confidence.shape == (180, 320)
     assert depth.as_state == "RAN" and "depth model" in depth.as_message
     assert len(_graph().node_outputs(tree, reg.name)["scene"].splats) > 0
     assert any("Metric Depth" in m for _, m in seen) and seen[-1][0] == 1.0
@@ -210,7 +210,7 @@ def test_export_passes_exr_and_compositing_frame(fresh_scene, tmp_path):
     report = _graph().run_tree(tree, bpy.context)
     assert report.ok, (report.errors, report.blocked)
     back = read_exr(tmp_path / "passes.exr")
-    passes = _graph().node_outputs(tree, render.name)["passes"]["passes"]
+    passes = _graph().node_outputs(tree, render.name)["passes"].passes
     np.testing.assert_allclose(back["depth"], passes["depth"], rtol=1e-6)
     assert back["camera"].allclose(load_view("v1")["camera"].with_resolution(80, 45), atol=1e-5)
     assert (tmp_path / "frames" / "frame_0007" / "metadata.json").is_file()

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Bridge between an ``AnchorStageNodeTree`` and the bpy-free executor.
+"""Bridge between an ``AnchorStageNodeTree`` and the core's executor (:mod:`anchorstage.graph`).
 
 ``run_tree`` reads every node's parameters on the main thread, builds the job graph (following
 reroutes, ignoring muted nodes and invalid links), runs it with the tree's own
-:class:`~.executor.Executor` (whose cache survives between runs) and writes each node's state
-and message back onto the node. It never raises for a failing node.
+:class:`~anchorstage.graph.Executor` (whose cache survives between runs) and the add-on's
+services, and writes each node's state and message back onto the node. It never raises for a
+failing node.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Callable, Optional
 
 import bpy
 
-from .executor import Executor, GraphError, Job, Link, RunReport
+from anchorstage.graph import Executor, GraphError, Job, Link, RunReport
+
+from .base import services as registered_services
 
 _EXECUTORS: dict[str, Executor] = {}
 
@@ -57,7 +60,7 @@ def _source_of(socket):
     return None
 
 
-def build_jobs(tree, context) -> tuple[dict[str, Job], dict[str, str]]:
+def build_jobs(tree, context, services) -> tuple[dict[str, Job], dict[str, str]]:
     """Jobs for the tree's stage nodes, and node name → problem for nodes that cannot run."""
     jobs: dict[str, Job] = {}
     problems: dict[str, str] = {}
@@ -81,7 +84,7 @@ def build_jobs(tree, context) -> tuple[dict[str, Job], dict[str, str]]:
                 continue
             inputs[sock.identifier] = Link(from_node.name, from_socket.identifier)
         try:
-            params = node.job_params(context)
+            params = node.job_params(context, services)
         except Exception as e:  # noqa: BLE001 - shown on the node
             problems[node.name] = f"cannot read parameters: {e}"
             params = {}
@@ -92,14 +95,16 @@ def build_jobs(tree, context) -> tuple[dict[str, Job], dict[str, str]]:
 
 
 def run_tree(tree, context=None, *, targets: Optional[list[str]] = None,
-             progress: Optional[Callable[[float, str], None]] = None, force: bool = False) -> RunReport:
+             progress: Optional[Callable[[float, str], None]] = None, force: bool = False, services=None) -> RunReport:
     """Execute ``tree`` and mark every node with its result. Returns the executor's report.
 
+    ``services`` (default: the ones the add-on registered) reach every job as ``ctx.services``.
     A malformed graph (a cycle) is reported as an error on every node of the cycle's tree and
     returned as a report with ``errors``; nothing is raised.
     """
     context = context or bpy.context
-    jobs, problems = build_jobs(tree, context)
+    services = services or registered_services()
+    jobs, problems = build_jobs(tree, context, services)
     for name, msg in problems.items():
         def failing(params, inputs, ctx, _msg=msg):
             from anchorstage import InputError
@@ -108,7 +113,7 @@ def run_tree(tree, context=None, *, targets: Optional[list[str]] = None,
         # Run the failing stand-in whatever its inputs, so the problem is shown on this node.
         jobs[name].run, jobs[name].required, jobs[name].inputs = failing, (), {}
     try:
-        report = executor_for(tree).run(jobs, targets=targets, progress=progress, force=force)
+        report = executor_for(tree).run(jobs, targets=targets, progress=progress, force=force, services=services)
     except GraphError as e:
         report = RunReport(errors={k: str(e) for k in jobs})
     for node in tree.nodes:
