@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/anchorstage demo --out out/demo "$@"
+# --force: out/demo is this script's own folder; a re-run replaces the previous demo there.
+exec .venv/bin/anchorstage demo --out out/demo --force "$@"

@@ -74,3 +74,27 @@ def test_bench_reports_a_failing_script(tmp_path):
     bench.mkdir()
     (bench / "bench_render.py").write_text("raise SystemExit(3)\n")
     assert main(["bench", "render", "--benchmarks", str(bench), "--json-dir", str(tmp_path)]) == 2
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom anchorstage.cli import build_parser\nbuild_parser()\n"
+            "import anchorstage\nanchorstage.__dir__()\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_internal_error_is_one_line_with_a_log_file(tmp_path, monkeypatch, capsys):
+    import anchorstage.cli.camera as cam_cli
+
+    monkeypatch.setenv("ANCHORSTAGE_LOG_DIR", str(tmp_path))
+    monkeypatch.setattr(cam_cli, "load_camera_json", lambda path: 1 / 0)
+    assert main(["camera", "x.json"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error (a bug)" in err[0] and "ZeroDivisionError" in err[0]
+    log = err[0].rsplit("traceback in ", 1)[1]
+    assert "Traceback" in open(log).read()
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "camera", "x.json"])

@@ -166,3 +166,12 @@ def test_notes_reach_the_report_even_on_failure():
 
     rep = ex.Executor().run({"a": ex.Job("a", "A", run)})
     assert rep.notes["a"] == ["depth resampled from 80x45"] and rep.errors["a"] == "bad"
+
+
+def test_services_reach_every_job():
+    seen = []
+    services = object()
+    jobs = {"a": ex.Job("a", "A", lambda p, i, ctx: seen.append(ctx.services) or {"x": 1}),
+            "b": ex.Job("b", "B", lambda p, i, ctx: seen.append(ctx.services) or {}, inputs={"x": ex.Link("a", "x")})}
+    assert ex.Executor().run(jobs, services=services).ok
+    assert seen == [services, services]

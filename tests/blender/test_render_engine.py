@@ -268,3 +268,39 @@ def test_sharp_ply_import_places_splats_and_adds_the_photo_camera(fresh_scene, t
     placed = boundary.splats_from_mesh(obj.data, obj.matrix_world)
     np.testing.assert_allclose(placed.means.numpy(), info.world_splats().means.numpy(), atol=1e-5)
     assert placed.means.numpy()[:, 1].min() > 2.9  # in front of the camera, along world +Y
+
+
+def test_every_registry_pass_reaches_render_exr_and_the_compositor(small_stage, tmp_path):
+    """Walk the pass registry: each pass is in render()'s output with its shape and dtype, in
+    write_exr's file under its Blender name and float type, in the engine's own multilayer EXR,
+    and a socket of the compositor's Render Layers node."""
+    import OpenEXR
+
+    from anchorstage import render, write_exr
+    from anchorstage.passes import REGISTRY, blender_layers
+
+    scene, obj, cam = small_stage
+    boundary = _addon("boundary")
+    compositor = _addon("compositor")
+    core_cam = boundary.camera_from_blender(cam, scene)
+    splats = boundary.splats_from_mesh(obj.data, obj.matrix_world)
+    out = render(splats, core_cam, [p.name for p in REGISTRY], device="cpu")
+    write_exr(tmp_path / "core.exr", out, camera=core_cam)
+    with OpenEXR.File(str(tmp_path / "core.exr"), separate_channels=True) as f:
+        types = {n: c.pixels.dtype for part in f.parts for n, c in part.channels.items()}
+    scene.render.filepath = str(tmp_path / "engine.exr")
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    engine = _read_exr(tmp_path / "engine.exr")
+    compositor.ensure_compositor(scene)
+    sockets = {s.name for s in compositor.render_layers_node(scene).outputs if s.enabled}
+    layers = {ours: (blender, ids) for blender, ids, group in blender_layers([p.name for p in REGISTRY]) for ours in group}
+    for p in REGISTRY:
+        shape = (48, 64) if p.channels == 1 else (48, 64, p.channels)
+        assert tuple(out[p.name].shape) == shape and str(out[p.name].dtype) == f"torch.{p.dtype}", p.name
+        blender, ids = layers[p.name]
+        names = [f"ViewLayer.{blender}.{c}" for c in ids]
+        for n in names:
+            assert n in types and types[n] == (np.float16 if p.half else np.float32), (p.name, n)
+            assert n in engine, (p.name, n)
+        # The Render Layers node shows Combined as Image + Alpha, everything else by its own name.
+        assert (("Image" if blender == "Combined" else blender) in sockets) and ("Alpha" in sockets), (p.name, sockets)
