@@ -12,8 +12,8 @@ Image formation is gsplat's classic 3DGS (``gsplat.rasterization(..., rasterize_
 
 Backends. Every backend module (:mod:`~anchorstage.raster_torch`, the oracle;
 :mod:`~anchorstage.raster_cpu`, the compiled CPU compositor; :mod:`~anchorstage.raster_gsplat`,
-CUDA) exposes ``available() -> bool`` and one function with the signature of
-:data:`RasterizeSplats`::
+CUDA) exposes ``available() -> bool`` and one function with the signature of :func:`rasterize_with`
+less its first argument::
 
     rasterize_splats(means, quats, scales, opacities, features, cam_from_world, K, width, height, *,
                      near, far, classes=None, num_classes=0, with_depth=True, eps2d=EPS2D, workers=None)
@@ -21,13 +21,13 @@ CUDA) exposes ``available() -> bool`` and one function with the signature of
             "class_weight_argmax": [H, W] int64 (with classes)}
 
 The two CPU backends share the projection here and differ only in their *compositor*
-(``composite(proj, features, width, height, classes, num_classes, *, with_depth, workers)``),
-which :func:`rasterize_with` wraps into that signature.
+(``composite(proj, features, width, height, classes, num_classes, *, with_depth, workers)``, see
+:func:`anchorstage.raster_torch.composite`), which :func:`rasterize_with` wraps into that signature.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Protocol
+from typing import Callable, NamedTuple, Optional
 
 import torch
 
@@ -36,7 +36,7 @@ from .workers import Workers, cpu_workers
 
 __all__ = [
     "ALPHA_MIN", "ALPHA_MAX", "T_MIN", "EPS2D", "SPAN_MARGIN", "Projection", "project", "project_parallel",
-    "depth_order", "sums_as_images", "rasterize_with", "RasterizeSplats", "Compositor",
+    "depth_order", "sums_as_images", "rasterize_with",
 ]
 
 #: Pairs below this alpha are skipped (gsplat's ALPHA_THRESHOLD).
@@ -173,24 +173,8 @@ def sums_as_images(out: torch.Tensor, cls_out: Optional[torch.Tensor], F: int, w
     }
 
 
-class Compositor(Protocol):
-    def __call__(self, proj: Projection, features: torch.Tensor, width: int, height: int,
-                 classes: Optional[torch.Tensor] = None, num_classes: int = 0, *, with_depth: bool = False,
-                 workers: Optional[Workers] = None) -> dict[str, torch.Tensor]: ...
-
-
-class RasterizeSplats(Protocol):
-    """The backend signature; see :func:`rasterize_with` for the arguments."""
-
-    def __call__(self, means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
-                 features: torch.Tensor, cam_from_world: torch.Tensor, K: torch.Tensor, width: int, height: int, *,
-                 near: float, far: float, classes: Optional[torch.Tensor] = None, num_classes: int = 0,
-                 with_depth: bool = True, eps2d: float = EPS2D, workers: Optional[Workers] = None
-                 ) -> dict[str, torch.Tensor]: ...
-
-
 def rasterize_with(
-    compositor: Compositor,
+    compositor: Callable[..., dict[str, torch.Tensor]],
     means: torch.Tensor,
     quats: torch.Tensor,
     scales: torch.Tensor,

@@ -92,5 +92,5 @@ def composite(
 
 
 def rasterize_splats(*args, **kwargs) -> dict[str, torch.Tensor]:
-    """The backend entry point (:data:`anchorstage.projection.RasterizeSplats`) with the compiled compositor."""
+    """The backend entry point (:func:`anchorstage.projection.rasterize_with`'s signature) with the compiled compositor."""
     return rasterize_with(composite, *args, **kwargs)

@@ -49,30 +49,8 @@ def rasterize_splats(
     eps2d: float = EPS2D,
     workers: Optional[Workers] = None,
 ) -> dict[str, torch.Tensor]:
-    """The backend entry point (:data:`anchorstage.projection.RasterizeSplats`) on CUDA through gsplat.
-
-    Args:
-        means: [N, 3] float32 centres, metres, world frame (CUDA).
-        quats: [N, 4] float32 rotations, wxyz.
-        scales: [N, 3] float32 standard deviations, metres.
-        opacities: [N] float32.
-        features: [N, F] float32 per-splat channels to composite.
-        cam_from_world: [4, 4] world → camera (OpenCV), metres.
-        K: [3, 3] intrinsics, pixels.
-        width: image width in pixels.
-        height: image height in pixels.
-        near: near plane, metres.
-        far: far plane, metres.
-        classes: optional [N] int64 class per splat (0 = none).
-        num_classes: number of classes.
-        with_depth: also return the expected depth.
-        eps2d: low-pass, pixels².
-        workers: unused (CPU threads); part of the shared signature.
-
-    Returns:
-        ``features`` [H, W, F], ``alpha`` [H, W], ``depth`` [H, W] (with ``with_depth``) and
-        ``class_weight_argmax`` [H, W] int64 (with ``classes``).
-    """
+    """The backend entry point on CUDA through gsplat: arguments and results as
+    :func:`anchorstage.projection.rasterize_with` (``workers`` is unused here)."""
     from gsplat import rasterization
 
     n, F = features.shape

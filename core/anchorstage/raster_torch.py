@@ -256,5 +256,5 @@ def _composite_pairs(counts, alpha, sid, feats, cls, num_classes, log_t, acc, cl
 
 
 def rasterize_splats(*args, **kwargs) -> dict[str, torch.Tensor]:
-    """The backend entry point (:data:`anchorstage.projection.RasterizeSplats`) with the pure-torch compositor."""
+    """The backend entry point (:func:`anchorstage.projection.rasterize_with`'s signature) with the pure-torch compositor."""
     return rasterize_with(composite, *args, **kwargs)
