@@ -305,9 +305,34 @@ class Camera:
         """
         uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
         z = np.asarray(depth_m, dtype=np.float64).reshape(-1)
-        xy = (uv - np.asarray(self.principal_point_px)) / self.focal_px * z[:, None]
+        xy = self.normalized(uv) * z[:, None]
         cam = np.concatenate([xy, z[:, None]], axis=1)
         return cam @ self.world_from_cam[:3, :3].T + self.world_from_cam[:3, 3]
+
+    def normalized(self, uv: np.ndarray) -> np.ndarray:
+        """Pixel coordinates → normalised image coordinates: the camera-frame ray through pixel
+        (u, v) is (x, y, 1), and a point at planar depth z is z·(x, y, 1). This is the one
+        back-projection every module uses.
+
+        Args:
+            uv: [..., 2] pixel coordinates (pixel centres at +0.5).
+
+        Returns:
+            [..., 2] float64 (x, y) = ((u - cx) / f, (v - cy) / f).
+        """
+        return (np.asarray(uv, dtype=np.float64) - np.asarray(self.principal_point_px)) / self.focal_px
+
+    def pixel_rays(self, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised coordinates of every ``stride``-th pixel centre, as separable axes.
+
+        Returns:
+            xs [ceil(W / stride)] and ys [ceil(H / stride)], float64: pixel (row i, column j) of the
+            strided grid sees the camera-frame ray (xs[j], ys[i], 1).
+        """
+        u = np.arange(0, self.width, stride) + 0.5
+        v = np.arange(0, self.height, stride) + 0.5
+        cx, cy = self.principal_point_px
+        return (u - cx) / self.focal_px, (v - cy) / self.focal_px
 
     def pixel_centers(self) -> np.ndarray:
         """[H, W, 2] float64 (u, v) of every pixel centre."""

@@ -244,10 +244,8 @@ def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
     h, w = depth.shape
     dev = depth.device
     f = camera.focal_px
-    cx, cy = camera.principal_point_px
     valid = torch.isfinite(depth)
-    xs = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5 - cx) / f
-    ys = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5 - cy) / f
+    xs, ys = (torch.from_numpy(a).to(dev, torch.float32) for a in camera.pixel_rays())
     inv = torch.where(valid, 1.0 / depth, 0.0)
     # With P = z (x, y, 1) and w = 1/z: dP/du x dP/dv ∝ (w_u, w_v, w/f - w_u x - w_v y) / w^2, which
     # points away from the camera; negated to face it.

@@ -108,8 +108,7 @@ def _prepare(img: np.ndarray, depth: np.ndarray, camera: Camera) -> _Work:
     rgb = np.ascontiguousarray(img[::s, ::s])
     valid = np.isfinite(d) & (d > 0)
     h, w = d.shape
-    u = (np.arange(w, dtype=np.float32) * s + 0.5 - camera.principal_point_px[0]) / camera.focal_px
-    v = (np.arange(h, dtype=np.float32) * s + 0.5 - camera.principal_point_px[1]) / camera.focal_px
+    u, v = (a.astype(np.float32) for a in camera.pixel_rays(s))
     rot = camera.rotation.astype(np.float32)
     # Camera-frame ray (u, v, 1) rotated to world; points = ray * depth + centre.
     ray = u[None, :, None] * rot[:, 0] + v[:, None, None] * rot[:, 1] + rot[:, 2]
