@@ -149,25 +149,25 @@ def run(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command-line entry; returns an exit code (0 ok, 1 bad input or failure, 2 usage)."""
+    """Command-line entry; returns an exit code as the ``anchorstage`` CLI: 0 ok, 2 bad input or usage
+    (one line), 1 an internal error (one line naming the log file with its traceback)."""
     if argv is None:
         argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
     try:
         args = build_parser().parse_args(list(argv))
     except SystemExit as e:
         return int(e.code or 0)
+    from anchorstage import AnchorStageError
+    from anchorstage.errors import report_bug
+
     try:
         written = run(args)
-    except BatchError as e:
+    except (BatchError, AnchorStageError) as e:
         print(f"AnchorStage batch: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the farm log gets one line; the traceback goes to a log file
+        print(f"AnchorStage batch: {report_bug(e, 'the AnchorStage batch')}", file=sys.stderr, flush=True)
         return 1
-    except Exception as e:  # noqa: BLE001 - a message, not a traceback, for the farm log
-        from anchorstage import AnchorStageError
-
-        if isinstance(e, AnchorStageError):
-            print(f"AnchorStage batch: error: {e}", file=sys.stderr, flush=True)
-            return 1
-        raise
     for p in written:
         print(f"AnchorStage batch: wrote {p}", flush=True)
     return 0

@@ -16,10 +16,11 @@ from mathutils import Matrix
 from . import boundary, compositor, splat_object, stage
 
 
-def _error_text(exc: BaseException) -> str:
-    from anchorstage import AnchorStageError
+def _error_text(exc: BaseException, where: str = "an AnchorStage operator") -> str:
+    """A user mistake's message, or one line for a bug (its traceback goes to a log file)."""
+    from anchorstage.errors import error_message
 
-    return str(exc) if isinstance(exc, AnchorStageError) else f"{type(exc).__name__}: {exc}"
+    return error_message(exc, where)
 
 
 # ---------------------------------------------------------------------------------------------- stage

@@ -89,9 +89,9 @@ class AnchorStageRenderEngine(bpy.types.RenderEngine):
         try:
             passes, camera = render_passes(depsgraph, self.camera_override)
         except Exception as e:  # noqa: BLE001 - never raise into Blender; say what went wrong
-            from anchorstage import AnchorStageError
+            from anchorstage.errors import error_message
 
-            msg = str(e) if isinstance(e, AnchorStageError) else f"{type(e).__name__}: {e}"
+            msg = error_message(e, "the AnchorStage render engine")
             self.report({"ERROR"}, f"AnchorStage render: {msg}")
             if hasattr(self, "error_set"):
                 self.error_set(f"AnchorStage render: {msg}")

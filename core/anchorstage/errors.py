@@ -9,7 +9,7 @@ nodes show it on the node. Anything else escaping is a bug.
 
 from __future__ import annotations
 
-__all__ = ["AnchorStageError", "InputError", "OutputError", "MissingDependencyError", "report_bug", "log_dir"]
+__all__ = ["AnchorStageError", "InputError", "OutputError", "MissingDependencyError", "report_bug", "log_dir", "error_message"]
 
 
 class AnchorStageError(Exception):
@@ -69,3 +69,11 @@ def report_bug(exc: BaseException, where: str) -> str:
         except OSError:
             continue
     return f"internal error (a bug) in {where}: {first}"
+
+
+def error_message(exc: BaseException, where: str) -> str:
+    """The one line a front end shows for a failure: the message of a user mistake
+    (:class:`AnchorStageError`), else :func:`report_bug`'s line (a log file holds the traceback)."""
+    if isinstance(exc, AnchorStageError):
+        return str(exc) or type(exc).__name__
+    return report_bug(exc, where)

@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-from .errors import AnchorStageError, report_bug
+from .errors import error_message
 from .progress import ProgressFn
 
 __all__ = ["Job", "Link", "RunContext", "RunReport", "Executor", "GraphError", "fingerprint", "topological_order"]
@@ -198,14 +198,6 @@ def topological_order(jobs: Mapping[str, Job]) -> list[str]:
     return order
 
 
-def _error_message(exc: BaseException, where: str) -> str:
-    # AnchorStageError and its subclasses carry user-facing messages; anything else is a bug:
-    # one line naming its type, the traceback in a log file.
-    if isinstance(exc, AnchorStageError):
-        return str(exc) or type(exc).__name__
-    return report_bug(exc, where)
-
-
 class Executor:
     """Runs job graphs, caching each job's outputs by its input hash.
 
@@ -335,7 +327,7 @@ class Executor:
                         raise TypeError(f"{job.name} returned {type(outputs).__name__}, not a dict of outputs")
                     outputs = dict(outputs)
                 except Exception as exc:  # noqa: BLE001 - every failure is reported on its node
-                    msg = _error_message(exc, f"node {job.name!r}")
+                    msg = error_message(exc, f"node {job.name!r}")
                     report.errors[key] = msg
                     failed.add(key)
                     self._cache.pop(key, None)

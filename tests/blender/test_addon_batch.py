@@ -37,7 +37,7 @@ def _depth(path):
 def test_bad_frame_chunks_fail_before_any_work(installed_addon, tmp_path, capsys):
     b = _batch()
     for bad in ("x", "5-3", "1-"):
-        assert b.main([*ARGS, "--frames", bad, "--out", str(tmp_path / "o")]) == 1
+        assert b.main([*ARGS, "--frames", bad, "--out", str(tmp_path / "o")]) == 2
         assert "frame range" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -66,11 +66,11 @@ def test_batch_renders_only_its_chunk_and_saves_a_renderable_blend(fresh_scene, 
 
 def test_batch_reports_bad_input(fresh_scene, tmp_path, capsys):
     b = _batch()
-    assert b.main(["--image", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 1
+    assert b.main(["--image", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 2
     assert "missing.png" in capsys.readouterr().err
-    assert b.main(["--out", str(tmp_path / "o")]) == 1  # no --image and no stage in the file
+    assert b.main(["--out", str(tmp_path / "o")]) == 2  # no --image and no stage in the file
     assert "no AnchorStage stage" in capsys.readouterr().err
-    assert b.main([*ARGS, "--frames", "9-2", "--out", str(tmp_path / "o")]) == 1
+    assert b.main([*ARGS, "--frames", "9-2", "--out", str(tmp_path / "o")]) == 2
 
 
 def test_script_entry_with_the_bpy_module(addon_zip, tmp_path):

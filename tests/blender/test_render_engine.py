@@ -152,6 +152,10 @@ def test_cli_exr_becomes_a_multilayer_compositor_image_node(small_stage, tmp_pat
     assert {"Combined", "Depth", "Normal", "Confidence", "Void", "Region"} <= names, names
     with pytest.raises(RuntimeError, match="does not exist"):
         bpy.ops.anchorstage.import_exr(filepath=str(tmp_path / "missing.exr"))
+    (tmp_path / "garbage.exr").write_bytes(b"not an exr at all")
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        bpy.ops.anchorstage.import_exr(filepath=str(tmp_path / "garbage.exr"))
+    assert not any(i.filepath.endswith("garbage.exr") for i in bpy.data.images)
 
 
 def test_ply_export_import_round_trip(small_stage, tmp_path):
