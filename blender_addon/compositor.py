@@ -86,7 +86,7 @@ def add_exr_image_node(scene: bpy.types.Scene, filepath: str):
         raise InputError(f"EXR file {path!r} does not exist")
     image = bpy.data.images.load(path, check_existing=True)
     image.reload()
-    if tuple(image.size) == (0, 0):  # Blender "loads" any file; an unreadable one has no pixels
+    if tuple(image.size) == (0, 0) and image.type != "MULTILAYER":  # Blender "loads" any file; a bad one has no pixels
         bpy.data.images.remove(image)
         raise InputError(f"EXR file {path!r} cannot be read as an image (corrupt or not an EXR)")
     tree = ensure_compositor(scene)
