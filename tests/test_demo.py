@@ -64,3 +64,14 @@ def test_missing_sample_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "partial" / "photo.png").write_bytes(b"")
     with pytest.raises(Exception, match="must hold a photo"):
         find_sample(str(tmp_path / "partial"))
+
+
+def test_demo_never_replaces_an_earlier_run_without_force_and_checks_arguments_first(tmp_path, sample, capsys):
+    out = tmp_path / "out"
+    assert main(["demo", "--out", str(out), "--sample", str(sample), "--orbit-deg", "nan"]) == 2
+    assert not out.exists()  # refused before anything was written
+    (out / "scene").mkdir(parents=True)
+    (out / "scene" / "mine.txt").write_text("keep me")
+    assert main(["demo", "--out", str(out), "--sample", str(sample), "--frames", "2", "--device", "cpu"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "scene" / "mine.txt").read_text() == "keep me"

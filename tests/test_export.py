@@ -134,3 +134,49 @@ def test_render_and_export_cli(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "ex").glob("*.exr")) == ["render.0002.exr", "render.0003.exr"]
     assert main(["export", str(scene_dir), "--camera", str(cam_json), "--out", str(tmp_path / "one")]) == 0
     assert (tmp_path / "one" / "frame_0001" / "metadata.json").is_file()
+
+
+def test_a_killed_export_leaves_only_complete_frames_and_a_rerun_cleans_up(tmp_path):
+    """SIGKILL an export at a spread of moments: every EXR on disk has its complete frame folder,
+    and a re-run removes what the killed run left and completes every frame."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from anchorstage.export import frame_is_complete
+
+    save_scene(_scene(), tmp_path / "scene")
+    cam = _scene().camera
+    save_camera_list(tmp_path / "cams.json", [cam.dolly(0.05 * i) for i in range(40)])
+    cmd = [sys.executable, "-m", "anchorstage", "export", str(tmp_path / "scene"), "--cameras",
+           str(tmp_path / "cams.json"), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    env = dict(os.environ, ANCHORSTAGE_NUMBA="0")  # no compile: the frames start at once
+    killed_with_frames = 0
+    for delay in (1.0, 1.6, 2.2, 2.9):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        out = tmp_path / "out"
+        exrs = sorted(out.glob("render.*.exr")) if out.exists() else []
+        killed_with_frames += bool(exrs)
+        for exr in exrs:
+            assert frame_is_complete(out, int(exr.name.split(".")[1])), exr.name
+    assert killed_with_frames, "the export never got to a frame before it was killed: lengthen the delays"
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    out = tmp_path / "out"
+    assert all(frame_is_complete(out, f) for f in range(1, 41))
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_empty_frame_range_is_an_error_not_everything(tmp_path, capsys):
+    from anchorstage import save_camera_json
+
+    save_scene(_scene(), tmp_path / "scene")
+    save_camera_json(tmp_path / "cam.json", _scene().camera)
+    rc = main(["export", str(tmp_path / "scene"), "--camera", str(tmp_path / "cam.json"), "--out", str(tmp_path / "o"),
+               "--frames", ""])
+    assert rc == 2 and "frame range" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

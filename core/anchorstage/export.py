@@ -18,24 +18,26 @@ can split a shot. Every file is written atomically; chunks may write into the sa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .atomic import atomic_file, ensure_writable_dir
+from .atomic import atomic_dir, atomic_file, ensure_writable_dir
 from .camera import Camera
 from .errors import InputError
 from .exr import write_exr
-from .image_io import save_png
+from .image_io import to_uint8_srgb
 from .progress import ProgressFn, report, scaled
 from .passes import DEFAULT_VOID_THRESHOLD, PASSES
 
-__all__ = ["export_frames", "load_camera_list", "save_camera_list", "parse_frame_range", "PRESETS", "frame_metadata"]
+__all__ = ["export_frames", "frame_is_complete", "load_camera_list", "save_camera_list", "parse_frame_range", "PRESETS", "frame_metadata"]
 
 PRESETS = ("blender", "nuke", "after-effects")
 _NAMING = {"blender": "blender", "nuke": "nuke", "after-effects": "plain"}
@@ -181,6 +183,73 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "region"
 
 
+def frame_is_complete(out_dir: str | os.PathLike, frame: int) -> bool:
+    """True when frame ``frame`` of an export folder has its metadata and every file it lists."""
+    md_path = Path(out_dir) / f"frame_{frame:04d}" / "metadata.json"
+    try:
+        md = json.loads(md_path.read_text(encoding="utf-8"))
+        listed = [v for v in md["files"].values() if isinstance(v, str)]
+        listed += list(md["files"].get("region_masks", {}).values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return all((Path(out_dir) / f).is_file() for f in listed)
+
+
+def _clean_leftovers(out: Path, tag: str) -> None:
+    """Remove the temporary files and folders a killed run left for this frame."""
+    for p in out.iterdir():
+        n = p.name
+        if n.startswith(".") and ".tmp" in n and (f".{tag}." in n or n.startswith(f".frame_{tag}.")):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _write_frame(out: Path, frame: int, cam: Camera, res: Mapping[str, Any], md: dict[str, Any], naming: str,
+                 regions: Sequence[Any]) -> None:
+    """Write one frame so that it is complete or absent: the EXRs go to temporary files, the frame
+    folder (maps, masks, metadata.json) is committed in one rename, then the EXRs are renamed into
+    place; a run killed at any point leaves no EXR without its metadata."""
+    tag = f"{frame:04d}"
+    _clean_leftovers(out, tag)
+    header_meta = {"frame": frame, "metric_scale": md["metric_scale"]}
+    if naming == "plain":  # one EXR per pass (colour with alpha)
+        groups = [["color", "alpha"] if p == "color" and "alpha" in res else [p] for p in res
+                  if p != "alpha" or "color" not in res]
+        exrs = {g[0]: (out / f"{g[0]}.{tag}.exr", g) for g in groups}
+    else:
+        exrs = {"exr": (out / f"render.{tag}.exr", list(res))}
+    files: dict[str, Any] = {key: path.name for key, (path, _) in exrs.items()}
+    with contextlib.ExitStack() as stack:
+        for path, group in exrs.values():
+            tmp = stack.enter_context(atomic_file(path, "EXR file"))
+            write_exr(tmp, {p: res[p] for p in group}, camera=cam, naming=naming, meta=header_meta)
+        fdir = stack.enter_context(atomic_dir(out / f"frame_{tag}", replace=True, what=f"frame {frame} folder"))
+        if "void" in res:
+            _png(fdir / "void_map.png", (np.asarray(res["void"]) > 0.5).astype(np.uint8) * 255)
+            files["void_map"] = f"frame_{tag}/void_map.png"
+        if "color" in res:
+            _png(fdir / "proxy_render.png", to_uint8_srgb(np.asarray(res["color"])))
+            files["proxy_render"] = f"frame_{tag}/proxy_render.png"
+        if "region" in res:
+            reg = np.asarray(res["region"])
+            names = {r.index: _safe(r.id) for r in regions}
+            (fdir / "region_masks").mkdir()
+            for idx in sorted(set(names) | {int(i) for i in np.unique(reg) if i >= 0}):
+                name = names.get(idx, f"region_{idx}")
+                _png(fdir / "region_masks" / f"{name}.png", (reg == idx).astype(np.uint8) * 255)
+                files.setdefault("region_masks", {})[str(idx)] = f"frame_{tag}/region_masks/{name}.png"
+            for d in md["regions"]:
+                d["mask"] = files["region_masks"][str(d["index"])]
+        md["files"] = files
+        (fdir / "metadata.json").write_text(json.dumps(md, indent=2), encoding="utf-8")
+        # Leaving the stack commits the frame folder first, then renames the EXRs into place.
+
+
+def _png(path: Path, a: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(a)).save(path, format="PNG")
+
+
 def export_frames(
     scene: Any,
     cameras: Union[CameraList, str, os.PathLike],
@@ -239,45 +308,12 @@ def export_frames(
         from .renderer import render
 
         res = render(splats, cam, passes, backend=backend, device=device, void_threshold=void_threshold)
-        res = {name: t.detach().cpu() for name, t in res.items()}
+        res = {name: t.detach().cpu().numpy() for name, t in res.items()}
         report(step, 0.6, f"frame {frame}: write")
-        tag = f"{frame:04d}"
-        fdir = out / f"frame_{tag}"
-        files: dict[str, Any] = {}
         md = frame_metadata(frame, cam, res, regions=regions, metric_scale=meta.get("metric_scale", 1.0),
                             reference=getattr(scene, "camera", None), generation=generation)
-        header_meta = {"frame": frame, "metric_scale": md["metric_scale"]}
-        if naming == "plain":
-            groups = [[p] for p in res if p != "alpha" or "color" not in res]
-            for g in groups:
-                if g == ["color"] and "alpha" in res:
-                    g = ["color", "alpha"]
-                path = out / f"{g[0]}.{tag}.exr"
-                write_exr(path, {p: res[p] for p in g}, camera=cam, naming="plain", meta=header_meta)
-                files[g[0]] = path.name
-        else:
-            path = out / f"render.{tag}.exr"
-            write_exr(path, res, camera=cam, naming=naming, meta=header_meta)
-            files["exr"] = path.name
-        if "void" in res:
-            save_png(fdir / "void_map.png", (res["void"].numpy() > 0.5).astype(np.uint8) * 255)
-            files["void_map"] = f"frame_{tag}/void_map.png"
-        if "color" in res:
-            save_png(fdir / "proxy_render.png", res["color"].numpy())
-            files["proxy_render"] = f"frame_{tag}/proxy_render.png"
-        if "region" in res:
-            reg = res["region"].numpy()
-            names = {r.index: _safe(r.id) for r in regions}
-            for idx in sorted(set(names) | {int(i) for i in np.unique(reg) if i >= 0}):
-                name = names.get(idx, f"region_{idx}")
-                save_png(fdir / "region_masks" / f"{name}.png", (reg == idx).astype(np.uint8) * 255)
-                files.setdefault("region_masks", {})[str(idx)] = f"frame_{tag}/region_masks/{name}.png"
-            for d in md["regions"]:
-                d["mask"] = files["region_masks"][str(d["index"])]
-        md.update({"preset": preset, "passes": list(res), "files": files,
-                   "render": {"backend": backend, "void_threshold": void_threshold}})
-        with atomic_file(fdir / "metadata.json", "metadata file") as tmp:
-            tmp.write_text(json.dumps(md, indent=2), encoding="utf-8")
+        md.update({"preset": preset, "passes": list(res), "render": {"backend": backend, "void_threshold": void_threshold}})
+        _write_frame(out, frame, cam, res, md, naming, regions)
         results.append(md)
         report(step, 1.0, f"frame {frame}: done")
     return results
