@@ -140,6 +140,7 @@ def test_a_killed_export_leaves_only_complete_frames_and_a_rerun_cleans_up(tmp_p
     """SIGKILL an export at a spread of moments: every EXR on disk has its complete frame folder,
     and a re-run removes what the killed run left and completes every frame."""
     import os
+    import shutil
     import signal
     import subprocess
     import sys
@@ -153,18 +154,21 @@ def test_a_killed_export_leaves_only_complete_frames_and_a_rerun_cleans_up(tmp_p
     cmd = [sys.executable, "-m", "anchorstage", "export", str(tmp_path / "scene"), "--cameras",
            str(tmp_path / "cams.json"), "--out", str(tmp_path / "out"), "--device", "cpu"]
     env = dict(os.environ, ANCHORSTAGE_NUMBA="0")  # no compile: the frames start at once
-    killed_with_frames = 0
-    for delay in (1.0, 1.6, 2.2, 2.9):
+    out = tmp_path / "out"
+    for wanted, extra in ((1, 0.0), (3, 0.05), (6, 0.13), (9, 0.21)):
+        shutil.rmtree(out, ignore_errors=True)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        # Kill once this run has written `wanted` frames, plus a little: somewhere inside a frame's writes.
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if out.exists() and len(list(out.glob("render.*.exr"))) >= wanted:
+                break
+            time.sleep(0.005)
+        time.sleep(extra)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        out = tmp_path / "out"
-        exrs = sorted(out.glob("render.*.exr")) if out.exists() else []
-        killed_with_frames += bool(exrs)
-        for exr in exrs:
+        for exr in sorted(out.glob("render.*.exr")):
             assert frame_is_complete(out, int(exr.name.split(".")[1])), exr.name
-    assert killed_with_frames, "the export never got to a frame before it was killed: lengthen the delays"
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
     out = tmp_path / "out"
     assert all(frame_is_complete(out, f) for f in range(1, 41))
