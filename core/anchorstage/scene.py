@@ -5,7 +5,7 @@ A scene folder holds::
 
     scene.json          format_version, camera (camera JSON), image size, metric scale,
                         intrinsics source, regions (metadata), meta
-    splats.ply          the splats in the standard 3DGS PLY layout (see anchorstage.ply)
+    splats.ply          the splats in the standard 3DGS PLY layout (see anchorstage.splatio.ply)
     splats_extra.npz    what the standard layout cannot carry exactly: confidence [N] float32,
                         region_ids [N] int32, and the activated opacities [N], scales [N, 3] and
                         colours [N, 3] as float32 (the PLY's logit/log/SH encodings round), plus
@@ -35,7 +35,7 @@ from ._version import __version__
 from .atomic import atomic_dir
 from .camera import Camera
 from .errors import InputError, OutputError
-from .ply import read_ply, write_ply
+from .splatio.ply import read_ply, write_ply
 from .region import Region
 from .splats import Splats
 
