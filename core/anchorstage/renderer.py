@@ -4,7 +4,9 @@
 Passes (all [H, W] or [H, W, C] tensors on the rendering device):
 
 =============  =========================================================================
-``color``      [H, W, 3] float32 linear Rec.709: sum of w·colour + (1 - alpha)·background
+``color``      [H, W, 3] float32 linear Rec.709: sum of w·colour + (1 - alpha)·background, each
+               splat's colour evaluated from its spherical harmonics (degrees 0-3) along the
+               ray from the camera centre (:func:`anchorstage.sh.view_colors`)
                (with the default black background this is premultiplied, as Blender's
                Combined pass with a transparent film).
 ``alpha``      [H, W] float32 accumulated opacity, 1 - final transmittance.
@@ -40,6 +42,7 @@ from .camera import Camera
 from .device import resolve_device
 from .errors import InputError, MissingDependencyError
 from .rotation import thin_axis
+from .sh import view_colors
 from .splats import Splats
 from .workers import Workers, cpu_workers
 
@@ -168,8 +171,9 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
 
     def fill(r: tuple[int, int]) -> None:
         part = sp.subset(slice(*r))
-        if "color" in wanted:
-            features[r[0]:r[1], slots["color"]] = part.colors
+        if "color" in wanted:  # view-dependent: SH evaluated for this camera (clamped at 0 as 3DGS does)
+            features[r[0]:r[1], slots["color"]] = view_colors(part.colors, part.sh_rest, part.sh_encoding, part.means,
+                                                              cam_pos)
         if "normal" in wanted:
             features[r[0]:r[1], slots["normal"]] = splat_normals(part, cam_pos)
         if "confidence" in wanted:
