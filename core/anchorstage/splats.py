@@ -57,6 +57,35 @@ class StoredSplats:
         idx = index.cpu().numpy() if isinstance(index, torch.Tensor) else index
         return replace(self, columns={k: v[idx] for k, v in self.columns.items()})
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain numpy arrays (no objects: ``np.savez`` and ``np.load(allow_pickle=False)`` keep them
+        bit for bit): ``format``, ``comments``, ``layout`` (an empty structured array),
+        ``col__<name>`` and ``el__<name>``."""
+        out = {"format": np.array(self.format), "comments": np.array(self.comments, dtype=str)}
+        if self.layout is not None:
+            out["layout"] = np.zeros(0, dtype=self.layout)
+        out.update({f"col__{k}": np.ascontiguousarray(v) for k, v in self.columns.items()})
+        out.update({f"el__{k}": np.ascontiguousarray(v) for k, v in self.elements.items()})
+        return out
+
+    @staticmethod
+    def from_arrays(arrays: dict[str, np.ndarray], where: str = "stored splat data") -> "StoredSplats":
+        """The inverse of :meth:`to_arrays`.
+
+        Raises:
+            InputError: no ``format`` entry.
+        """
+        if "format" not in arrays:
+            raise InputError(f"{where}: no 'format' entry")
+        layout = arrays.get("layout")
+        return StoredSplats(
+            format=str(np.asarray(arrays["format"])),
+            columns={k[5:]: np.asarray(v) for k, v in arrays.items() if k.startswith("col__")},
+            elements={k[4:]: np.asarray(v) for k, v in arrays.items() if k.startswith("el__")},
+            layout=None if layout is None else np.asarray(layout).dtype,
+            comments=[str(c) for c in np.asarray(arrays.get("comments", np.array([], dtype=str))).ravel()],
+        )
+
 
 @dataclass
 class Splats:

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""``anchorstage render``: render a scene folder from a camera into one multilayer EXR."""
+"""``anchorstage render``: render a scene folder (or a splat file) from a camera into one multilayer EXR."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from ._common import add_device_arg
@@ -17,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Render the splats of SCENE_DIR from CAMERA.json into one multilayer EXR whose channels use "
                     "Blender's names (ViewLayer.Combined.RGBA, ViewLayer.Depth.Z, ViewLayer.Normal.XYZ, "
                     "ViewLayer.Confidence.X, ViewLayer.Void.X, ViewLayer.Region.X). See docs/rendering.md.")
-    p.add_argument("scene", metavar="SCENE_DIR", help="scene folder written by 'anchorstage reconstruct'")
+    p.add_argument("scene", metavar="SCENE_DIR|FILE",
+                   help="scene folder written by 'anchorstage reconstruct', or a splat file (.ply, .compressed.ply, "
+                        ".splat, .spz; SHARP files are placed as Blender's import places them)")
     p.add_argument("--camera", required=True, metavar="CAMERA.json", help="camera JSON (Blender matrix_world, lens, sensor, resolution)")
     p.add_argument("--out", required=True, metavar="FRAME.exr", help="EXR file to write")
     p.add_argument("--passes", default=",".join(PASSES), metavar="LIST",
@@ -38,12 +41,19 @@ def run(args: argparse.Namespace) -> int:
     if not str(args.out).lower().endswith(".exr"):
         raise InputError(f"--out must name an .exr file (got {args.out!r})")
     camera = load_camera_json(args.camera)
-    scene = load_scene(args.scene)
+    if os.path.isfile(args.scene):  # a splat file: through the splat readers, placed in the Z-up world
+        from ..splatio import read_splats
+        from ..splatio.sharp import placed
+
+        splats, metric_scale = placed(read_splats(args.scene), args.scene), 1.0
+    else:
+        scene = load_scene(args.scene)
+        splats, metric_scale = scene.splats, scene.meta.get("metric_scale", 1.0)
     t0 = time.perf_counter()
     vt = DEFAULT_VOID_THRESHOLD if args.void_threshold is None else args.void_threshold
-    passes = render(scene.splats, camera, args.passes, backend=args.backend, device=args.device, void_threshold=vt)
+    passes = render(splats, camera, args.passes, backend=args.backend, device=args.device, void_threshold=vt)
     dt = time.perf_counter() - t0
-    write_exr(args.out, passes, camera=camera, meta={"scene": str(args.scene), "metric_scale": scene.meta.get("metric_scale", 1.0)})
-    print(f"{args.out}: {camera.width}x{camera.height}, {len(scene.splats)} splats, passes {', '.join(passes)} "
+    write_exr(args.out, passes, camera=camera, meta={"scene": str(args.scene), "metric_scale": metric_scale})
+    print(f"{args.out}: {camera.width}x{camera.height}, {len(splats)} splats, passes {', '.join(passes)} "
           f"({dt:.2f} s)")
     return 0
