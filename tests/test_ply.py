@@ -28,7 +28,7 @@ def _splats(n=500, seed=0):
 
 def _write_raw(path, fmt, elements, comments=()):
     """A PLY written by hand: elements = [(name, structured array)], fmt binary_little_endian/big/ascii."""
-    kinds = {"f4": "float", "u4": "uint", "i4": "int", "u1": "uchar", "f8": "double"}
+    kinds = {"f4": "float", "u4": "uint", "i4": "int", "u1": "uchar", "f8": "double", "u2": "ushort", "i2": "short", "i1": "char"}
     head = ["ply", f"format {fmt} 1.0", *[f"comment {c}" for c in comments]]
     for name, arr in elements:
         head.append(f"element {name} {len(arr)}")
