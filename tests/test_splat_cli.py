@@ -68,7 +68,7 @@ def test_render_a_splat_file_directly(tmp_path, capsys):
     for name in ("sharp.ply", "a.spz"):
         path = tmp_path / name
         if name != "sharp.ply":
-            write_splats(path, sp)
+            write_splats(path, placed(sp))  # .spz has no camera: written in the Z-up world
         assert main(["render", str(path), "--camera", str(tmp_path / "cam.json"), "--out", str(tmp_path / "f.exr"),
                      "--passes", "color,alpha", "--backend", "torch"]) == 0
         got = read_exr(tmp_path / "f.exr")
