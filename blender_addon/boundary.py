@@ -340,7 +340,8 @@ def file_frame_transform(obj: bpy.types.Object) -> np.ndarray:
     if placed is None or len(placed) != 16:
         return m
     rel = np.linalg.solve(np.asarray(placed, dtype=np.float64).reshape(4, 4), m)
-    return np.eye(4) if np.allclose(rel, np.eye(4), atol=1e-9) else rel
+    # Blender keeps matrix_world in float32: an unmoved object differs from the placement by rounding.
+    return np.eye(4) if np.allclose(rel, np.eye(4), atol=1e-6) else rel
 
 
 # ---------------------------------------------------------------------------------------------- images
