@@ -21,13 +21,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
-
-from ..camera import Camera
 from ..errors import InputError
-from ..splats import Splats
+
+if TYPE_CHECKING:  # torch loads only when a file is read or written (keeps `anchorstage --help` fast)
+    from ..camera import Camera
+    from ..splats import Splats
 
 __all__ = ["FORMATS", "detect_format", "format_for_path", "read_splats", "write_splats", "SplatFileInfo", "splat_file_info"]
 
@@ -129,6 +129,8 @@ def write_splats(path: str | os.PathLike, splats: Splats, format: Optional[str] 
     Raises:
         InputError: unknown format or name, or a SHARP export without a camera.
     """
+    from ..splats import Splats
+
     if not isinstance(splats, Splats):
         raise InputError(f"write_splats needs Splats (got {type(splats).__name__})")
     fmt = format or format_for_path(path)
