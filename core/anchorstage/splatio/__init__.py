@@ -137,7 +137,7 @@ def write_splats(path: str | os.PathLike, splats: Splats, format: Optional[str] 
     if fmt not in FORMATS:
         raise InputError(f"splat file {str(path)!r}: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}"
                          if format else f"splat file {str(path)!r}: cannot tell the format from the name; "
-                         f"use one of {', '.join(e for _, exts in FORMATS.values() for e in exts)} or pass a format")
+                         f"use one of {', '.join(dict.fromkeys(e for _, exts in FORMATS.values() for e in exts))} or pass a format")
     if camera is not None and fmt != "sharp":
         raise InputError(f"a camera is only written by the 'sharp' format (not {fmt!r})")
     if fmt == "ply":

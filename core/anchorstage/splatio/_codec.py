@@ -75,15 +75,23 @@ def rows_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     n = a.shape[0]
     if n == 0:
         return np.zeros(0, bool)
-    ua = a.reshape(n, -1).view(np.uint8).reshape(n, -1)
-    ub = b.reshape(n, -1).view(np.uint8).reshape(n, -1)
-    return (ua == ub).all(axis=1)
+    # Compare bit patterns as unsigned integers of the item's width (NaN payloads, -0.0 count).
+    word = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}.get(a.dtype.itemsize, np.uint8)
+    ua = a.reshape(n, -1).view(word)
+    ub = b.reshape(n, -1).view(word)
+    eq = ua == ub
+    return eq[:, 0] if eq.shape[1] == 1 else eq.all(axis=1)
+
+
+def _words(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}.get(a.dtype.itemsize, np.uint8))
 
 
 def keep_raw(columns: dict[str, np.ndarray], raw: dict[str, np.ndarray], reencoded: dict[str, np.ndarray]) -> None:
     """Add the ``raw`` columns of a group to ``columns`` unless ``reencoded`` (cast to the raw
     dtypes) reproduces every one of them bit for bit."""
-    if all(rows_equal(raw[k], np.asarray(reencoded[k]).astype(raw[k].dtype)).all() for k in raw):
+    if all(np.array_equal(_words(raw[k]), _words(np.asarray(reencoded[k]).astype(raw[k].dtype))) for k in raw):
         return
     columns.update(raw)
 

@@ -42,7 +42,7 @@ from . import _codec as C
 from ._plyfile import PlyData, read_ply_file, write_ply_file
 
 __all__ = ["read_compressed_ply", "write_compressed_ply", "is_compressed", "splats_from_compressed", "FORMAT_NAME",
-           "CHUNK_SIZE", "CHUNK_PROPS", "pack_chunk", "unpack"]
+           "CHUNK_SIZE", "CHUNK_PROPS", "pack_chunks", "unpack"]
 
 FORMAT_NAME = "SuperSplat compressed PLY"
 CHUNK_SIZE = 256
@@ -192,49 +192,56 @@ def _normalize(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(x <= lo, 0.0, np.where(x >= hi, 1.0, t))
 
 
-def pack_chunk(means: np.ndarray, log_scales: np.ndarray, dc_colors: np.ndarray, opacities: np.ndarray,
-               quats: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Pack up to 256 splats as one chunk (float32 inputs, as in the file).
+def pack_chunks(means: np.ndarray, log_scales: np.ndarray, dc_colors: np.ndarray, opacities: np.ndarray,
+                quats: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Pack splats into chunks of 256 in order (float32 inputs, as in the file).
 
     Args:
-        means: [M, 3] centres.
-        log_scales: [M, 3] log standard deviations.
-        dc_colors: [M, 3] sRGB-encoded DC colours 0.5 + C0 f_dc.
-        opacities: [M] activated opacities.
-        quats: [M, 4] rot_0..rot_3 (any norm).
+        means: [N, 3] centres.
+        log_scales: [N, 3] log standard deviations.
+        dc_colors: [N, 3] sRGB-encoded DC colours 0.5 + C0 f_dc.
+        opacities: [N] activated opacities.
+        quats: [N, 4] rot_0..rot_3 (any non-zero norm).
 
     Returns:
-        (the chunk's 18 range values as float32, ``packed_*`` [M] uint32 words).
+        ([ceil(N / 256), 18] float32 chunk ranges in :data:`CHUNK_PROPS` order, ``packed_*`` [N] uint32).
     """
-    pad = CHUNK_SIZE - len(means)
+    n = len(means)
+    chunks = -(-n // CHUNK_SIZE)
+    pad = chunks * CHUNK_SIZE - n
 
-    def padded(a):
-        return np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) if pad > 0 else a
+    def per_chunk(a):  # the last chunk padded with its last splat (for the ranges only), as PlayCanvas does
+        a = np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) if pad else a
+        return a.reshape(chunks, CHUNK_SIZE, -1)
 
-    lo_p, hi_p = padded(means).min(0), padded(means).max(0)
-    ls = padded(log_scales)
-    lo_s, hi_s = np.clip(ls.min(0), -20, 20).astype(np.float32), np.clip(ls.max(0), -20, 20).astype(np.float32)
-    lo_c, hi_c = padded(dc_colors).min(0), padded(dc_colors).max(0)
+    mp, sp_, cp = per_chunk(means), per_chunk(log_scales), per_chunk(dc_colors)
+    lo_p, hi_p = mp.min(1), mp.max(1)
+    lo_s, hi_s = np.clip(sp_.min(1), -20, 20).astype(np.float32), np.clip(sp_.max(1), -20, 20).astype(np.float32)
+    lo_c, hi_c = cp.min(1), cp.max(1)
+    row_chunk = np.arange(n) // CHUNK_SIZE
 
-    def p111011(x, lo, hi):
-        t = [_normalize(x[:, i].astype(np.float64), float(lo[i]), float(hi[i])) for i in range(3)]
+    def fields(x, lo, hi):
+        return [_normalize(x[:, i].astype(np.float64), lo[row_chunk, i].astype(np.float64),
+                           hi[row_chunk, i].astype(np.float64)) for i in range(3)]
+
+    def p111011(t):
         return (_pack_unorm(t[0], 11) << np.uint32(21)) | (_pack_unorm(t[1], 10) << np.uint32(11)) | _pack_unorm(t[2], 11)
 
-    tc = [_normalize(dc_colors[:, i].astype(np.float64), float(lo_c[i]), float(hi_c[i])) for i in range(3)]
+    tc = fields(dc_colors, lo_c, hi_c)
     color = (_pack_unorm(tc[0], 8) << np.uint32(24)) | (_pack_unorm(tc[1], 8) << np.uint32(16)) \
         | (_pack_unorm(tc[2], 8) << np.uint32(8)) | _pack_unorm(opacities.astype(np.float64), 8)
     q = quats.astype(np.float64)
     q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    largest = np.argmax(np.abs(q), axis=1)  # first of equal magnitudes, as PlayCanvas picks
-    q = np.where(q[np.arange(len(q)), largest][:, None] < 0, -q, q)
+    rows = np.arange(n)
+    largest = np.argmax(np.abs(q), axis=1)  # the first of equal magnitudes, as PlayCanvas picks
+    q = np.where(q[rows, largest][:, None] < 0, -q, q)
     rot = largest.astype(np.uint32)
+    others = np.where(np.arange(3)[None, :] < largest[:, None], np.arange(3)[None, :], np.arange(3)[None, :] + 1)
     for j in range(3):
-        idx = np.where(np.arange(4)[None, :] < largest[:, None], np.arange(4)[None, :], np.arange(4)[None, :] + 1)
-        comp = q[np.arange(len(q)), idx[:, j]]
-        rot = (rot << np.uint32(10)) | _pack_unorm(comp * (_SQRT2 * 0.5) + 0.5, 10)
-    chunk = np.concatenate([lo_p, hi_p, lo_s, hi_s, lo_c, hi_c]).astype(np.float32)
-    return chunk, {"packed_position": p111011(means, lo_p, hi_p), "packed_rotation": rot,
-                   "packed_scale": p111011(log_scales, lo_s, hi_s), "packed_color": color}
+        rot = (rot << np.uint32(10)) | _pack_unorm(q[rows, others[:, j]] * (_SQRT2 * 0.5) + 0.5, 10)
+    table = np.concatenate([lo_p, hi_p, lo_s, hi_s, lo_c, hi_c], axis=1).astype(np.float32)
+    return table, {"packed_position": p111011(fields(means, lo_p, hi_p)), "packed_rotation": rot,
+                   "packed_scale": p111011(fields(log_scales, lo_s, hi_s)), "packed_color": color}
 
 
 def _morton_order(means: np.ndarray) -> np.ndarray:
@@ -249,6 +256,28 @@ def _morton_order(means: np.ndarray) -> np.ndarray:
 
 def _sh_bytes(values: np.ndarray) -> np.ndarray:
     return np.clip(np.trunc((values.astype(np.float64) / 8.0 + 0.5) * 256.0), 0, 255).astype(np.uint8)
+
+
+def _reusable_chunks(st: StoredSplats, w: dict[str, np.ndarray], n_chunks: int):
+    """Which output chunks can keep their stored packed words and range: all their splats come from
+    one stored chunk and still decode to their working values. Returns (ok [C] bool, stored chunk
+    index [C]) or None."""
+    table = st.elements.get("chunk")
+    if table is None or "chunk" not in st.columns or not all(p in st.columns for p in _PACKED):
+        return None
+    n = len(w["means"])
+    src_row = st.columns["chunk"].astype(np.int64)
+    valid = (src_row >= 0) & (src_row < len(table))
+    u = unpack({p: st.columns[p] for p in _PACKED}, table, np.where(valid, src_row, 0))
+    row_ok = valid & C.rows_equal(w["means"], u["means"]) & C.rows_equal(w["quats"], u["quats"]) \
+        & C.rows_equal(w["opacities"], u["opacities"]) \
+        & C.rows_equal(w["scales"], C.f32(np.exp(u["log_scales"].astype(np.float64)))) \
+        & C.rows_equal(w["colors"], C.decode_dc(u["f_dc"], "sRGB"))
+    pad = n_chunks * CHUNK_SIZE - n
+    first = src_row[::CHUNK_SIZE]
+    same_src = np.concatenate([src_row, np.repeat(src_row[-1:], pad)]).reshape(n_chunks, CHUNK_SIZE) == first[:, None]
+    oks = np.concatenate([row_ok, np.repeat(row_ok[-1:], pad)]).reshape(n_chunks, CHUNK_SIZE)
+    return (same_src & oks).all(axis=1), first
 
 
 def write_compressed_ply(path: str | os.PathLike, splats: Splats) -> None:
@@ -272,36 +301,27 @@ def write_compressed_ply(path: str | os.PathLike, splats: Splats) -> None:
     dc = C.f32(C.srgb_bytes(w["colors"]))
     n_chunks = -(-n // CHUNK_SIZE)
     table = np.zeros(n_chunks, dtype=[(p, "<f4") for p in CHUNK_PROPS])
-    words = {p: np.zeros(n, np.uint32) for p in _PACKED}
     sh_out = _sh_bytes(f_rest)
     if st is not None and k and all(f"f_rest_{i}" in st.columns for i in range(3 * k)):
         raw = np.stack([st.columns[f"f_rest_{i}"] for i in range(3 * k)], 1)[order]
         same = C.rows_equal(C.f32(f_rest), _sh_values(raw))
         sh_out[same] = raw[same]
-    stored_table = st.elements.get("chunk") if st is not None else None
-    for c in range(n_chunks):
-        rows = slice(c * CHUNK_SIZE, min(n, (c + 1) * CHUNK_SIZE))
-        if stored_table is not None and all(p in st.columns for p in _PACKED) and "chunk" in st.columns:
-            src = st.columns["chunk"][rows]
-            j = int(src[0])
-            if (src == j).all() and 0 <= j < len(stored_table):
-                packed = {p: st.columns[p][rows] for p in _PACKED}
-                u = unpack(packed, stored_table, np.full(len(src), j))
-                same = (C.rows_equal(w["means"][rows], u["means"]).all() and C.rows_equal(w["quats"][rows], u["quats"]).all()
-                        and C.rows_equal(w["opacities"][rows], u["opacities"]).all()
-                        and C.rows_equal(w["scales"][rows], C.f32(np.exp(u["log_scales"].astype(np.float64)))).all()
-                        and C.rows_equal(w["colors"][rows], C.decode_dc(u["f_dc"], "sRGB")).all())
-                if same:
-                    for p in CHUNK_PROPS:  # older tables without colour ranges: 0..1 lerps exactly to t
-                        table[p][c] = stored_table[p][j] if p in stored_table.dtype.names else float(p.startswith("max_"))
-                    for p in _PACKED:
-                        words[p][rows] = packed[p]
-                    continue
-        vals, packed = pack_chunk(w["means"][rows], log_s[rows], dc[rows], w["opacities"][rows], w["quats"][rows])
+    if n:
+        fresh, words = pack_chunks(w["means"], log_s, dc, w["opacities"], w["quats"])
         for i, p in enumerate(CHUNK_PROPS):
-            table[p][c] = vals[i]
-        for p in _PACKED:
-            words[p][rows] = packed[p]
+            table[p] = fresh[:, i]
+        reuse = _reusable_chunks(st, w, n_chunks) if st is not None else None
+        if reuse is not None:
+            ok, src = reuse
+            stored_table = st.elements["chunk"]
+            for p in CHUNK_PROPS:  # older tables without colour ranges: 0..1 lerps exactly to t
+                old = stored_table[p][src[ok]] if p in stored_table.dtype.names else float(p.startswith("max_"))
+                table[p][ok] = old
+            rows = np.repeat(ok, CHUNK_SIZE)[:n]
+            for p in _PACKED:
+                words[p][rows] = st.columns[p][rows]
+    else:
+        words = {p: np.zeros(0, np.uint32) for p in _PACKED}
     vertex = np.zeros(n, dtype=[(p, "<u4") for p in _PACKED])
     for p in _PACKED:
         vertex[p] = words[p]

@@ -218,6 +218,9 @@ def ply_elements(splats: Splats, extra: Optional[dict[str, np.ndarray]] = None) 
             arr = arr.copy()
             arr["color_space"] = marker
             marked = True
+        if name == "frame" and arr.dtype.names == ("frame",) and len(arr) == 2 and arr["frame"][1] != len(vertex):
+            arr = arr.copy()  # SHARP's (frames, splats per frame) follows the splats
+            arr["frame"][1] = len(vertex)
         elements[name] = arr
     if not marked:
         elements["color_space"] = np.array([(marker,)], dtype=[("color_space", "u1")])

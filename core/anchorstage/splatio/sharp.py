@@ -128,13 +128,7 @@ def sharp_elements(splats: Splats, cam: Optional[Camera]) -> tuple[Splats, dict[
         if not is_sharp(splats):
             raise InputError("SHARP PLY export needs the photo camera (these splats carry none): pass a camera "
                              "(--camera CAMERA.json on the command line)")
-        st = splats.stored
-        elements = {name: arr for name, arr in st.elements.items()}
-        if "frame" in elements and elements["frame"].dtype.names == ("frame",) and len(elements["frame"]) == 2:
-            frame = elements["frame"].copy()
-            frame["frame"][1] = n
-            elements["frame"] = frame
-        return splats, elements
+        return splats, {}  # the file's own elements are kept (ply_elements updates the splat count)
     in_cam = splats.transformed(cam.cam_from_world)
     z = in_cam.means[:, 2].double()
     z = z[z > 0]

@@ -295,4 +295,4 @@ def write_spz(path: str | os.PathLike, splats: Splats) -> None:
         blobs.append(np.ascontiguousarray(out, dtype=np.uint8).tobytes())
     data = header.tobytes() + b"".join(blobs) + ext
     with atomic_file(path, ".spz file") as tmp:
-        tmp.write_bytes(zlib.compress(data, 9, wbits=16 + zlib.MAX_WBITS))
+        tmp.write_bytes(zlib.compress(data, 6, wbits=16 + zlib.MAX_WBITS))  # zlib's default, as Niantic's writer
