@@ -19,8 +19,8 @@ from ..errors import InputError
 from ..sh import SH_C0
 from ..splats import Splats
 
-__all__ = ["decode_dc", "encode_dc", "decode_opacity_logit", "encode_opacity_logit", "rows_equal", "keep_raw",
-           "use_raw", "working", "f32", "sh_rest_of", "quats_checked"]
+__all__ = ["decode_dc", "encode_dc", "srgb_bytes", "linear_from_srgb", "decode_opacity_logit", "encode_opacity_logit",
+           "rows_equal", "keep_raw", "use_raw", "working", "f32", "tensor", "sh_rest_of", "quats_checked"]
 
 
 def f32(x: np.ndarray) -> np.ndarray:
