@@ -17,7 +17,7 @@ from anchorstage import Camera, InputError
 
 __all__ = ["render_resolution", "camera_from_blender", "apply_camera_to_blender", "camera_json_from_blender",
            "SPLAT_ATTRIBUTES", "splats_to_mesh", "splats_from_mesh", "is_splat_mesh", "image_to_render_rect",
-           "render_rect_to_image", "image_to_pixels", "camera_from_view"]
+           "render_rect_to_image", "image_to_pixels", "camera_from_view", "set_placement", "file_frame_transform"]
 
 
 def render_resolution(scene: bpy.types.Scene) -> tuple[int, int]:
@@ -97,6 +97,101 @@ SPLAT_ATTRIBUTES = (
 )
 #: Custom property that marks a mesh as an AnchorStage splat set (value: format version).
 SPLAT_MESH_TAG = "anchorstage_splats"
+#: Custom properties carrying what the splats' source file stored (see ``_stored_to_mesh``), the SH
+#: encoding, and world_from_file (where the import placed the file's frame; 16 floats, row-major).
+STORED_TAG = "anchorstage_stored"
+SH_ENCODING_TAG = "anchorstage_sh_encoding"
+PLACEMENT_TAG = "anchorstage_placement"
+#: Point-attribute prefixes: SH coefficient k (RGB) and stored file columns.
+SH_PREFIX = "sh_rest_"
+FILE_PREFIX = "file_"
+RAW_ROTATION = "rotation_raw"
+_MAX_ATTR_NAME = 60
+
+
+def _column_to_attributes(mesh, index: int, name: str, col: np.ndarray) -> dict:
+    """One stored column as point attribute(s), exact: float32 [N] → FLOAT, integers up to 32 bits
+    [N] → INT (uint32 by its bit pattern), anything else as its row bytes in INT words."""
+    base = f"{FILE_PREFIX}{name}" if len(FILE_PREFIX) + len(name) <= _MAX_ATTR_NAME else f"{FILE_PREFIX}{index}"
+    n = col.shape[0]
+    info = {"name": name, "dtype": col.dtype.str, "shape": list(col.shape[1:]), "attribute": base}
+    if col.ndim == 1 and col.dtype == np.float32:
+        info["kind"] = "FLOAT"
+        mesh.attributes.new(base, "FLOAT", "POINT").data.foreach_set("value", np.ascontiguousarray(col))
+    elif col.ndim == 1 and col.dtype.kind in "iu" and col.dtype.itemsize <= 4:
+        info["kind"] = "INT"
+        v = col.astype(np.int64) if col.dtype != np.uint32 else col.view(np.int32)
+        mesh.attributes.new(base, "INT", "POINT").data.foreach_set("value", np.ascontiguousarray(v, dtype=np.int32))
+    else:
+        info["kind"] = "WORDS"
+        rows = np.ascontiguousarray(col).reshape(n, -1).view(np.uint8).reshape(n, -1)
+        words = -(-rows.shape[1] // 4)
+        padded = np.zeros((n, words * 4), np.uint8)
+        padded[:, :rows.shape[1]] = rows
+        packed = padded.view(np.int32).reshape(n, words)
+        info["words"], info["row_bytes"] = words, rows.shape[1]
+        for j in range(words):
+            mesh.attributes.new(f"{base}.{j}", "INT", "POINT").data.foreach_set("value", np.ascontiguousarray(packed[:, j]))
+    return info
+
+
+def _column_from_attributes(mesh, info: dict, n: int) -> np.ndarray:
+    def get(name, dtype):
+        attr = mesh.attributes.get(name)
+        if attr is None or attr.domain != "POINT":
+            raise InputError(f"splat mesh {mesh.name!r}: point attribute {name!r} of the source file's data is missing")
+        buf = np.empty(n, dtype)
+        attr.data.foreach_get("value", buf)
+        return buf
+
+    dtype = np.dtype(info["dtype"])
+    if info["kind"] == "FLOAT":
+        return get(info["attribute"], np.float32)
+    if info["kind"] == "INT":
+        v = get(info["attribute"], np.int32)
+        return v.view(np.uint32) if dtype == np.uint32 else v.astype(dtype)
+    words = np.stack([get(f"{info['attribute']}.{j}", np.int32) for j in range(info["words"])], axis=1)
+    rows = np.ascontiguousarray(words).view(np.uint8).reshape(n, -1)[:, :info["row_bytes"]]
+    return np.ascontiguousarray(rows).view(dtype).reshape((n, *info["shape"]))
+
+
+def _stored_to_mesh(stored, mesh) -> None:
+    """``Splats.stored`` as point attributes (per-splat columns) plus one custom property holding the
+    format, comments, record layout and file-level elements (numbers as doubles: exact for every
+    PLY type)."""
+    import json
+
+    columns = [_column_to_attributes(mesh, i, name, col) for i, (name, col) in enumerate(stored.columns.items())]
+    elements = {}
+    for name, arr in stored.elements.items():
+        elements[name] = {"descr": json.dumps(arr.dtype.descr), "count": len(arr),
+                          "fields": {f: np.asarray(arr[f], dtype=np.float64).ravel().tolist() for f in arr.dtype.names}}
+    mesh[STORED_TAG] = {"format": stored.format, "comments": list(stored.comments),
+                        "layout": json.dumps(stored.layout.descr) if stored.layout is not None else "",
+                        "columns": json.dumps(columns), "elements": elements}
+
+
+def _stored_from_mesh(mesh, n: int):
+    import json
+
+    from anchorstage.splats import StoredSplats
+
+    if STORED_TAG not in mesh.keys():
+        return None
+    d = mesh[STORED_TAG].to_dict()
+
+    def dtype(descr: str) -> np.dtype:
+        return np.dtype([tuple(f) if len(f) == 2 else (f[0], f[1], tuple(f[2])) for f in json.loads(descr)])
+
+    columns = {info["name"]: _column_from_attributes(mesh, info, n) for info in json.loads(d.get("columns", "[]"))}
+    elements = {}
+    for name, e in d.get("elements", {}).items():
+        arr = np.zeros(int(e["count"]), dtype=dtype(e["descr"]))
+        for f in arr.dtype.names:
+            arr[f] = np.asarray(e["fields"].get(f, []), dtype=np.float64).reshape(arr[f].shape)
+        elements[name] = arr
+    return StoredSplats(str(d.get("format", "ply")), columns, elements,
+                        dtype(d["layout"]) if d.get("layout") else None, [str(c) for c in d.get("comments", [])])
 
 
 def splats_to_mesh(splats, mesh: bpy.types.Mesh) -> None:
@@ -114,9 +209,14 @@ def splats_to_mesh(splats, mesh: bpy.types.Mesh) -> None:
             mesh.attributes.remove(mesh.attributes[name])
     mesh.vertices.add(n)
     mesh.vertices.foreach_set("co", means.ravel())
-    quats = splats.quats.detach().cpu().numpy().astype(np.float32)
-    norms = np.linalg.norm(quats, axis=1, keepdims=True)
-    quats = np.where(norms > 0, quats / np.maximum(norms, 1e-12), np.array([1, 0, 0, 0], np.float32))
+    for name in [a.name for a in mesh.attributes if a.name.startswith((SH_PREFIX, FILE_PREFIX, RAW_ROTATION))]:
+        mesh.attributes.remove(mesh.attributes[name])
+    for key in (STORED_TAG, SH_ENCODING_TAG, PLACEMENT_TAG):
+        if key in mesh.keys():
+            del mesh[key]
+    raw_quats = splats.quats.detach().cpu().numpy().astype(np.float32)
+    norms = np.linalg.norm(raw_quats, axis=1, keepdims=True)
+    quats = np.where(norms > 0, raw_quats / np.maximum(norms, 1e-12), np.array([1, 0, 0, 0], np.float32))
     colors = np.ones((n, 4), np.float32)
     colors[:, :3] = splats.colors.detach().cpu().numpy()
     values = {
@@ -131,6 +231,16 @@ def splats_to_mesh(splats, mesh: bpy.types.Mesh) -> None:
         attr = mesh.attributes.new(name, kind, "POINT")
         dtype = np.int32 if kind == "INT" else np.float32
         attr.data.foreach_set(field_, np.ascontiguousarray(values[name], dtype=dtype).ravel())
+    if not np.array_equal(quats, raw_quats):  # a file's unnormalised rotations, kept exactly
+        mesh.attributes.new(RAW_ROTATION, "QUATERNION", "POINT").data.foreach_set("value", raw_quats.ravel())
+    if splats.sh_rest is not None:  # one RGB vector per SH coefficient
+        rest = splats.sh_rest.detach().cpu().numpy().astype(np.float32)
+        for k in range(rest.shape[1]):
+            mesh.attributes.new(f"{SH_PREFIX}{k}", "FLOAT_VECTOR", "POINT").data.foreach_set(
+                "vector", np.ascontiguousarray(rest[:, k]).ravel())
+    mesh[SH_ENCODING_TAG] = splats.sh_encoding
+    if splats.stored is not None:
+        _stored_to_mesh(splats.stored, mesh)
     mesh[SPLAT_MESH_TAG] = 1
     mesh.update()
 
@@ -169,9 +279,29 @@ def splats_from_mesh(mesh: bpy.types.Mesh, matrix_world=None):
         attr.data.foreach_get(field_, buf)
         vals[name] = buf.reshape(n, comps) if comps > 1 else buf
     t = lambda a, dt=torch.float32: torch.from_numpy(np.ascontiguousarray(a)).to(dt)  # noqa: E731
-    splats = Splats(means=t(means), quats=t(vals["rotation"]), scales=t(vals["scale"]), opacities=t(vals["opacity"]),
+    quats = vals["rotation"]
+    raw = mesh.attributes.get(RAW_ROTATION)
+    if raw is not None and raw.domain == "POINT" and raw.data_type == "QUATERNION":
+        buf = np.empty(n * 4, np.float32)
+        raw.data.foreach_get("value", buf)
+        buf = buf.reshape(n, 4)
+        unit = buf / np.maximum(np.linalg.norm(buf, axis=1, keepdims=True), 1e-12)
+        same = np.all(np.abs(unit - quats) <= 1e-6, axis=1)
+        quats = np.where(same[:, None], buf, quats)  # rotations edited in Blender win
+    rest = []
+    while (attr := mesh.attributes.get(f"{SH_PREFIX}{len(rest)}")) is not None and attr.data_type == "FLOAT_VECTOR":
+        buf = np.empty(n * 3, np.float32)
+        attr.data.foreach_get("vector", buf)
+        rest.append(buf.reshape(n, 3))
+    if len(rest) not in (0, 3, 8, 15):
+        raise InputError(f"splat mesh {mesh.name!r}: {len(rest)} SH coefficient attributes (expected 3, 8 or 15)")
+    encoding = str(mesh.get(SH_ENCODING_TAG, "sRGB"))
+    splats = Splats(means=t(means), quats=t(quats), scales=t(vals["scale"]), opacities=t(vals["opacity"]),
                     colors=t(vals["color"][:, :3]), confidence=t(vals["confidence"]),
-                    region_ids=t(vals["region"], torch.int32))
+                    region_ids=t(vals["region"], torch.int32),
+                    sh_rest=t(np.stack(rest, axis=1)) if rest else None,
+                    sh_encoding=encoding if encoding in ("sRGB", "linearRGB") else "sRGB",
+                    stored=_stored_from_mesh(mesh, n))
     if matrix_world is None:
         return splats
     m = _matrix_to_np(matrix_world)
@@ -191,6 +321,27 @@ def splats_from_mesh(mesh: bpy.types.Mesh, matrix_world=None):
     rigid = np.eye(4)
     rigid[:3, :3], rigid[:3, 3] = u @ vt, m[:3, 3]
     return splats.transformed(rigid)
+
+
+def set_placement(obj: bpy.types.Object, world_from_file: np.ndarray) -> None:
+    """Place a splat object whose mesh holds a file's splats in the file's own frame: the object's
+    transform is ``world_from_file`` and the mesh remembers it, so an export can write the file's
+    frame again (bit-exact while the object has not moved)."""
+    m = np.asarray(world_from_file, dtype=np.float64)
+    obj.matrix_world = Matrix(m.tolist())
+    obj.data[PLACEMENT_TAG] = m.ravel().tolist()
+
+
+def file_frame_transform(obj: bpy.types.Object) -> np.ndarray:
+    """[4, 4] how the object moved its mesh's file frame since import: placement⁻¹ · matrix_world
+    (just matrix_world for meshes without a placement, i.e. world coordinates)."""
+    m = _matrix_to_np(obj.matrix_world)
+    placed = obj.data.get(PLACEMENT_TAG) if obj.data is not None else None
+    if placed is None or len(placed) != 16:
+        return m
+    rel = np.linalg.solve(np.asarray(placed, dtype=np.float64).reshape(4, 4), m)
+    # Blender keeps matrix_world in float32: an unmoved object differs from the placement by rounding.
+    return np.eye(4) if np.allclose(rel, np.eye(4), atol=1e-6) else rel
 
 
 # ---------------------------------------------------------------------------------------------- images

@@ -306,37 +306,54 @@ class ANCHORSTAGE_OT_export_camera_list(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-# ---------------------------------------------------------------------------------------------- PLY
+# ---------------------------------------------------------------------------------------------- splat files
+_SPLAT_GLOB = "*.ply;*.splat;*.spz"
+_EXPORT_FORMATS = (
+    ("AUTO", "By Extension", ".compressed.ply: compressed PLY; .ply: 3DGS PLY (a SHARP file's elements kept); "
+                             ".splat; .spz"),
+    ("ply", "3DGS PLY", "Standard 3D Gaussian Splatting PLY with SH, extra properties and elements"),
+    ("sharp", "SHARP PLY", "PLY in the photo camera's frame with SHARP's camera elements (scene camera if the "
+                           "splats carry none)"),
+    ("compressed_ply", "Compressed PLY", "SuperSplat / PlayCanvas compressed PLY"),
+    ("splat", ".splat", "antimatter15 web-viewer layout (no SH)"),
+    ("spz", ".spz", "Niantic .spz version 3"),
+)
+
+
 class ANCHORSTAGE_OT_import_ply(bpy.types.Operator, ImportHelper):
-    """Import a 3D Gaussian Splatting PLY (standard 3DGS, SHARP) as a splat object"""
+    """Import Gaussian splats (3DGS / SHARP / compressed PLY, .splat, .spz) as a splat object"""
 
     bl_idname = "anchorstage.import_ply"
-    bl_label = "Import Gaussian Splats (.ply)"
+    bl_label = "Import Gaussian Splats"
     bl_options = {"REGISTER", "UNDO"}
     filename_ext = ".ply"
-    filter_glob: bpy.props.StringProperty(default="*.ply", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default=_SPLAT_GLOB, options={"HIDDEN"})
     add_camera: bpy.props.BoolProperty(
         name="Add Photo Camera", default=True,
         description="For SHARP files, which carry the photo's intrinsics, add that camera (at the origin looking "
                     "along +Y, as AnchorStage places photos) and make it the scene camera if there is none")
 
     def execute(self, context):
-        from anchorstage.ply import read_ply_info
+        from anchorstage.splatio import read_splats
+        from anchorstage.splatio.sharp import camera, placement
 
         try:
-            info = read_ply_info(self.filepath)
-            # SHARP files are in the photo camera's frame: place them in the Z-up world.
-            splats = info.world_splats(self.filepath)
-            photo_camera = info.camera(self.filepath) if self.add_camera else None
+            splats = read_splats(self.filepath)
+            # The mesh keeps the file's frame; the object's transform places it in the Z-up world.
+            world_from_file = placement(splats, self.filepath)
+            photo_camera = camera(splats, self.filepath) if self.add_camera else None
         except Exception as e:  # noqa: BLE001
-            self.report({"ERROR"}, f"PLY import: {_error_text(e)}")
+            self.report({"ERROR"}, f"Splat import: {_error_text(e)}")
             return {"CANCELLED"}
         from .preferences import get_prefs
 
         prefs = get_prefs(context)
         name = bpy.path.display_name_from_filepath(self.filepath)
+        if name.lower().endswith(".compressed"):
+            name = name[: -len(".compressed")]
         obj = splat_object.update_splat_object(splats, name=name, scene=context.scene,
                                                max_display=getattr(prefs, "display_max_splats", None))
+        boundary.set_placement(obj, world_from_file)
         if photo_camera is not None:
             cam_obj = bpy.data.objects.new(f"{name} Camera", bpy.data.cameras.new(f"{name} Camera"))
             context.scene.collection.objects.link(cam_obj)
@@ -350,43 +367,61 @@ class ANCHORSTAGE_OT_import_ply(bpy.types.Operator, ImportHelper):
         context.view_layer.objects.active = obj
         shown, total = splat_object.display_counts(obj)
         self.report({"INFO"}, f"Imported {total:,} splats as {obj.name!r}" +
+                    (f" (SH degree {splats.sh_degree})" if splats.sh_degree else "") +
                     (f"; displaying {shown:,} (decimated)" if shown < total else "") +
                     (" with the photo's camera" if photo_camera is not None else ""))
         return {"FINISHED"}
 
 
 class ANCHORSTAGE_OT_export_ply(bpy.types.Operator, ExportHelper):
-    """Export the active splat object as a standard 3D Gaussian Splatting PLY (world space)"""
+    """Export the active splat object as Gaussian splats; the format follows the extension
+    (.ply, .compressed.ply, .splat, .spz) unless chosen"""
 
     bl_idname = "anchorstage.export_ply"
-    bl_label = "Export Gaussian Splats (.ply)"
+    bl_label = "Export Gaussian Splats"
     filename_ext = ".ply"
-    filter_glob: bpy.props.StringProperty(default="*.ply", options={"HIDDEN"})
+    check_extension = None  # .compressed.ply, .splat and .spz are all fine
+    filter_glob: bpy.props.StringProperty(default=_SPLAT_GLOB, options={"HIDDEN"})
     object_name: bpy.props.StringProperty(name="Object", default="", description="Splat object; empty: the active one")
+    format: bpy.props.EnumProperty(name="Format", items=_EXPORT_FORMATS, default="AUTO")
 
     def execute(self, context):
-        from anchorstage import write_ply
+        from anchorstage.splatio import format_for_path, write_splats
 
         obj = bpy.data.objects.get(self.object_name) if self.object_name else context.active_object
         if obj is None or obj.type != "MESH" or not boundary.is_splat_mesh(obj.data):
-            self.report({"ERROR"}, f"PLY export: {getattr(obj, 'name', 'no object')!r} is not a splat object")
+            self.report({"ERROR"}, f"Splat export: {getattr(obj, 'name', 'no object')!r} is not a splat object")
             return {"CANCELLED"}
         try:
-            splats = boundary.splats_from_mesh(obj.data, obj.matrix_world)
-            write_ply(self.filepath, splats)
+            fmt = None if self.format == "AUTO" else self.format
+            if fmt is None and format_for_path(self.filepath) is None:
+                raise ValueError(f"cannot tell the format from {self.filepath!r}: use .ply, .compressed.ply, .splat "
+                                 "or .spz, or choose a format")
+            # In the frame of the file the splats came from (world for stages), moved as the object moved.
+            splats = boundary.splats_from_mesh(obj.data, boundary.file_frame_transform(obj))
+            cam = None
+            if fmt == "sharp":
+                from anchorstage.splatio.sharp import is_sharp
+
+                if not is_sharp(splats):
+                    if context.scene.camera is None:
+                        raise ValueError("SHARP export needs the photo camera: set a scene camera")
+                    splats = boundary.splats_from_mesh(obj.data, obj.matrix_world)
+                    cam = boundary.camera_from_blender(context.scene.camera, context.scene)
+            written = write_splats(self.filepath, splats, fmt, camera=cam)
         except Exception as e:  # noqa: BLE001
-            self.report({"ERROR"}, f"PLY export: {_error_text(e)}")
+            self.report({"ERROR"}, f"Splat export: {_error_text(e)}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Wrote {len(splats):,} splats to {self.filepath}")
+        self.report({"INFO"}, f"Wrote {len(splats):,} splats to {self.filepath} ({written})")
         return {"FINISHED"}
 
 
 def _menu_import(self, context):
-    self.layout.operator(ANCHORSTAGE_OT_import_ply.bl_idname, text="Gaussian Splats (.ply)")
+    self.layout.operator(ANCHORSTAGE_OT_import_ply.bl_idname, text="Gaussian Splats (.ply, .splat, .spz)")
 
 
 def _menu_export(self, context):
-    self.layout.operator(ANCHORSTAGE_OT_export_ply.bl_idname, text="Gaussian Splats (.ply)")
+    self.layout.operator(ANCHORSTAGE_OT_export_ply.bl_idname, text="Gaussian Splats (.ply, .splat, .spz)")
     self.layout.operator(ANCHORSTAGE_OT_export_camera_list.bl_idname, text="AnchorStage Camera List (.json)")
 
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""3DGS PLY: our layout round-trips; SHARP's files and generic (SH) 3DGS files read."""
+"""3DGS PLY: our layout round-trips; SHARP's files and generic (SH) 3DGS files read with everything they hold."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 
 from anchorstage import InputError, Splats, read_ply, write_ply
 from anchorstage.image_io import srgb_to_linear
-from anchorstage.ply import SH_C0, read_ply_info
+from anchorstage.sh import SH_C0
+from anchorstage.splatio import sharp
 
 STANDARD = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
             "rot_0", "rot_1", "rot_2", "rot_3"]
@@ -25,7 +26,7 @@ def _splats(n=500, seed=0):
 
 def _write_raw(path, fmt, elements, comments=()):
     """A PLY written by hand: elements = [(name, structured array)], fmt binary_little_endian/big/ascii."""
-    kinds = {"f4": "float", "u4": "uint", "i4": "int", "u1": "uchar", "f8": "double"}
+    kinds = {"f4": "float", "u4": "uint", "i4": "int", "u1": "uchar", "f8": "double", "u2": "ushort", "i2": "short", "i1": "char"}
     head = ["ply", f"format {fmt} 1.0", *[f"comment {c}" for c in comments]]
     for name, arr in elements:
         head.append(f"element {name} {len(arr)}")
@@ -62,19 +63,23 @@ def test_round_trip_and_standard_header(tmp_path):
     write_ply(path, sp)
     head = path.read_bytes().split(b"end_header\n")[0].decode().splitlines()
     assert head[1] == "format binary_little_endian 1.0"
-    props = [line.split()[-1] for line in head if line.startswith("property")]
+    vertex = head[head.index(f"element vertex {len(sp)}") + 1:head.index("element color_space 1")]
+    props = [line.split()[-1] for line in vertex]
     assert props[:3] == ["x", "y", "z"] and [p for p in props if p in STANDARD] == STANDARD
-    assert all(line.split()[1] == "float" for line in head if line.startswith("property"))
-    assert path.stat().st_size == len("\n".join(head)) + 1 + len("end_header\n") + 17 * 4 * len(sp)
+    assert all(line.split()[1] == "float" for line in vertex)
+    # SHARP's machine-readable colour marker follows the splats: one uchar, 0 = sRGB.
+    assert head[-2:] == ["element color_space 1", "property uchar color_space"] and "comment color_space sRGB" in head
+    assert path.stat().st_size == len("\n".join(head)) + 1 + len("end_header\n") + 17 * 4 * len(sp) + 1
+    assert path.read_bytes()[-1] == 0
     back = read_ply(path)
     assert torch.equal(back.means, sp.means) and torch.equal(back.quats, sp.quats)
     for k in ("scales", "opacities", "colors"):
         torch.testing.assert_close(getattr(back, k), getattr(sp, k), rtol=1e-6, atol=1e-6)
     # The written normals are the splats' local z axes.
-    info = read_ply_info(path)
-    assert info.color_space == "sRGB" and info.sh_degree == 0
+    info = read_ply(path)
+    assert info.sh_encoding == "sRGB" and info.sh_degree == 0
     # Other viewers read DC as a display colour: the file holds the sRGB encoding of our linear colours.
-    raw = np.frombuffer(path.read_bytes().split(b"end_header\n")[1], dtype="<f4").reshape(len(sp), -1)
+    raw = np.frombuffer(path.read_bytes().split(b"end_header\n")[1][:-1], dtype="<f4").reshape(len(sp), -1)
     dc = raw[:, props.index("f_dc_0"):props.index("f_dc_0") + 3]
     lin = sp.colors.double().numpy()
     srgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
@@ -109,14 +114,15 @@ def test_sharp_layout_with_supplementary_elements(tmp_path):
              ("color_space", np.array([(0,)], dtype=[("color_space", "u1")])),
              ("version", np.array([(1,), (5,), (0,)], dtype=[("version", "u1")]))]
     _write_raw(tmp_path / "sharp.ply", "binary_little_endian", elems)
-    info = read_ply_info(tmp_path / "sharp.ply")
-    assert info.color_space == "sRGB"
-    np.testing.assert_allclose(info.splats.colors.numpy(), sp.colors.numpy(), atol=1e-5)  # back to linear
-    np.testing.assert_allclose(info.splats.means.numpy(), sp.means.numpy())
-    np.testing.assert_allclose(info.splats.opacities.numpy(), sp.opacities.numpy(), rtol=1e-5)
-    assert info.supplements["image_size"].tolist() == [640, 480]
-    assert info.supplements["intrinsic"].reshape(3, 3)[0, 0] == 500
-    assert info.supplements["version"].tolist() == [1, 5, 0]
+    info = read_ply(tmp_path / "sharp.ply")
+    assert info.sh_encoding == "sRGB"
+    np.testing.assert_allclose(info.colors.numpy(), sp.colors.numpy(), atol=1e-5)  # back to linear
+    np.testing.assert_allclose(info.means.numpy(), sp.means.numpy())
+    np.testing.assert_allclose(info.opacities.numpy(), sp.opacities.numpy(), rtol=1e-5)
+    el = info.stored.elements
+    assert el["image_size"]["image_size"].tolist() == [640, 480]
+    assert el["intrinsic"]["intrinsic"].reshape(3, 3)[0, 0] == 500
+    assert el["version"]["version"].tolist() == [1, 5, 0]
     # color_space 1 means the DC colours are already linear.
     elems[6] = ("color_space", np.array([(1,)], dtype=[("color_space", "u1")]))
     _write_raw(tmp_path / "sharp_lin.ply", "binary_little_endian", elems)
@@ -134,22 +140,25 @@ def test_generic_3dgs_with_spherical_harmonics(tmp_path, fmt):
     v["rot_2"] *= 3.0
     v["rot_3"] *= 3.0
     _write_raw(tmp_path / "g.ply", fmt, [("vertex", v)], comments=["generated by a trainer"])
-    info = read_ply_info(tmp_path / "g.ply")
-    assert info.sh_degree == 3 and info.comments == ["generated by a trainer"]
+    info = read_ply(tmp_path / "g.ply")
+    assert info.sh_degree == 3 and info.stored.comments == ["generated by a trainer"]
     # Trainers fit sRGB photos: unmarked DC colours are sRGB values, decoded to linear.
-    assert info.color_space == "sRGB"
-    np.testing.assert_allclose(info.splats.colors.numpy(), srgb_to_linear(sp.colors.numpy()), atol=1e-5)
-    np.testing.assert_allclose(info.splats.quats.numpy(), sp.quats.numpy(), atol=1e-6)
-    np.testing.assert_allclose(info.splats.scales.numpy(), sp.scales.numpy(), rtol=1e-5)
+    assert info.sh_encoding == "sRGB"
+    np.testing.assert_allclose(info.colors.numpy(), srgb_to_linear(sp.colors.numpy()), atol=1e-5)
+    # Unnormalised rotations are kept as stored (every consumer normalises).
+    np.testing.assert_allclose(info.quats.numpy(), 3.0 * sp.quats.numpy(), atol=1e-6)
+    np.testing.assert_allclose(info.scales.numpy(), sp.scales.numpy(), rtol=1e-5)
+    # f_rest_{c * 15 + k} is coefficient k of channel c.
+    np.testing.assert_array_equal(info.sh_rest.numpy()[:, 4, 2], rest[2 * 15 + 4][1])
 
 
 def test_a_file_marked_linear_is_read_as_stored(tmp_path):
     sp = _splats(20)
     _write_raw(tmp_path / "lin.ply", "binary_little_endian", [("vertex", _vertex(sp, (sp.colors.numpy() - 0.5) / SH_C0))],
                comments=["color_space linearRGB"])
-    info = read_ply_info(tmp_path / "lin.ply")
-    assert info.color_space == "linearRGB"
-    np.testing.assert_allclose(info.splats.colors.numpy(), sp.colors.numpy(), atol=1e-5)
+    info = read_ply(tmp_path / "lin.ply")
+    assert info.sh_encoding == "linearRGB"
+    np.testing.assert_allclose(info.colors.numpy(), sp.colors.numpy(), atol=1e-5)
 
 
 def test_bad_files_are_named(tmp_path):
@@ -177,7 +186,7 @@ def _sharp_file(tmp_path, sp, extrinsic):
              ("image_size", np.array([(640,), (480,)], dtype=[("image_size", "u4")])),
              ("color_space", np.array([(1,)], dtype=[("color_space", "u1")]))]
     _write_raw(tmp_path / "sharp.ply", "binary_little_endian", elems)
-    return read_ply_info(tmp_path / "sharp.ply")
+    return read_ply(tmp_path / "sharp.ply")
 
 
 def _in_front_of_camera(n=400, seed=3):
@@ -193,18 +202,18 @@ def test_sharp_file_is_placed_in_the_z_up_world_with_its_camera(tmp_path):
 
     sp = _in_front_of_camera()
     info = _sharp_file(tmp_path, sp, np.eye(4))
-    assert info.in_camera_frame
-    cam = info.camera()
+    assert sharp.is_sharp(info)
+    cam = sharp.camera(info)
     assert cam.resolution == (640, 480) and cam.focal_px == pytest.approx(500.0)
     assert cam.principal_point_px == pytest.approx((330.0, 236.0))
     np.testing.assert_allclose(cam.forward, [0, 1, 0], atol=1e-12)  # looks along world +Y, Z up
     np.testing.assert_allclose(cam.up, [0, 0, 1], atol=1e-12)
-    world = info.world_splats()
+    world = sharp.placed(info)
     # Camera-frame z (forward) becomes world +Y, camera-frame -y (up) becomes world +Z.
     np.testing.assert_allclose(world.means.numpy()[:, 1], sp.means.numpy()[:, 2], atol=1e-5)
     np.testing.assert_allclose(world.means.numpy()[:, 2], -sp.means.numpy()[:, 1], atol=1e-5)
     # The photo camera sees the placed splats exactly as SHARP's camera saw the file's.
-    in_file = render(info.splats, Camera.from_K(cam.K, 640, 480), passes=("color", "depth"), backend="torch")
+    in_file = render(info, Camera.from_K(cam.K, 640, 480), passes=("color", "depth"), backend="torch")
     placed = render(world, cam, passes=("color", "depth"), backend="torch")
     torch.testing.assert_close(placed["color"], in_file["color"], atol=2e-4, rtol=0)
     torch.testing.assert_close(placed["depth"], in_file["depth"], rtol=1e-4, atol=1e-4)
@@ -215,7 +224,7 @@ def test_sharp_extrinsic_is_honoured(tmp_path):
 
     sp = _in_front_of_camera()
     view = np.linalg.inv(look_at((0.5, -0.2, 0.1), (0.4, 0.1, 5.0), up=(0, -1, 0)))  # world → camera
-    placed = _sharp_file(tmp_path, sp, view).world_splats().means.numpy()
+    placed = sharp.placed(_sharp_file(tmp_path, sp, view)).means.numpy()
     expected = (look_at((0, 0, 0), (0, 1, 0)) @ view @ np.c_[sp.means.numpy(), np.ones(len(sp))].T).T[:, :3]
     np.testing.assert_allclose(placed, expected, atol=1e-4)
 
@@ -223,9 +232,9 @@ def test_sharp_extrinsic_is_honoured(tmp_path):
 def test_plain_3dgs_files_stay_in_their_frame(tmp_path):
     sp = _splats(50)
     write_ply(tmp_path / "s.ply", sp)
-    info = read_ply_info(tmp_path / "s.ply")
-    assert not info.in_camera_frame and info.camera() is None
-    assert info.world_splats() is info.splats
+    info = read_ply(tmp_path / "s.ply")
+    assert not sharp.is_sharp(info) and sharp.camera(info) is None
+    assert sharp.placed(info) is info
 
 
 def test_rigid_transform_of_splats():

@@ -106,7 +106,11 @@ class PassSpec:
 
 # ------------------------------------------------------------------------------------ row makers
 def _color_channels(splats: "Splats", camera_position: "torch.Tensor") -> "torch.Tensor":
-    return splats.colors
+    """[N, 3] view-dependent colour: each splat's SH (degrees 0-3) along the ray from the camera
+    centre, clamped at 0 as 3DGS does (:func:`anchorstage.sh.view_colors`)."""
+    from .sh import view_colors
+
+    return view_colors(splats.colors, splats.sh_rest, splats.sh_encoding, splats.means, camera_position)
 
 
 def _color(x: FinishInputs, slot: Optional[slice]) -> "torch.Tensor":
@@ -162,7 +166,8 @@ def _void(x: FinishInputs, slot: Optional[slice]) -> "torch.Tensor":
 REGISTRY: tuple[PassSpec, ...] = (
     PassSpec("color", 3, "float32", "Combined", "RGB", "COLOR", 0.0, True, None, "features", _color,
              _color_channels, "srgb",
-             "linear Rec.709 RGB: sum of w·colour + (1 - alpha)·background (premultiplied on black)"),
+             "linear Rec.709 RGB: sum of w·colour + (1 - alpha)·background (premultiplied on black); "
+             "colour is each splat's SH evaluated along the camera ray"),
     PassSpec("alpha", 1, "float32", "Alpha", "X", "VALUE", 0.0, True, None, "alpha", _alpha, None, None,
              "accumulated opacity, 1 - final transmittance"),
     PassSpec("depth", 1, "float32", "Depth", "Z", "VALUE", BACKGROUND_DEPTH, False, "use_pass_z", "depth", _depth,

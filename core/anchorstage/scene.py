@@ -5,11 +5,13 @@ A scene folder holds::
 
     scene.json          format_version, camera (camera JSON), image size, metric scale,
                         intrinsics source, regions (metadata), meta
-    splats.ply          the splats in the standard 3DGS PLY layout (see anchorstage.ply)
+    splats.ply          the splats in the standard 3DGS PLY layout (see anchorstage.splatio.ply)
     splats_extra.npz    what the standard layout cannot carry exactly: confidence [N] float32,
                         region_ids [N] int32, and the activated opacities [N], scales [N, 3] and
                         colours [N, 3] as float32 (the PLY's logit/log/SH encodings round), plus
-                        region_splats_<index> [M] int64 for regions with splat indices
+                        region_splats_<index> [M] int64 for regions with splat indices, and for
+                        splats read from a file what that file stored (``stored__*``: see
+                        StoredSplats.to_arrays), so writing that format again is bit-exact
     image.exr           the source image, linear Rec.709 RGB, float32
     depth.exr           the depth, planar z in metres, channel Z, float32, inf = masked (sky)
     regions/<id>.png    one 8-bit mask per region (255 inside)
@@ -35,9 +37,9 @@ from ._version import __version__
 from .atomic import atomic_dir
 from .camera import Camera
 from .errors import InputError, OutputError
-from .ply import read_ply, write_ply
+from .splatio.ply import read_ply, write_ply
 from .region import Region
-from .splats import Splats
+from .splats import Splats, StoredSplats
 
 __all__ = ["Scene", "save_scene", "load_scene", "FORMAT_VERSION", "is_scene_dir", "check_scene_target"]
 
@@ -176,6 +178,8 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
         "scales": sp.scales.numpy().astype(np.float32),
         "colors": sp.colors.numpy().astype(np.float32),
     }
+    if sp.stored is not None:
+        extra.update({f"stored__{k}": v for k, v in sp.stored.to_arrays().items()})
     regions_json = []
     for r in scene.regions:
         d = r.to_json_dict()
@@ -191,7 +195,8 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
         "image": {"file": "image.exr", "width": scene.width, "height": scene.height, "color": "linear Rec.709"},
         "depth": {"file": "depth.exr", "channel": "Z", "units": "metres", "kind": "planar z", "masked": "inf"},
         "splats": {"file": "splats.ply", "extra": "splats_extra.npz", "count": len(sp),
-                   "ply_colors": "sRGB-encoded SH DC (header comment color_space sRGB); linear in splats_extra.npz"},
+                   "ply_colors": f"SH DC and f_rest in {sp.sh_encoding} (color_space element and comment); "
+                                 "linear in splats_extra.npz", "sh_degree": sp.sh_degree},
         "metric_scale": float(scene.meta.get("metric_scale", 1.0)),
         "intrinsics_source": str(scene.meta.get("intrinsics_source", "unknown")),
         "regions": regions_json,
@@ -223,6 +228,18 @@ def _exact_or_ply(name: str, ply_value: torch.Tensor, extra: Optional[Any], note
         return exact
     notes.append(f"splats.ply {name} differ from splats_extra.npz (PLY edited?): using the PLY")
     return ply_value
+
+
+def _stored(extra: Optional[dict], from_ply: Splats, where: str) -> Optional[StoredSplats]:
+    """What the splats' source file stored: from splats_extra.npz when it was saved there (exact, any
+    format), else what splats.ply itself carries."""
+    arrays = {k[len("stored__"):]: v for k, v in (extra or {}).items() if k.startswith("stored__")}
+    if not arrays:
+        return from_ply.stored
+    stored = StoredSplats.from_arrays(arrays, f"{where}: splats_extra.npz")
+    if any(len(c) != len(from_ply) for c in stored.columns.values()):
+        return from_ply.stored
+    return stored
 
 
 def load_scene(path: str | os.PathLike) -> Scene:
@@ -277,6 +294,7 @@ def load_scene(path: str | os.PathLike) -> Scene:
         colors=_exact_or_ply("colors", splats.colors, extra, notes),
         confidence=torch.from_numpy(np.asarray(extra["confidence"], dtype=np.float32)) if extra else None,
         region_ids=torch.from_numpy(np.asarray(extra["region_ids"], dtype=np.int32)) if extra else None,
+        sh_rest=splats.sh_rest, sh_encoding=splats.sh_encoding, stored=_stored(extra, splats, where),
     )
     img = _read_exr(p / doc["image"].get("file", "image.exr"), where)
     if not all(c in img for c in "RGB"):

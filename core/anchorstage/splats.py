@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The Gaussian-splat container shared by reconstruction, rendering, regions and export."""
+"""The Gaussian-splat container shared by reconstruction, rendering, regions, export and file I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -12,7 +12,79 @@ import torch
 from .errors import InputError
 from .rotation import quat_from_matrix, quat_mul
 
-__all__ = ["Splats"]
+__all__ = ["Splats", "StoredSplats"]
+
+_SH_ENCODINGS = ("sRGB", "linearRGB")
+#: Stored columns that hold a direction (a file's normals): they turn with the splats.
+_DIRECTION_COLUMNS = ("nx", "ny", "nz")
+
+
+@dataclass
+class StoredSplats:
+    """What a splat file stored beyond the working values, so writing the same format again
+    reproduces every stored value bit for bit (see docs/formats.md).
+
+    Readers keep a stored column only where re-encoding the decoded working value would not
+    give it back (a log scale, a logit, a quantised byte); writers use a stored value for a splat
+    only while decoding it still gives that splat's current working value, so edited splats are
+    encoded afresh.
+
+    Attributes:
+        format: the format that stored it: ``"ply"``, ``"compressed_ply"``, ``"splat"`` or ``"spz"``.
+        columns: per-splat values by property name, each a numpy array [N] or [N, k] in the
+            stored dtype: extra properties (``object_id``, normals, ...) and the raw encodings
+            of working values.
+        elements: file-level data by element name (PLY elements other than the splats, e.g.
+            SHARP's ``intrinsic``; a compressed PLY's chunk table; an .spz header), each a
+            numpy structured array in the stored property types.
+        layout: the per-splat record as stored (a PLY vertex element's property names and
+            types, in order), or None.
+        comments: the file's header comments.
+    """
+
+    format: str
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    elements: dict[str, np.ndarray] = field(default_factory=dict)
+    layout: Optional[np.dtype] = None
+    comments: list[str] = field(default_factory=list)
+
+    def check(self, n: int) -> None:
+        for name, col in self.columns.items():
+            if not isinstance(col, np.ndarray) or col.shape[:1] != (n,):
+                raise InputError(f"splats: stored column {name!r} must be a numpy array with {n} rows")
+
+    def subset(self, index) -> "StoredSplats":
+        idx = index.cpu().numpy() if isinstance(index, torch.Tensor) else index
+        return replace(self, columns={k: v[idx] for k, v in self.columns.items()})
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain numpy arrays (no objects: ``np.savez`` and ``np.load(allow_pickle=False)`` keep them
+        bit for bit): ``format``, ``comments``, ``layout`` (an empty structured array),
+        ``col__<name>`` and ``el__<name>``."""
+        out = {"format": np.array(self.format), "comments": np.array(self.comments, dtype=str)}
+        if self.layout is not None:
+            out["layout"] = np.zeros(0, dtype=self.layout)
+        out.update({f"col__{k}": np.ascontiguousarray(v) for k, v in self.columns.items()})
+        out.update({f"el__{k}": np.ascontiguousarray(v) for k, v in self.elements.items()})
+        return out
+
+    @staticmethod
+    def from_arrays(arrays: dict[str, np.ndarray], where: str = "stored splat data") -> "StoredSplats":
+        """The inverse of :meth:`to_arrays`.
+
+        Raises:
+            InputError: no ``format`` entry.
+        """
+        if "format" not in arrays:
+            raise InputError(f"{where}: no 'format' entry")
+        layout = arrays.get("layout")
+        return StoredSplats(
+            format=str(np.asarray(arrays["format"])),
+            columns={k[5:]: np.asarray(v) for k, v in arrays.items() if k.startswith("col__")},
+            elements={k[4:]: np.asarray(v) for k, v in arrays.items() if k.startswith("el__")},
+            layout=None if layout is None else np.asarray(layout).dtype,
+            comments=[str(c) for c in np.asarray(arrays.get("comments", np.array([], dtype=str))).ravel()],
+        )
 
 
 @dataclass
@@ -21,12 +93,20 @@ class Splats:
 
     Attributes:
         means: [N, 3] float32 centres, metres, world frame.
-        quats: [N, 4] float32 unit rotations, wxyz, local → world.
+        quats: [N, 4] float32 rotations, wxyz, local → world, any non-zero norm: a file's
+            unnormalised values are kept; every consumer normalises.
         scales: [N, 3] float32 standard deviations along the local axes, metres (not log).
-        opacities: [N] float32 in (0, 1) (not logit).
-        colors: [N, 3] float32 linear Rec.709 RGB.
+        opacities: [N] float32 in [0, 1] (not logit).
+        colors: [N, 3] float32 linear Rec.709 RGB: the view-independent (SH degree 0) colour;
+            may be negative or above 1 where a file's DC term is.
         confidence: [N] float32 in [0, 1], per-splat depth confidence (1 when unknown).
         region_ids: [N] int32 region index into ``Scene.regions`` (-1 = unassigned).
+        sh_rest: [N, K, 3] float32 spherical-harmonic coefficients of degrees 1..3 (K = 3, 8
+            or 15; coefficient-major, RGB last) in ``sh_encoding``, or None: view-independent
+            colour (see :mod:`anchorstage.sh`).
+        sh_encoding: ``"sRGB"`` (3DGS trainers, the default) or ``"linearRGB"``: the colour
+            encoding the SH expansion (DC and ``sh_rest``) sums in; files are written in it.
+        stored: what the file the splats came from stored beyond these values, or None.
     """
 
     means: torch.Tensor
@@ -36,6 +116,9 @@ class Splats:
     colors: torch.Tensor
     confidence: Optional[torch.Tensor] = None
     region_ids: Optional[torch.Tensor] = None
+    sh_rest: Optional[torch.Tensor] = None
+    sh_encoding: str = "sRGB"
+    stored: Optional[StoredSplats] = None
 
     def __post_init__(self) -> None:
         n = self.means.shape[0] if self.means.ndim == 2 else -1
@@ -46,12 +129,23 @@ class Splats:
             self.region_ids = torch.full((max(n, 0),), -1, dtype=torch.int32, device=self.means.device)
         expect["confidence"] = (n,)
         expect["region_ids"] = (n,)
+        if self.sh_rest is not None:
+            if not isinstance(self.sh_rest, torch.Tensor) or self.sh_rest.ndim != 3 or self.sh_rest.shape[1] not in (0, 3, 8, 15):
+                raise InputError("splats: sh_rest must be a [N, K, 3] tensor with K = 3, 8 or 15 (SH degrees 1-3)")
+            if self.sh_rest.shape[1] == 0:
+                self.sh_rest = None
+            else:
+                expect["sh_rest"] = (n, self.sh_rest.shape[1], 3)
         for name, shape in expect.items():
             t = getattr(self, name)
             if not isinstance(t, torch.Tensor):
                 raise InputError(f"splats: {name} must be a torch.Tensor (got {type(t).__name__})")
             if tuple(t.shape) != shape:
                 raise InputError(f"splats: {name} must have shape {list(shape)} (got {list(t.shape)})")
+        if self.sh_encoding not in _SH_ENCODINGS:
+            raise InputError(f"splats: sh_encoding must be one of {', '.join(_SH_ENCODINGS)} (got {self.sh_encoding!r})")
+        if self.stored is not None:
+            self.stored.check(max(n, 0))
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
@@ -60,16 +154,31 @@ class Splats:
     def device(self) -> torch.device:
         return self.means.device
 
-    def to(self, device: str | torch.device) -> "Splats":
-        """A copy on ``device``."""
-        return Splats(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+    @property
+    def sh_degree(self) -> int:
+        """0 without ``sh_rest``, else 1..3."""
+        return {3: 1, 8: 2, 15: 3}[self.sh_rest.shape[1]] if self.sh_rest is not None else 0
 
-    def subset(self, index: torch.Tensor) -> "Splats":
-        """The splats selected by a boolean mask or an index tensor."""
-        return Splats(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+    def _tensors(self) -> dict[str, Optional[torch.Tensor]]:
+        return {k: getattr(self, k) for k in ("means", "quats", "scales", "opacities", "colors", "confidence",
+                                              "region_ids", "sh_rest")}
+
+    def _with(self, tensors: dict, stored: Optional[StoredSplats]) -> "Splats":
+        return Splats(**tensors, sh_encoding=self.sh_encoding, stored=stored)
+
+    def to(self, device: str | torch.device) -> "Splats":
+        """A copy on ``device`` (stored file data stays in host memory)."""
+        return self._with({k: None if t is None else t.to(device) for k, t in self._tensors().items()}, self.stored)
+
+    def subset(self, index: torch.Tensor | slice) -> "Splats":
+        """The splats selected by a boolean mask, an index tensor or a slice."""
+        return self._with({k: None if t is None else t[index] for k, t in self._tensors().items()},
+                          None if self.stored is None else self.stored.subset(index))
 
     def transformed(self, world_from_local: np.ndarray) -> "Splats":
         """The splats moved by a rigid transform (rotation + translation, metres).
+
+        SH coefficients and stored normals turn with the splats.
 
         Args:
             world_from_local: [4, 4] rigid matrix taking the splats' current frame to the new one.
@@ -81,12 +190,55 @@ class Splats:
             raise InputError("splats: transform must be a finite rigid 4x4 matrix (rotation + translation)")
         rt = torch.as_tensor(r, dtype=torch.float32, device=self.device)
         t = torch.as_tensor(m[:3, 3], dtype=torch.float32, device=self.device)
-        return Splats(means=torch.addmm(t[None], self.means, rt.T), quats=quat_mul(quat_from_matrix(r), self.quats.unbind(1)),
-                      scales=self.scales.clone(), opacities=self.opacities.clone(), colors=self.colors.clone(),
-                      confidence=self.confidence.clone(), region_ids=self.region_ids.clone())
+        tensors = {k: None if v is None else v.clone() for k, v in self._tensors().items()}
+        tensors["means"] = torch.addmm(t[None], self.means, rt.T)
+        tensors["quats"] = quat_mul(quat_from_matrix(r), self.quats.unbind(1))
+        if self.sh_rest is not None:
+            from .sh import rotate_rest
+
+            tensors["sh_rest"] = rotate_rest(self.sh_rest, r)
+        stored = self.stored
+        if stored is not None and all(k in stored.columns and stored.columns[k].dtype.kind == "f" for k in _DIRECTION_COLUMNS):
+            cols = dict(stored.columns)
+            nrm = np.stack([cols[k].astype(np.float64) for k in _DIRECTION_COLUMNS], axis=1) @ r.T
+            for i, k in enumerate(_DIRECTION_COLUMNS):
+                cols[k] = nrm[:, i].astype(stored.columns[k].dtype)
+            stored = replace(stored, columns=cols)
+        return self._with(tensors, stored)
 
     @staticmethod
     def concat(parts: "list[Splats]") -> "Splats":
-        """Concatenate several splat sets (same device)."""
-        return Splats(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Splats)})
+        """Concatenate several splat sets (same device).
 
+        SH coefficients are padded with zeros to the highest degree among the parts (a zero
+        coefficient adds no view dependence); stored file data is kept only when every part
+        carries the same kind (same format and columns).
+
+        Raises:
+            InputError: parts with SH coefficients in different encodings.
+        """
+        if not parts:
+            raise InputError("splats: nothing to concatenate")
+        encodings = {p.sh_encoding for p in parts if p.sh_rest is not None}
+        if len(encodings) > 1:
+            raise InputError("splats: cannot concatenate SH coefficients stored in different colour encodings")
+        k = max((p.sh_rest.shape[1] for p in parts if p.sh_rest is not None), default=0)
+        tensors = {name: torch.cat([getattr(p, name) for p in parts])
+                   for name in ("means", "quats", "scales", "opacities", "colors", "confidence", "region_ids")}
+        if k:
+            rest = []
+            for p in parts:
+                r = torch.zeros(len(p), k, 3, dtype=torch.float32, device=p.device)
+                if p.sh_rest is not None:
+                    r[:, :p.sh_rest.shape[1]] = p.sh_rest
+                rest.append(r)
+            tensors["sh_rest"] = torch.cat(rest)
+        stored = None
+        first = parts[0].stored
+        if first is not None and all(p.stored is not None and p.stored.format == first.format
+                                     and {c: v.dtype for c, v in p.stored.columns.items()}
+                                     == {c: v.dtype for c, v in first.columns.items()} for p in parts):
+            stored = replace(first, columns={c: np.concatenate([p.stored.columns[c] for p in parts])
+                                             for c in first.columns})
+        encoding = next(iter(encodings)) if encodings else parts[0].sh_encoding
+        return Splats(**tensors, sh_encoding=encoding, stored=stored)

@@ -12,6 +12,7 @@ photo + camera     :func:`load_photo`                          :class:`Photo`
 metric depth       :func:`metric_depth`                        :class:`~anchorstage.depth.DepthEstimate`
 reconstruct        :func:`build_stage`                         :class:`~anchorstage.scene.Scene`
 segment            :func:`segment_stage`                       :class:`~anchorstage.scene.Scene`
+open a source      :func:`open_source`                         ``Scene`` or ``Splats``
 render             :func:`render_frame`                        :class:`Frame`
 export             :func:`anchorstage.export.export_frames`    per-frame metadata
 camera paths       :func:`anchorstage.camera.camera_path`      cameras
@@ -45,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .splats import Splats
 
 __all__ = ["Photo", "Frame", "load_photo", "with_camera", "metric_depth", "depth_from_file", "stage_camera", "build_stage",
-           "segment_stage", "render_frame", "camera_from_fov"]
+           "segment_stage", "open_source", "render_frame", "camera_from_fov"]
 
 
 @dataclass
@@ -271,6 +272,24 @@ def segment_stage(scene: "Scene", *, max_regions: int = 10, progress: Optional[P
 
 
 # ---------------------------------------------------------------------------------------------- render
+def open_source(path: Union[str, os.PathLike]) -> Union["Scene", "Splats"]:
+    """What a render can start from: a scene folder (a :class:`~anchorstage.scene.Scene`) or a splat
+    file (``.ply``, ``.compressed.ply``, ``.splat``, ``.spz``: :class:`~anchorstage.splats.Splats`
+    placed in the Z-up world as the Blender import places them; SHARP files from their camera frame).
+
+    Raises:
+        InputError: neither a scene folder nor a readable splat file.
+    """
+    if os.path.isdir(path):
+        from .scene import load_scene
+
+        return load_scene(path)
+    from .splatio import read_splats
+    from .splatio.sharp import placed
+
+    return placed(read_splats(path), path)
+
+
 def render_frame(source: Union["Scene", "Splats"], camera: Camera, passes: Union[Sequence[str], str, None] = None, *,
                  backend: str = "auto", device: str = "auto", void_threshold: Optional[float] = None) -> Frame:
     """Render a scene (or bare splats) from a camera into passes on the CPU side.

@@ -95,7 +95,7 @@ def test_missing_model_is_shown_on_the_node(fresh_scene):
 
 def test_export_scene_and_ply_nodes(fresh_scene, tmp_path):
     from anchorstage import load_scene
-    from anchorstage.ply import read_ply
+    from anchorstage.splatio.ply import read_ply
 
     tree, image, depth, reg = _tree(fresh_scene)
     ex_scene = tree.nodes.new("AnchorStageExportNode")

@@ -268,9 +268,11 @@ def test_sharp_ply_import_places_splats_and_adds_the_photo_camera(fresh_scene, t
     obj = bpy.data.objects["sharp"]
     cam_obj = bpy.data.objects["sharp Camera"]
     assert fresh_scene.camera == cam_obj
-    assert boundary.camera_from_blender(cam_obj, fresh_scene).allclose(info.camera(), atol=1e-4)
+    from anchorstage.splatio import sharp
+
+    assert boundary.camera_from_blender(cam_obj, fresh_scene).allclose(sharp.camera(info), atol=1e-4)
     placed = boundary.splats_from_mesh(obj.data, obj.matrix_world)
-    np.testing.assert_allclose(placed.means.numpy(), info.world_splats().means.numpy(), atol=1e-5)
+    np.testing.assert_allclose(placed.means.numpy(), sharp.placed(info).means.numpy(), atol=1e-5)
     assert placed.means.numpy()[:, 1].min() > 2.9  # in front of the camera, along world +Y
 
 

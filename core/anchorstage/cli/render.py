@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""``anchorstage render``: render a scene folder from a camera into one multilayer EXR."""
+"""``anchorstage render``: render a scene folder (or a splat file) from a camera into one multilayer EXR."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Render the splats of SCENE_DIR from CAMERA.json into one multilayer EXR whose channels use "
                     "Blender's names (ViewLayer.Combined.RGBA, ViewLayer.Depth.Z, ViewLayer.Normal.XYZ, "
                     "ViewLayer.Confidence.X, ViewLayer.Void.X, ViewLayer.Region.X). See docs/rendering.md.")
-    p.add_argument("scene", metavar="SCENE_DIR", help="scene folder written by 'anchorstage reconstruct'")
+    p.add_argument("scene", metavar="SCENE_DIR|FILE",
+                   help="scene folder written by 'anchorstage reconstruct', or a splat file (.ply, .compressed.ply, "
+                        ".splat, .spz; SHARP files are placed as Blender's import places them)")
     p.add_argument("--camera", required=True, metavar="CAMERA.json", help="camera JSON (Blender matrix_world, lens, sensor, resolution)")
     p.add_argument("--out", required=True, metavar="FRAME.exr", help="EXR file to write")
     p.add_argument("--passes", default=",".join(PASSES), metavar="LIST",
@@ -33,18 +35,18 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..exr import write_exr
     from ..passes import check_passes
-    from ..scene import load_scene
-    from ..stages import render_frame
+    from ..stages import open_source, render_frame
 
     if not str(args.out).lower().endswith(".exr"):
         raise InputError(f"--out must name an .exr file (got {args.out!r})")
     passes = check_passes(args.passes, "--passes")
     camera = load_camera_json(args.camera)
-    scene = load_scene(args.scene)
+    source = open_source(args.scene)
     t0 = time.perf_counter()
-    frame = render_frame(scene, camera, passes, backend=args.backend, device=args.device, void_threshold=args.void_threshold)
+    frame = render_frame(source, camera, passes, backend=args.backend, device=args.device, void_threshold=args.void_threshold)
     dt = time.perf_counter() - t0
-    write_exr(args.out, frame.passes, camera=camera, meta={"scene": str(args.scene), "metric_scale": scene.meta.get("metric_scale", 1.0)})
-    print(f"{args.out}: {camera.width}x{camera.height}, {len(scene.splats)} splats, passes {', '.join(frame.passes)} "
+    meta = getattr(source, "meta", {})
+    write_exr(args.out, frame.passes, camera=camera, meta={"scene": str(args.scene), "metric_scale": meta.get("metric_scale", 1.0)})
+    print(f"{args.out}: {camera.width}x{camera.height}, {len(getattr(source, 'splats', source))} splats, passes {', '.join(frame.passes)} "
           f"({dt:.2f} s)")
     return 0
