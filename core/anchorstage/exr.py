@@ -39,6 +39,9 @@ import numpy as np
 from .atomic import atomic_file
 from .camera import Camera
 from .errors import InputError, OutputError
+from .exr_input import read_exr_channels
+from .input_files import path_arg
+from .safe_json import parse_json
 
 __all__ = ["write_exr", "read_exr", "exr_channel_names", "NAMINGS", "BLENDER_PASS_NAMES", "HALF_PASSES"]
 
@@ -61,8 +64,13 @@ _FROM_BLENDER = {v[0].lower(): k for k, v in BLENDER_PASS_NAMES.items()}
 def _as_numpy(name: str, x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if a.ndim not in (2, 3):
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError):  # ragged nested lists
+        raise InputError(f"write_exr: pass {name!r} must be an array of numbers") from None
+    if a.dtype.kind not in "fiub":
+        raise InputError(f"write_exr: pass {name!r} must hold numbers (got dtype {a.dtype})")
+    if a.ndim not in (2, 3) or a.size == 0:
         raise InputError(f"write_exr: pass {name!r} must be [H, W] or [H, W, C] (got shape {list(a.shape)})")
     return a
 
@@ -115,7 +123,16 @@ def write_exr(
     """
     import OpenEXR
 
-    if naming not in NAMINGS:
+    path = path_arg(path, "write_exr: path")
+    if not isinstance(passes, Mapping):
+        raise InputError(f"write_exr: passes must be a mapping of pass name to array (got {type(passes).__name__})")
+    if camera is not None and not isinstance(camera, Camera):
+        raise InputError(f"write_exr: camera must be a Camera or None (got {type(camera).__name__})")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise InputError(f"write_exr: meta must be a mapping or None (got {type(meta).__name__})")
+    if isinstance(half_for, str) or not all(isinstance(h, str) for h in half_for):
+        raise InputError(f"write_exr: half_for must be a list of pass names (got {half_for!r})")
+    if not isinstance(naming, str) or naming not in NAMINGS:
         raise InputError(f"write_exr: naming must be one of {', '.join(NAMINGS)} (got {naming!r})")
     if not passes:
         raise InputError("write_exr: no passes to write")
@@ -124,7 +141,7 @@ def write_exr(
         raise InputError(f"write_exr: unknown pass(es) {', '.join(map(repr, bad))}; valid: {', '.join(BLENDER_PASS_NAMES)}")
     if naming == "plain" and not (len(passes) == 1 or set(passes) == {"color", "alpha"}):
         raise InputError("write_exr: naming 'plain' holds one pass per file (or color + alpha)")
-    if not layer or "." in layer:
+    if not isinstance(layer, str) or not layer or "." in layer:
         raise InputError(f"write_exr: layer name must be non-empty without dots (got {layer!r})")
     arrays = {k: _as_numpy(k, v) for k, v in passes.items()}
     shapes = {k: a.shape[:2] for k, a in arrays.items()}
@@ -143,7 +160,7 @@ def write_exr(
             raise InputError(f"write_exr: pass {name!r} needs {len(names)} channel(s) (got {len(planes)})")
         dtype = np.float16 if name in half_for else np.float32
         for cname, plane in zip(names, planes):
-            plane = np.asarray(plane, dtype=np.float64 if plane.dtype.kind in "iu" else plane.dtype)
+            plane = np.asarray(plane, dtype=np.float64 if plane.dtype.kind in "iub" else plane.dtype)
             if not np.all(np.isfinite(plane)):
                 raise InputError(f"write_exr: pass {name!r} has non-finite values")
             # OpenEXR writes non-contiguous arrays silently wrong.
@@ -156,7 +173,10 @@ def write_exr(
     if camera is not None:
         header["anchorstage/camera"] = json.dumps(camera.to_json_dict())
     if meta:
-        header["anchorstage/meta"] = json.dumps(meta)
+        try:
+            header["anchorstage/meta"] = json.dumps(meta, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"write_exr: meta must be JSON-serialisable: {e}") from None
     with atomic_file(path, "EXR file") as tmp:
         try:
             OpenEXR.File(header, channels).write(str(tmp))
@@ -169,7 +189,7 @@ def _header_str(header: Mapping[str, Any], key: str) -> Optional[str]:
     v = header.get(key)
     if v is None:
         return None
-    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
 def read_exr(path: str | os.PathLike) -> dict[str, Any]:
@@ -185,19 +205,12 @@ def read_exr(path: str | os.PathLike) -> dict[str, Any]:
         (:class:`Camera`) and ``meta`` (dict) when the header holds them.
 
     Raises:
-        InputError: missing or unreadable file.
+        InputError: missing or unreadable file, a header over the limits (docs/limits.md), or
+            a malformed camera / metadata attribute.
     """
-    import OpenEXR
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"EXR file {str(p)!r} does not exist")
-    try:
-        with OpenEXR.File(str(p), separate_channels=True) as f:
-            header = dict(f.parts[0].header)
-            raw = {n: np.array(c.pixels) for part in f.parts for n, c in part.channels.items()}
-    except Exception as e:  # OpenEXR raises plain exceptions for corrupt files
-        raise InputError(f"EXR file {str(p)!r} cannot be read: {e}") from None
+    p = path_arg(path, "read_exr: path")
+    exr = read_exr_channels(p, "EXR file")  # headers checked against the limits before pixels are read
+    header, raw = exr.header, exr.channels
 
     plain_pass = _header_str(header, "anchorstage/pass")
     groups: dict[str, dict[str, np.ndarray]] = {}
@@ -232,8 +245,11 @@ def read_exr(path: str | os.PathLike) -> dict[str, Any]:
         out["region"] = np.rint(out["region"]).astype(np.int32)
     cam = _header_str(header, "anchorstage/camera")
     if cam:
-        out["camera"] = Camera.from_json_dict(json.loads(cam), source=f"EXR file {str(p)!r} camera")
+        where = f"EXR file {str(p)!r} camera"
+        out["camera"] = Camera.from_json_dict(parse_json(cam, where), source=where)
     meta = _header_str(header, "anchorstage/meta")
     if meta:
-        out["meta"] = json.loads(meta)
+        out["meta"] = parse_json(meta, f"EXR file {str(p)!r} metadata")
+        if not isinstance(out["meta"], dict):
+            raise InputError(f"EXR file {str(p)!r} metadata must be a JSON object")
     return out

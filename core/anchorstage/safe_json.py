@@ -90,23 +90,24 @@ def parse_json(raw: bytes | str, what: str) -> Any:
     except InputError as e:
         raise InputError(f"{what}: {e}") from None
     except json.JSONDecodeError as e:
-        raise InputError(f"{what} is not valid JSON: {e}") from None
+        raise InputError(f"{what} cannot be read: not valid JSON: {e}") from None
     except (RecursionError, ValueError) as e:  # belt and braces: the depth scan should have caught these
         raise InputError(f"{what} cannot be parsed: {type(e).__name__}: {e}") from None
 
 
-def load_json(path: Any, what: str) -> Any:
+def load_json(path: Any, what: str, *, where: Optional[str] = None) -> Any:
     """Read and parse a JSON file from outside (see the module docstring).
 
     Args:
         path: the file (a FIFO, device or folder is refused before reading).
         what: how messages name it, e.g. ``"camera file"``; the path is added.
+        where: the whole name for messages instead (e.g. ``"scene folder 'x': scene.json"``).
 
     Raises:
         InputError: unreadable, not a regular file, over a limit, or not valid JSON.
     """
     f, size = open_input(path, what)
-    where = f"{what} {str(path)!r}"
+    where = where or f"{what} {str(path)!r}"
     with f:
         check_count("json_bytes", size, where)
         try:
