@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -80,6 +83,8 @@ _DEPTH_PRO_FAR_M = 500.0
 _EDGE_TAU = 0.05
 _AGREE_TAU = 0.1
 _SUPPORTED = ("depth_anything", "depth_pro", "zoedepth")
+# Seconds the hub connection probe waits before calling the network unreachable.
+_PROBE_TIMEOUT_S = 3.0
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -218,16 +223,80 @@ def load_depth_model(model: str = DEFAULT_DEPTH_MODEL, device: str | torch.devic
     return _load_cached(model_id, str(local) if local else None, str(dev))
 
 
+class _HubUnreachable(OSError):
+    """The model is not cached and the hub cannot be asked (offline mode, or no network)."""
+
+
+def _require_transformers() -> None:
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("depth estimation needs the optional 'transformers' package: "
+                                     "pip install 'anchorstage[ml]' (or give a depth map: --depth / load_depth)") from None
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as huggingface_hub reads them (at import) or as set now."""
+    truthy = ("1", "on", "yes", "true")
+    if any(os.environ.get(k, "").strip().lower() in truthy for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return True
+    from huggingface_hub import constants
+
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _hub_unreachable(timeout_s: float = _PROBE_TIMEOUT_S) -> Optional[str]:
+    """Why the hub (or the proxy in front of it) cannot be reached within ``timeout_s``, or None.
+
+    One TCP connect, name lookup included, in a daemon thread: a dead network costs seconds,
+    not the HTTP client's retry schedule.
+    """
+    from urllib.parse import urlparse
+    from urllib.request import getproxies, proxy_bypass
+
+    from huggingface_hub import constants
+
+    url = urlparse(getattr(constants, "ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    proxy = getproxies().get(url.scheme) or getproxies().get("all")
+    if proxy and not proxy_bypass(host):
+        p = urlparse(proxy if "//" in proxy else f"http://{proxy}")
+        host, port = p.hostname or host, p.port or 8080
+    result: list[Optional[str]] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            result.append(None)
+        except OSError as e:
+            result.append(f"{host}:{port} cannot be reached ({e.strerror or e})")
+
+    t = threading.Thread(target=probe, daemon=True, name="anchorstage-hub-probe")
+    t.start()
+    t.join(timeout_s + 0.5)
+    return result[0] if result else f"{host}:{port} did not answer within {timeout_s:g} s"
+
+
 def _from_cache_first(loader: Any, model_id: str, local: Optional[Path], **kwargs: Any) -> Any:
     """``loader(model_id)`` from the local cache, going to the hub only when it is not cached.
 
     A cached model then loads with no network round trip (and no retries on a flaky network).
+    When it is not cached, ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) and a short connection
+    probe decide first whether asking the hub can work at all.
+
+    Raises:
+        _HubUnreachable: not cached, and offline mode is on or the hub cannot be reached.
     """
     if local is not None:
         return loader(model_id, **kwargs)
     try:
         return loader(model_id, local_files_only=True, **kwargs)
     except OSError:
+        if _hub_offline():
+            raise _HubUnreachable("offline mode is on (HF_HUB_OFFLINE)") from None
+        reason = _hub_unreachable()
+        if reason:
+            raise _HubUnreachable(f"the model hub cannot be reached: {reason}") from None
         return loader(model_id, **kwargs)
 
 
@@ -246,12 +315,15 @@ def _check_kind(config: Any, where: str) -> str:
 
 @lru_cache(maxsize=2)
 def _load_cached(model_id: str, local_str: Optional[str], device_str: str) -> DepthModel:
+    _require_transformers()
     from transformers import AutoConfig
 
     local = Path(local_str) if local_str else None
     where = f"depth model folder {model_id!r}" if local else f"depth model {model_id!r}"
     try:
         config = _from_cache_first(AutoConfig.from_pretrained, model_id, local)
+    except _HubUnreachable as e:
+        raise MissingDependencyError(f"{where} is not in the local cache and {e}; {_fetch_hint(model_id)}") from None
     except OSError as e:
         if local is not None:
             raise InputError(f"{where}: config.json cannot be read: {e}") from None
@@ -269,6 +341,9 @@ def _load_cached(model_id: str, local_str: Optional[str], device_str: str) -> De
         from transformers import ZoeDepthForDepthEstimation as cls
     try:
         net = _from_cache_first(cls.from_pretrained, model_id, local, config=config)
+    except _HubUnreachable as e:
+        raise MissingDependencyError(f"{where}: weights are not in the local cache and {e}; "
+                                     f"{_fetch_hint(model_id)}") from None
     except OSError as e:
         if local is not None:
             raise InputError(f"{where} has a config.json but its weights cannot be loaded ({e}); expected "
