@@ -495,9 +495,8 @@ class Camera:
                              f"(got [{', '.join(describe(v) for v in res)}])")
         check_count("render_pixels", res[0] * res[1], f"{source}: resolution {res[0]}x{res[1]}")
         rows = jf.array(data, "matrix_world", source, length=4)
-        mw = [jf.array({"row": r}, "row", f"{source}: matrix_world[{i}]", length=4) for i, r in enumerate(rows)]
-        mw = [[jf.number({"v": v}, "v", f"{source}: matrix_world[{i}][{j}]") for j, v in enumerate(r)]
-              for i, r in enumerate(mw)]
+        mw = [jf.array({f"matrix_world[{i}]": r}, f"matrix_world[{i}]", source, length=4) for i, r in enumerate(rows)]
+        mw = [[jf.as_number(v, f"matrix_world[{i}][{j}]", source) for j, v in enumerate(r)] for i, r in enumerate(mw)]
         kwargs: dict[str, Any] = {}
         for k in ("sensor_width_mm", "sensor_height_mm", "clip_start", "clip_end"):
             if k in data:

@@ -25,7 +25,7 @@ from .errors import InputError
 from .input_files import open_input
 from .limits import check_count, limit
 
-__all__ = ["load_json", "parse_json", "describe", "number", "integer", "string", "boolean", "array", "mapping",
+__all__ = ["load_json", "parse_json", "describe", "as_number", "number", "integer", "string", "boolean", "array", "mapping",
            "INT64_RANGE"]
 
 #: Integers in JSON inputs must fit a signed 64-bit integer.
@@ -144,25 +144,31 @@ def _field(obj: Mapping[str, Any], key: str, where: str, default: Any) -> tuple[
     return False, default
 
 
+def as_number(value: Any, name: str, where: str, *, minimum: Optional[float] = None,
+              maximum: Optional[float] = None, exclusive_minimum: bool = False) -> float:
+    """``value`` (named ``name`` in messages) as a finite float; a JSON boolean or string is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{where}: {name} must be a number (got {describe(value)})")
+    f = float(value)
+    if not math.isfinite(f):
+        raise InputError(f"{where}: {name} must be finite (got {value!r})")
+    if minimum is not None and (f <= minimum if exclusive_minimum else f < minimum):
+        raise InputError(f"{where}: {name} must be {'>' if exclusive_minimum else '≥'} {minimum:g} (got {value!r})")
+    if maximum is not None and f > maximum:
+        raise InputError(f"{where}: {name} must be ≤ {maximum:g} (got {value!r})")
+    return f
+
+
 def number(obj: Mapping[str, Any], key: str, where: str, *, default: Any = _MISSING,
            minimum: Optional[float] = None, maximum: Optional[float] = None, exclusive_minimum: bool = False) -> Any:
-    """A finite JSON number (int or float, never a boolean or a string) as ``float``.
+    """Field ``key`` as a finite float (see :func:`as_number`).
 
     ``default`` (when the field is absent) is returned as given, so ``None`` can mean "unset".
     """
     present, v = _field(obj, key, where, default)
     if not present:
         return v
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise InputError(f"{where}: {key} must be a number (got {describe(v)})")
-    f = float(v)
-    if not math.isfinite(f):
-        raise InputError(f"{where}: {key} must be finite (got {v!r})")
-    if minimum is not None and (f <= minimum if exclusive_minimum else f < minimum):
-        raise InputError(f"{where}: {key} must be {'>' if exclusive_minimum else '≥'} {minimum:g} (got {v!r})")
-    if maximum is not None and f > maximum:
-        raise InputError(f"{where}: {key} must be ≤ {maximum:g} (got {v!r})")
-    return f
+    return as_number(v, key, where, minimum=minimum, maximum=maximum, exclusive_minimum=exclusive_minimum)
 
 
 def integer(obj: Mapping[str, Any], key: str, where: str, *, default: Any = _MISSING,

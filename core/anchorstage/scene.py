@@ -34,7 +34,7 @@ from .atomic import atomic_dir
 from .camera import Camera
 from .errors import InputError, OutputError
 from .exr_input import read_exr_channels
-from .input_files import open_input, path_arg
+from .input_files import check_input_file, open_input, path_arg
 from .npy_io import ArraySpec, read_npz
 from .ply import read_ply, write_ply
 from .region import Region
@@ -92,7 +92,7 @@ def _write_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
 
 
 def _read_exr(path: Path, where: str) -> dict[str, np.ndarray]:
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{where}: {path.name} is missing")
     chans = read_exr_channels(path, f"{where}: {path.name}").channels  # headers checked before pixels
     return {n: np.asarray(a, dtype=np.float32) for n, a in chans.items()}
@@ -248,7 +248,7 @@ def _read_mask(path: Path, folder: Path, region_id: str, size: tuple[int, int], 
     from .image_io import open_pillow_image
 
     what = f"{where}: region {region_id!r} mask"
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{where}: region mask {path.relative_to(folder.resolve()).as_posix()} is missing")
     f, _ = open_input(path, what)
     try:
@@ -282,11 +282,11 @@ def load_scene(path: str | os.PathLike) -> Scene:
     sd = parse_scene_json(raw, p, where, newest=FORMAT_VERSION, reader=__version__)
     camera = sd.camera
     notes: list[str] = []
-    if not sd.splats_file.is_file():
+    if not sd.splats_file.exists():
         raise InputError(f"{where}: {sd.splats_file.name} is missing")
-    splats = read_ply(sd.splats_file)
+    splats = read_ply(check_input_file(sd.splats_file, f"{where}: splats file"))
     extra = None
-    if sd.extra_file.is_file():
+    if sd.extra_file.exists():
         extra = _read_extra(sd.extra_file, len(splats), where, notes)
     elif len(splats):
         notes.append(f"{sd.extra_file.name} missing: confidence and region ids default")

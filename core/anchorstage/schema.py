@@ -116,7 +116,7 @@ def _region(d: Any, i: int, folder: Path, where: str) -> RegionEntry:
     plane = d.get("plane")
     if plane is not None:
         values = jf.array(d, "plane", at, length=4)
-        plane = tuple(jf.number({f"plane[{k}]": v}, f"plane[{k}]", at) for k, v in enumerate(values))
+        plane = tuple(jf.as_number(v, f"plane[{k}]", at) for k, v in enumerate(values))
     locked = jf.boolean(d, "locked", at, default=False)
     for k in ("pixel_count", "splat_count"):
         jf.integer(d, k, at, default=None, minimum=0)
