@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -246,35 +245,34 @@ def _hub_offline() -> bool:
 
 
 def _hub_unreachable(timeout_s: float = _PROBE_TIMEOUT_S) -> Optional[str]:
-    """Why the hub (or the proxy in front of it) cannot be reached within ``timeout_s``, or None.
+    """Why the hub cannot be asked within ``timeout_s``, or None when it answers.
 
-    One TCP connect, name lookup included, in a daemon thread: a dead network costs seconds,
-    not the HTTP client's retry schedule.
+    One HTTP ``HEAD`` of the hub endpoint (``HF_ENDPOINT``; proxies from the environment honoured),
+    name lookup included, in a daemon thread: a dead network costs seconds, not the HTTP client's
+    retry schedule. Any HTTP answer, even an error status, counts as reachable.
     """
-    from urllib.parse import urlparse
-    from urllib.request import getproxies, proxy_bypass
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
 
     from huggingface_hub import constants
 
-    url = urlparse(getattr(constants, "ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    proxy = getproxies().get(url.scheme) or getproxies().get("all")
-    if proxy and not proxy_bypass(host):
-        p = urlparse(proxy if "//" in proxy else f"http://{proxy}")
-        host, port = p.hostname or host, p.port or 8080
+    endpoint = str(getattr(constants, "ENDPOINT", "https://huggingface.co"))
     result: list[Optional[str]] = []
 
     def probe() -> None:
         try:
-            socket.create_connection((host, port), timeout=timeout_s).close()
+            urlopen(Request(endpoint, method="HEAD"), timeout=timeout_s).close()
             result.append(None)
-        except OSError as e:
-            result.append(f"{host}:{port} cannot be reached ({e.strerror or e})")
+        except HTTPError:
+            result.append(None)  # the server answered
+        except (URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            result.append(f"{endpoint} cannot be reached ({getattr(reason, 'strerror', None) or reason})")
 
     t = threading.Thread(target=probe, daemon=True, name="anchorstage-hub-probe")
     t.start()
     t.join(timeout_s + 0.5)
-    return result[0] if result else f"{host}:{port} did not answer within {timeout_s:g} s"
+    return result[0] if result else f"{endpoint} did not answer within {timeout_s:g} s"
 
 
 def _from_cache_first(loader: Any, model_id: str, local: Optional[Path], **kwargs: Any) -> Any:

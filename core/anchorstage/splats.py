@@ -22,7 +22,7 @@ def _refuse_non_finite(sp: "Splats", n: int) -> None:
     """NaN / inf in a splat parameter is an error naming the fields and how many splats (never a black frame)."""
     if n <= 0:
         return
-    bad = torch.stack([~torch.isfinite(getattr(sp, k).reshape(n, -1)).any(1) for k in _FLOAT_FIELDS])
+    bad = torch.stack([(~torch.isfinite(getattr(sp, k).reshape(n, -1))).any(1) for k in _FLOAT_FIELDS])
     per_field = bad.sum(1).tolist()
     if any(per_field):
         total = int(bad.any(0).sum())
