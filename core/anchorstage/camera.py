@@ -79,6 +79,19 @@ def _finite_number(name: str, value: Any) -> float:
     return v
 
 
+def _vec3(name: str, value: Any) -> np.ndarray:
+    """[3] float64 from three finite numbers (metres), else an InputError naming ``name``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise InputError(f"camera: {name} must be three numbers (got {value!r})")
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"camera: {name} must be three numbers (got {value!r})") from None
+    if v.shape != (3,) or not np.all(np.isfinite(v)):
+        raise InputError(f"camera: {name} must be three finite numbers (got {value!r})")
+    return v
+
+
 def _check_rigid(m: np.ndarray, name: str) -> np.ndarray:
     try:
         m = np.asarray(m, dtype=np.float64)
@@ -372,9 +385,7 @@ class Camera:
         from above); pitch turns about the camera's right axis through the pivot (positive:
         the camera rises). The camera's orientation turns with it.
         """
-        p = np.asarray(pivot, dtype=np.float64).reshape(3)
-        if not np.all(np.isfinite(p)):
-            raise InputError(f"camera: orbit pivot must be finite (got {p.tolist()})")
+        p = _vec3("orbit pivot", pivot)
         r = _rot(_WORLD_UP, _finite_number("orbit yaw_deg", yaw_deg)) @ _rot(
             self.right, -_finite_number("orbit pitch_deg", pitch_deg)
         )
@@ -526,12 +537,13 @@ class Camera:
 
 def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
     """[4, 4] world_from_cam (OpenCV) for a camera at ``eye`` looking at ``target``, world metres."""
-    e = np.asarray(eye, dtype=np.float64)
-    z = np.asarray(target, dtype=np.float64) - e
+    e = _vec3("look_at eye", eye)
+    z = _vec3("look_at target", target) - e
+    up = _vec3("look_at up", up)
     if not np.all(np.isfinite(z)) or np.linalg.norm(z) < 1e-12:
         raise InputError("camera: look_at needs distinct, finite eye and target")
     z /= np.linalg.norm(z)
-    x = np.cross(z, np.asarray(up, dtype=np.float64))
+    x = np.cross(z, up)
     if np.linalg.norm(x) < 1e-9:
         raise InputError("camera: look_at up vector is parallel to the view direction")
     x /= np.linalg.norm(x)

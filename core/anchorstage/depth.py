@@ -414,7 +414,12 @@ def _as_linear_rgb(image: Union[LoadedImage, np.ndarray]) -> np.ndarray:
     arr = image.rgb_linear if isinstance(image, LoadedImage) else image
     if isinstance(arr, torch.Tensor):
         arr = arr.detach().cpu().numpy()
-    arr = np.asarray(arr)
+    try:
+        arr = np.asarray(arr)
+    except (TypeError, ValueError):  # ragged nested lists
+        raise InputError(f"depth estimation image must be an [H, W, 3] array (got {type(arr).__name__})") from None
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"depth estimation image must hold numbers (got dtype {arr.dtype})")
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise InputError(f"depth estimation image must be [H, W, 3] linear RGB (got shape {list(arr.shape)})")
     h, w = arr.shape[:2]

@@ -130,7 +130,7 @@ def write_exr(
         raise InputError(f"write_exr: camera must be a Camera or None (got {type(camera).__name__})")
     if meta is not None and not isinstance(meta, Mapping):
         raise InputError(f"write_exr: meta must be a mapping or None (got {type(meta).__name__})")
-    if isinstance(half_for, str) or not all(isinstance(h, str) for h in half_for):
+    if not isinstance(half_for, (list, tuple, set, frozenset)) or not all(isinstance(h, str) for h in half_for):
         raise InputError(f"write_exr: half_for must be a list of pass names (got {half_for!r})")
     if not isinstance(naming, str) or naming not in NAMINGS:
         raise InputError(f"write_exr: naming must be one of {', '.join(NAMINGS)} (got {naming!r})")
@@ -185,11 +185,15 @@ def write_exr(
     return Path(path)
 
 
-def _header_str(header: Mapping[str, Any], key: str) -> Optional[str]:
+def _header_str(header: Mapping[str, Any], key: str, where: str = "EXR file") -> Optional[str]:
     v = header.get(key)
     if v is None:
         return None
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if not isinstance(v, str):  # e.g. an attribute whose type name is corrupt (OpenEXR's opaque attribute)
+        raise InputError(f"{where}: header attribute {key!r} must be a string (got {type(v).__name__})")
+    return v
 
 
 def read_exr(path: str | os.PathLike) -> dict[str, Any]:
@@ -212,7 +216,7 @@ def read_exr(path: str | os.PathLike) -> dict[str, Any]:
     exr = read_exr_channels(p, "EXR file")  # headers checked against the limits before pixels are read
     header, raw = exr.header, exr.channels
 
-    plain_pass = _header_str(header, "anchorstage/pass")
+    plain_pass = _header_str(header, "anchorstage/pass", f"EXR file {str(p)!r}")
     groups: dict[str, dict[str, np.ndarray]] = {}
     for name, a in raw.items():
         parts = name.split(".")
@@ -243,11 +247,11 @@ def read_exr(path: str | os.PathLike) -> dict[str, Any]:
             out.update({f"{pas}.{c}": v for c, v in chans.items()})
     if "region" in out:
         out["region"] = np.rint(out["region"]).astype(np.int32)
-    cam = _header_str(header, "anchorstage/camera")
+    cam = _header_str(header, "anchorstage/camera", f"EXR file {str(p)!r}")
     if cam:
         where = f"EXR file {str(p)!r} camera"
         out["camera"] = Camera.from_json_dict(parse_json(cam, where), source=where)
-    meta = _header_str(header, "anchorstage/meta")
+    meta = _header_str(header, "anchorstage/meta", f"EXR file {str(p)!r}")
     if meta:
         out["meta"] = parse_json(meta, f"EXR file {str(p)!r} metadata")
         if not isinstance(out["meta"], dict):

@@ -28,7 +28,8 @@ class ExrChannels:
     """The channels of an EXR file.
 
     Attributes:
-        header: the first part's header (attribute name → value).
+        header: the first part's header (attribute name → value; ``channels`` as (name, x sampling,
+            y sampling) tuples).
         channels: channel name → [H, W] numpy array (HALF → float16, FLOAT → float32, UINT → uint32),
             over all parts (a later part's channel of the same name wins).
     """
@@ -48,24 +49,27 @@ def _window(header: dict[str, Any], where: str, index: int) -> tuple[int, int]:
     return width, height
 
 
-def _check_headers(parts: list[Any], where: str) -> None:
-    if not parts:
+def _check_headers(headers: list[dict[str, Any]], where: str) -> dict[str, tuple[int, int]]:
+    """Refuse what the module docstring lists; return every declared channel's (height, width)."""
+    if not headers:
         raise InputError(f"{where} holds no image parts")
     samples = 0
-    for i, part in enumerate(parts):
-        header = part.header
+    declared: dict[str, tuple[int, int]] = {}
+    for i, header in enumerate(headers):
         kind = str(header.get("type", ""))
         if "deep" in kind.lower():
             raise InputError(f"{where}: part {i} is a deep image ({kind}); only flat scanline or tiled EXRs are read")
         width, height = _window(header, where, i)
         check_count("image_pixels", width * height, f"{where} part {i} ({width}x{height})")
-        chans = header.get("channels") or []
-        for c in chans:
-            if (c.xSampling, c.ySampling) != (1, 1):
-                raise InputError(f"{where}: channel {c.name!r} is subsampled ({c.xSampling}x{c.ySampling}); "
-                                 "only full-resolution channels are read")
+        chans = header["channels"]
+        for name, xs, ys in chans:
+            if (xs, ys) != (1, 1):
+                raise InputError(f"{where}: channel {name!r} is subsampled ({xs}x{ys}); only full-resolution channels "
+                                 "are read")
         samples += width * height * len(chans)
+        declared.update({name: (height, width) for name, _, _ in chans})
     check_count("exr_samples", samples, where)
+    return declared
 
 
 def read_exr_channels(path: Any, what: str) -> ExrChannels:
@@ -84,18 +88,24 @@ def read_exr_channels(path: Any, what: str) -> ExrChannels:
     where = f"{what} {str(path)!r}"
     with f:
         try:
-            parts = list(OpenEXR.File(f, header_only=True).parts)
+            # .header converts every attribute; a corrupt string attribute raises UnicodeDecodeError here.
+            headers = []
+            for part in OpenEXR.File(f, header_only=True).parts:
+                h = dict(part.header)
+                h["channels"] = [(c.name, int(c.xSampling), int(c.ySampling)) for c in h.get("channels") or []]
+                headers.append(h)
         except Exception as e:  # OpenEXR raises plain exceptions for corrupt files
             raise InputError(f"{where} cannot be read as EXR: {e}") from None
-        _check_headers(parts, where)
+        declared = _check_headers(headers, where)
         f.seek(0)
         try:
             with OpenEXR.File(f, separate_channels=True) as exr:
-                header = dict(exr.parts[0].header)
                 channels = {n: np.array(c.pixels) for part in exr.parts for n, c in part.channels.items()}
         except Exception as e:
             raise InputError(f"{where} cannot be read as EXR: {e}") from None
-    for name, a in channels.items():
-        if a.ndim != 2 or a.size == 0:  # OpenEXR reports some failures as a warning and an empty channel
-            raise InputError(f"{where}: channel {name!r} could not be read (got shape {list(a.shape)})")
-    return ExrChannels(header, channels)
+    # OpenEXR reports some failures (a truncated part) as a printed warning and drops or empties the part.
+    for name, hw in declared.items():
+        got = channels.get(name)
+        if got is None or got.shape != hw:
+            raise InputError(f"{where}: channel {name!r} could not be read (truncated or corrupt file)")
+    return ExrChannels(headers[0], channels)

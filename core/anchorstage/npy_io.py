@@ -90,7 +90,7 @@ def read_npy_header(f: BinaryIO, size: int, where: str, *, kinds: str = "fiub") 
                              "supported (numpy writes 1.0 and 2.0 for plain number arrays)")
     except InputError:
         raise
-    except (ValueError, SyntaxError, TypeError, EOFError, OSError) as e:  # numpy's parse errors
+    except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError, ...
         raise InputError(f"{where} cannot be read as .npy: the header is malformed ({e})") from None
     dtype = np.dtype(dtype)
     if dtype.hasobject:

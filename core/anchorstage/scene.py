@@ -146,6 +146,8 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
         InputError: the scene is inconsistent (shapes, region ids, non-JSON meta).
     """
     _check_scene(scene)
+    if not isinstance(force, (bool, np.bool_)):
+        raise InputError(f"save_scene: force must be True or False (got {force!r})")
     final = path_arg(path, "save_scene: path")
     if final.exists():
         if not final.is_dir():
