@@ -6,8 +6,9 @@ channel layouts and bytes, .npy headers, images, and wrong arguments to the publ
 Each case must either succeed or raise an :class:`AnchorStageError` subclass; any other exception
 (``TypeError``, ``KeyError``, ``MemoryError``, ...) fails the test with the shrunk example.
 
-Examples per test: ``ANCHORSTAGE_FUZZ_EXAMPLES`` (default 100; derandomised, so CI runs are
-repeatable). Run longer locally, e.g. ``ANCHORSTAGE_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz_inputs.py``;
+Examples per test: ``ANCHORSTAGE_FUZZ_EXAMPLES`` (default 200, twice that for the API test;
+derandomised, so CI runs are repeatable; ``ANCHORSTAGE_FUZZ_RANDOM=1`` explores new examples).
+Run longer locally, e.g. ``ANCHORSTAGE_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz_inputs.py``;
 add ``--hypothesis-show-statistics`` to see the counts. Nasty cases found are kept as files under
 ``tests/data/fuzz/`` and replayed by ``test_fuzz_corpus.py``.
 """
@@ -33,8 +34,9 @@ import anchorstage as a
 from anchorstage import AnchorStageError
 from untrusted_support import npy_bytes, png_bytes, tiny_camera, tiny_scene, tiny_splats, write_exr
 
+EXAMPLES = int(os.environ.get("ANCHORSTAGE_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
-    max_examples=int(os.environ.get("ANCHORSTAGE_FUZZ_EXAMPLES", "100")),
+    max_examples=EXAMPLES,
     deadline=None,
     database=None,
     derandomize=not os.environ.get("ANCHORSTAGE_FUZZ_RANDOM"),
@@ -356,7 +358,7 @@ API_NAMES = sorted(_calls({"camera": None, "splats": None, "work": Path("."), "i
                            "scene": None}))
 
 
-@FUZZ
+@settings(FUZZ, max_examples=2 * EXAMPLES)
 @given(data=st.data())
 def test_fuzz_public_api_arguments(api_world, data):
     """One or two arguments of a public function replaced by junk: an AnchorStageError, never a raw error."""
