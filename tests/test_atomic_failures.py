@@ -92,7 +92,9 @@ def _unshare_available() -> bool:
 def test_a_really_full_disk(tmp_path):
     """A 256 KiB tmpfs (private mount namespace): save_png, write_exr and save_camera_json fill it."""
     script = textwrap.dedent("""
-        import os, numpy as np
+        import os, sys, numpy as np
+        sys.path.insert(0, TESTS)
+        from untrusted_support import tiny_scene
         from anchorstage import OutputError
         from anchorstage.image_io import save_png
         from anchorstage.exr import write_exr
@@ -101,22 +103,33 @@ def test_a_really_full_disk(tmp_path):
         def folder(p):
             with atomic_dir(p) as tmp:
                 (tmp / "x").write_bytes(os.urandom(300_000))
+        def scene(p):  # a small PLY, then an image EXR too large for the disk
+            from anchorstage import save_scene
+            sc = tiny_scene(16)
+            sc.camera = sc.camera.with_resolution(320, 240)
+            sc.image_linear = rng.random((240, 320, 3), dtype=np.float32)
+            sc.depth_m = np.ones((240, 320), np.float32)
+            sc.regions = []
+            save_scene(sc, p)
         for name, write in (("a.png", lambda p: save_png(p, rng.random((400, 400, 3), dtype=np.float32))),
                             ("b.exr", lambda p: write_exr(p, {"depth": rng.random((300, 300), dtype=np.float32)})),
-                            ("c", folder)):
+                            ("c", folder), ("d", scene)):
             try:
                 write("/mnt/" + name)
                 print(name, "written")
             except OutputError as e:
                 print(name, "OutputError", e)
         print("left:", sorted(os.listdir("/mnt")))
-    """)
+    """).replace("TESTS", repr(str(REPO / "tests")))
+    (tmp_path / "fill.py").write_text(script)
     env = {**os.environ, "PYTHONPATH": str(REPO / "core")}
-    r = subprocess.run(["unshare", "-Urm", "sh", "-c", f"mount -t tmpfs -o size=256k tmpfs /mnt && {sys.executable} -c '{script}'"],
+    r = subprocess.run(["unshare", "-Urm", "sh", "-c",
+                        f"mount -t tmpfs -o size=256k tmpfs /mnt && {sys.executable} {tmp_path / 'fill.py'}"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "a.png OutputError" in r.stdout and "disk is full" in r.stdout, r.stdout
     assert "b.exr OutputError" in r.stdout and "c OutputError" in r.stdout, r.stdout
+    assert "d OutputError" in r.stdout and "image.exr cannot be written" in r.stdout, r.stdout
     assert "left: []" in r.stdout and "Traceback" not in r.stderr
 
 

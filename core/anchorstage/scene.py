@@ -88,7 +88,11 @@ def _write_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
     import OpenEXR
 
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    OpenEXR.File(header, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()}).write(str(path))
+    exr = OpenEXR.File(header, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()})
+    try:
+        exr.write(str(path))
+    except Exception as e:  # OpenEXR raises plain exceptions on I/O errors (a full disk among them)
+        raise OutputError(f"scene file {path.name} cannot be written: {e}") from None
 
 
 def _read_exr(path: Path, where: str) -> dict[str, np.ndarray]:
