@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from anchorstage import MissingDependencyError
+from anchorstage import InputError, MissingDependencyError
 from anchorstage import depth as depth_mod
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,3 +87,21 @@ def test_probe_gives_up_in_seconds(monkeypatch):
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     assert depth_mod._hub_unreachable(timeout_s=2.0) is None  # any HTTP answer counts as reachable
     server.shutdown()
+
+
+@pytest.mark.parametrize("prep, message", [
+    ("[" * 5000 + "]" * 5000, "JSON_DEPTH"),
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "must hold a JSON object"),
+    ('{"size": {"height": "tall"}}', "malformed field"),
+    ('{"image_mean": 5}', "malformed field"),
+])
+def test_a_malformed_preprocessor_config_is_an_input_error(tmp_path, prep, message):
+    """A model folder is user input too: its preprocessor_config.json goes through the safe loader."""
+    from test_depth_estimation import _save, tiny_depth_anything
+
+    folder = _save(tiny_depth_anything(), tmp_path / "da")
+    (folder / "preprocessor_config.json").write_text(prep)
+    depth_mod._load_cached.cache_clear()
+    with pytest.raises(InputError, match=message):
+        depth_mod.load_depth_model(str(folder), "cpu")

@@ -371,3 +371,23 @@ def test_fuzz_public_api_arguments(api_world, data):
         kwargs["move"] = "zoom"
     only_ours(lambda: fn(**kwargs))
     shutil.rmtree(api_world["work"] / "export", ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- EXIF
+EXIF_VALUES = st.one_of(JSON_SCALARS, st.binary(max_size=8), st.tuples(st.integers(-5, 10**6), st.integers(-5, 10**6)),
+                        st.sampled_from([float("inf"), float("-inf"), float("nan"), 10**40, (1, 0),
+                                         (0, 0), ("a", 2), b"\xff\xfe"]))
+EXIF_TAGS = st.dictionaries(st.sampled_from(["Make", "Model", "Orientation", "FocalLength", "FocalLengthIn35mmFilm",
+                                             "FocalPlaneXResolution", "FocalPlaneYResolution",
+                                             "FocalPlaneResolutionUnit", "ExifImageWidth", "ExifImageHeight",
+                                             "LensModel", "DigitalZoomRatio"]), EXIF_VALUES, max_size=8)
+
+
+@FUZZ
+@given(tags=EXIF_TAGS, w=st.integers(-1, 5000), h=st.integers(-1, 5000))
+def test_fuzz_exif_intrinsics(tags, w, h):
+    from anchorstage.exif import intrinsics_from_exif
+
+    result = only_ours(lambda: intrinsics_from_exif(tags, w, h))
+    if not isinstance(result, AnchorStageError):
+        only_ours(lambda: result.camera(max(w, 1), max(h, 1)))

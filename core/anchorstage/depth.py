@@ -26,7 +26,6 @@ Pixels with invalid or saturated depth (sky) get ``inf`` depth and confidence 0.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -44,6 +43,7 @@ from .device import resolve_device
 from .errors import InputError, MissingDependencyError
 from .image_io import LoadedImage, linear_to_srgb
 from .progress import ProgressFn, report
+from .safe_json import load_json
 
 __all__ = [
     "DepthEstimate",
@@ -172,12 +172,10 @@ def _read_preprocessor(model_id: str, local: Optional[Path]) -> dict[str, Any]:
         path = found if isinstance(found, str) else None
     if path is None:
         return {}
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
+    data = load_json(path, f"depth model {model_id!r} preprocessor_config.json")
+    if not isinstance(data, dict):
+        raise InputError(f"depth model {model_id!r}: preprocessor_config.json must hold a JSON object")
+    return data
 
 
 def _prep_settings(kind: str, config: Any, raw: dict[str, Any]) -> dict[str, Any]:
@@ -367,7 +365,10 @@ def wrap_depth_network(net: Any, model_id: str, device: str | torch.device = "au
     dev = resolve_device(device)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     net = net.to(device=dev, dtype=dtype).eval()
-    prep = _prep_settings(kind, config, preprocessor or {})
+    try:
+        prep = _prep_settings(kind, config, preprocessor or {})
+    except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as e:
+        raise InputError(f"depth model {model_id!r}: preprocessor_config.json has a malformed field ({e})") from None
     return DepthModel(model_id=model_id, kind=kind, net=net, device=dev, dtype=dtype, prep=prep,
                       max_depth_m=max_depth, reference_focal=ref, variant=variant)
 
