@@ -9,16 +9,7 @@ import sys
 from ..camera import Camera, load_camera_json
 from ..errors import InputError
 
-__all__ = ["add_camera_args", "camera_from_args", "add_device_arg", "progress_enabled", "refuse_empty"]
-
-
-def refuse_empty(args: argparse.Namespace) -> None:
-    """An option or argument given as an empty string (``--frames ''``) is an error, never "not given"."""
-    for name, value in vars(args).items():
-        values = value if isinstance(value, list) else [value]
-        if any(isinstance(v, str) and not v.strip() for v in values):
-            shown = name if name in ("scene", "image", "camera_json") else "--" + name.replace("_", "-")
-            raise InputError(f"{shown} must not be empty")
+__all__ = ["add_camera_args", "camera_from_args", "add_device_arg", "progress_enabled"]
 
 
 def add_camera_args(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -31,7 +22,7 @@ def add_camera_args(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 def camera_from_args(args: argparse.Namespace, resolution: tuple[int, int] | None = None) -> Camera | None:
     """The camera named by --camera, or one built from --lens-mm/--sensor-mm at ``resolution``."""
-    if args.camera is not None:
+    if args.camera:
         if args.lens_mm is not None or args.sensor_mm is not None:
             raise InputError("give either --camera or --lens-mm/--sensor-mm, not both")
         return load_camera_json(args.camera)

@@ -9,7 +9,6 @@ import json
 import numpy as np
 
 from ..camera import FOCAL_PRESETS_MM, load_camera_json, save_camera_json
-from ._common import refuse_empty
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +37,6 @@ class _Move(argparse.Action):
 
 
 def run(args: argparse.Namespace) -> int:
-    refuse_empty(args)
     cam = load_camera_json(args.camera_json)
     for name, value in args.moves:
         if name == "orbit":
@@ -57,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         "forward": np.round(cam.forward, 9).tolist(), "K": K.tolist(),
     }
     print(json.dumps(info, indent=2))
-    if args.out is not None:
+    if args.out:
         save_camera_json(args.out, cam)
     return 0
 

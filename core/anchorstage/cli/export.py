@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_device_arg, progress_enabled, refuse_empty
+from ._common import add_device_arg, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,10 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from ..renderer import check_passes
     from ..scene import load_scene
 
-    refuse_empty(args)
-    frames = parse_frame_range(args.frames) if args.frames is not None else None
+    frames = parse_frame_range(args.frames) if args.frames else None
     passes = check_passes(args.passes)
-    cameras = args.cameras if args.cameras is not None else [(args.first_frame, load_camera_json(args.camera))]
+    cameras = args.cameras if args.cameras else [(args.first_frame, load_camera_json(args.camera))]
     scene = load_scene(args.scene)
     with cli_progress("export", enabled=progress_enabled()) as bar:
         done = export_frames(scene, cameras, args.out, preset=args.preset, frames=frames, first_frame=args.first_frame,

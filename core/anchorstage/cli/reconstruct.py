@@ -12,7 +12,7 @@ import numpy as np
 
 from ..camera import Camera
 from ..errors import InputError, OutputError
-from ._common import add_camera_args, add_device_arg, camera_from_args, progress_enabled, refuse_empty
+from ._common import add_camera_args, add_device_arg, camera_from_args, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
     from ..regression import reconstruct
     from ..scene import save_scene
 
-    refuse_empty(args)
     out = Path(args.out)
     _check_out(out, args.force)
     if args.lens_mm is not None and args.lens_mm <= 0:
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--sensor-mm must be > 0 (got {args.sensor_mm:g})")
     if args.max_splats is not None and args.max_splats < 1:
         raise InputError(f"--max-splats must be a positive integer (got {args.max_splats})")
-    if args.depth is not None and args.depth_model is not None:
+    if args.depth and args.depth_model:
         raise InputError("give either --depth or --depth-model, not both")
     far = DEFAULT_FAR_LIMIT_M if args.far_limit is None else args.far_limit
     if not far > 0:
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     meta: dict = {"source_image": str(Path(args.image).name), "notes": list(image.notes)}
     guessed_intrinsics = False
     if camera is not None:
-        meta["intrinsics_source"] = "camera file" if args.camera is not None else "command line (--lens-mm/--sensor-mm)"
+        meta["intrinsics_source"] = "camera file" if args.camera else "command line (--lens-mm/--sensor-mm)"
     else:
         from ..exif import read_intrinsics
 
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     with cli_progress("reconstruct", enabled=progress_enabled()) as bar:
         confidence = None
-        if args.depth is not None:
+        if args.depth:
             depth, notes = load_depth(args.depth, expected_hw=(image.height, image.width), far_limit_m=far)
             meta["depth_source"] = f"file {Path(args.depth).name}"
             meta["notes"] += notes
@@ -103,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             from ..depth import DEFAULT_DEPTH_MODEL, estimate_depth
 
-            model = DEFAULT_DEPTH_MODEL if args.depth_model is None else args.depth_model
+            model = args.depth_model or DEFAULT_DEPTH_MODEL
             # With no focal length from EXIF, let a model that estimates the field of view (Depth Pro) use its own.
             est = estimate_depth(image, None if guessed_intrinsics else camera, model=model, device=args.device,
                                  progress=scaled(bar, 0.0, 0.7))

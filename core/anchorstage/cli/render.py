@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ._common import add_device_arg, refuse_empty
+from ._common import add_device_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from ..renderer import DEFAULT_VOID_THRESHOLD, render
     from ..scene import load_scene
 
-    refuse_empty(args)
     if not str(args.out).lower().endswith(".exr"):
         raise InputError(f"--out must name an .exr file (got {args.out!r})")
     camera = load_camera_json(args.camera)
