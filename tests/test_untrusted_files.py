@@ -154,3 +154,12 @@ def test_npz_members_are_checked(tmp_path):
     p.write_bytes(p.read_bytes()[:40])
     with pytest.raises(InputError, match="not a readable .npz archive"):
         read_npz(p, "extra", specs)
+
+
+def test_npz_families_of_any_shape_are_bounded(tmp_path):
+    p = tmp_path / "x.npz"
+    np.savez(p, stored__f_rest=np.zeros((4, 45), np.float32), stored__id=np.arange(4))
+    got, _ = read_npz(p, "extra", {}, {"stored__": ArraySpec("fiub", None, required=False, max_count=4 * 64)})
+    assert got["stored__f_rest"].shape == (4, 45) and got["stored__id"].shape == (4,)
+    with pytest.raises(InputError, match=r"'stored__f_rest' has 180 elements \(at most 100\)"):
+        read_npz(p, "extra", {}, {"stored__": ArraySpec("fiub", None, required=False, max_count=100)})

@@ -138,19 +138,21 @@ class ArraySpec:
 
     Attributes:
         kinds: accepted dtype kinds (``"f"``, ``"iu"``, ...).
-        shape: the exact shape; ``None`` in a position accepts any length there.
+        shape: the exact shape; ``None`` in a position accepts any length there; ``None`` as a
+            whole accepts any shape (then bound it with ``max_count``).
         required: whether the member must be present.
         max_count: at most this many elements (for shapes with ``None``).
     """
 
     kinds: str
-    shape: tuple[Optional[int], ...]
+    shape: Optional[tuple[Optional[int], ...]]
     required: bool = True
     max_count: Optional[int] = None
 
 
 def _check_shape(name: str, hdr: NpyHeader, spec: ArraySpec, where: str) -> None:
-    ok = len(hdr.shape) == len(spec.shape) and all(s is None or s == n for s, n in zip(spec.shape, hdr.shape))
+    ok = spec.shape is None or (len(hdr.shape) == len(spec.shape)
+                                and all(s is None or s == n for s, n in zip(spec.shape, hdr.shape)))
     if not ok:
         want = "[" + ", ".join("*" if s is None else str(s) for s in spec.shape) + "]"
         raise InputError(f"{where}: array {name!r} must have shape {want} (got {list(hdr.shape)})")
