@@ -182,5 +182,5 @@ def test_empty_frame_range_is_an_error_not_everything(tmp_path, capsys):
     save_camera_json(tmp_path / "cam.json", _scene().camera)
     rc = main(["export", str(tmp_path / "scene"), "--camera", str(tmp_path / "cam.json"), "--out", str(tmp_path / "o"),
                "--frames", ""])
-    assert rc == 2 and "frame range" in capsys.readouterr().err
+    assert rc == 2 and "--frames must not be empty" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -20,14 +20,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import safe_json as jf
 from .atomic import atomic_file
 from .errors import InputError
+from .input_files import path_arg
+from .limits import check_count
+from .safe_json import describe, load_json
 
 __all__ = [
     "Camera",
@@ -35,6 +40,7 @@ __all__ = [
     "FOCAL_PRESETS_MM",
     "SENSOR_FITS",
     "MOVES",
+    "MAX_SIDE_PX",
     "look_at",
     "camera_path",
     "load_camera_json",
@@ -62,6 +68,8 @@ MOVES: dict[str, tuple[str, str]] = {
     "orbit": ("deg", "yaw about world +Z through a pivot (counter-clockwise seen from above)"),
     "zoom": ("x", "multiply the focal length"),
 }
+#: Largest image side a camera accepts (pixels); whole frames are bounded by the limits in docs/limits.md.
+MAX_SIDE_PX = 2**31 - 1
 
 _RIGID_TOL = 1e-4
 _WORLD_UP = np.array([0.0, 0.0, 1.0])
@@ -77,17 +85,33 @@ def _rot(axis: np.ndarray, angle_deg: float) -> np.ndarray:
 
 
 def _finite_number(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"camera: {name} must be a number (got {value!r})") from None
+    # Booleans and strings are not numbers, even though float() accepts them.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InputError(f"camera: {name} must be a number (got {value!r})")
+    v = float(value)
     if not math.isfinite(v):
         raise InputError(f"camera: {name} must be finite (got {value!r})")
     return v
 
 
+def _vec3(name: str, value: Any) -> np.ndarray:
+    """[3] float64 from three finite numbers (metres), else an InputError naming ``name``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise InputError(f"camera: {name} must be three numbers (got {value!r})")
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"camera: {name} must be three numbers (got {value!r})") from None
+    if v.shape != (3,) or not np.all(np.isfinite(v)):
+        raise InputError(f"camera: {name} must be three finite numbers (got {value!r})")
+    return v
+
+
 def _check_rigid(m: np.ndarray, name: str) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
+    try:
+        m = np.asarray(m, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"camera: {name} must be a 4x4 matrix of numbers") from None
     if m.shape != (4, 4):
         raise InputError(f"camera: {name} must be a 4x4 matrix (got shape {tuple(m.shape)})")
     if not np.all(np.isfinite(m)):
@@ -139,8 +163,9 @@ class Camera:
         set_ = object.__setattr__
         for name in ("width", "height"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) <= 0:
-                raise InputError(f"camera: {name} must be a positive integer number of pixels (got {v!r})")
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 < int(v) <= MAX_SIDE_PX:
+                raise InputError(f"camera: {name} must be a positive integer number of pixels up to {MAX_SIDE_PX} "
+                                 f"(got {v!r})")
             set_(self, name, int(v))
         for name in ("lens_mm", "sensor_width_mm", "sensor_height_mm", "clip_start", "clip_end"):
             v = _finite_number(name, getattr(self, name))
@@ -344,6 +369,9 @@ class Camera:
     # ------------------------------------------------------------------ derived cameras
     def replace(self, **changes: Any) -> "Camera":
         """A copy with fields changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise InputError(f"camera: no field(s) {', '.join(unknown)}")
         return dataclasses.replace(self, **changes)
 
     def with_resolution(self, width: int, height: int) -> "Camera":
@@ -417,9 +445,7 @@ class Camera:
         from above); pitch turns about the camera's right axis through the pivot (positive:
         the camera rises). The camera's orientation turns with it.
         """
-        p = np.asarray(pivot, dtype=np.float64).reshape(3)
-        if not np.all(np.isfinite(p)):
-            raise InputError(f"camera: orbit pivot must be finite (got {p.tolist()})")
+        p = _vec3("orbit pivot", pivot)
         r = _rot(_WORLD_UP, _finite_number("orbit yaw_deg", yaw_deg)) @ _rot(
             self.right, -_finite_number("orbit pitch_deg", pitch_deg)
         )
@@ -475,14 +501,17 @@ class Camera:
         clip_end: float = 1000.0,
     ) -> "Camera":
         """Build from Blender camera data. ``matrix_world`` is Blender's (looks down local -Z)."""
-        mw = np.asarray(matrix_world, dtype=np.float64)
+        try:
+            mw = np.asarray(matrix_world, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError("camera: matrix_world must be a 4x4 matrix of numbers") from None
         if mw.shape != (4, 4):
             raise InputError(f"camera: matrix_world must be 4x4 (got shape {tuple(mw.shape)})")
         if not np.all(np.isfinite(mw)):
             raise InputError("camera: matrix_world has non-finite values (NaN or inf)")
         _check_rigid(mw, "matrix_world")
-        if len(resolution) != 2:
-            raise InputError(f"camera: resolution must be [width, height] (got {list(resolution)!r})")
+        if isinstance(resolution, (str, bytes)) or not hasattr(resolution, "__len__") or len(resolution) != 2:
+            raise InputError(f"camera: resolution must be [width, height] (got {resolution!r})")
         return cls(
             width=resolution[0],
             height=resolution[1],
@@ -544,24 +573,36 @@ class Camera:
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any], source: str = "camera JSON") -> "Camera":
-        """Parse the camera JSON of the brief; errors name ``source`` and the field."""
+        """Parse the camera JSON of the brief, field by field; errors name ``source`` and the field.
+
+        Numbers must be JSON numbers (``true`` and ``"50"`` are refused), finite and in range;
+        ``resolution`` is two positive integers whose product is within the ``render_pixels``
+        limit (docs/limits.md). Fields not listed in docs/conventions.md are ignored.
+        """
         if not isinstance(data, Mapping):
-            raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        missing = [k for k in ("lens_mm", "resolution", "matrix_world") if k not in data]
-        if missing:
-            raise InputError(f"{source}: missing field(s) {', '.join(missing)}")
-        res = data["resolution"]
-        if not isinstance(res, (list, tuple)) or len(res) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in res):
-            raise InputError(f"{source}: resolution must be [width, height] integers (got {res!r})")
+            raise InputError(f"{source}: expected a JSON object, got {describe(data)}")
+        lens = jf.number(data, "lens_mm", source, minimum=0.0, exclusive_minimum=True)
+        res = jf.array(data, "resolution", source, length=2)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE_PX for v in res):
+            raise InputError(f"{source}: resolution must be [width, height], two positive integers "
+                             f"(got [{', '.join(describe(v) for v in res)}])")
+        check_count("render_pixels", res[0] * res[1], f"{source}: resolution {res[0]}x{res[1]}")
+        rows = jf.array(data, "matrix_world", source, length=4)
+        mw = [jf.array({f"matrix_world[{i}]": r}, f"matrix_world[{i}]", source, length=4) for i, r in enumerate(rows)]
+        mw = [[jf.as_number(v, f"matrix_world[{i}][{j}]", source) for j, v in enumerate(r)] for i, r in enumerate(mw)]
+        kwargs: dict[str, Any] = {}
+        for k in ("sensor_width_mm", "sensor_height_mm", "clip_start", "clip_end"):
+            if k in data:
+                kwargs[k] = jf.number(data, k, source, minimum=0.0, exclusive_minimum=True)
+        for k in ("shift_x", "shift_y"):
+            if k in data:
+                kwargs[k] = jf.number(data, k, source)
+        if "sensor_fit" in data:
+            kwargs["sensor_fit"] = jf.string(data, "sensor_fit", source, max_length=16).upper()
         try:
-            mw = np.array(data["matrix_world"], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"{source}: matrix_world must be a 4x4 list of numbers") from None
-        kwargs = {k: data[k] for k in ("sensor_width_mm", "sensor_height_mm", "sensor_fit", "shift_x", "shift_y", "clip_start", "clip_end") if k in data}
-        try:
-            return cls.from_blender(mw, lens_mm=data["lens_mm"], resolution=res, **kwargs)
+            return cls.from_blender(mw, lens_mm=lens, resolution=res, **kwargs)
         except InputError as e:
-            raise InputError(f"{source}: {e}") from None
+            raise InputError(f"{source}: {str(e).removeprefix('camera: ')}") from None
 
     def allclose(self, other: "Camera", atol: float = 1e-9) -> bool:
         """True when every field matches within ``atol``."""
@@ -578,12 +619,13 @@ class Camera:
 
 def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
     """[4, 4] world_from_cam (OpenCV) for a camera at ``eye`` looking at ``target``, world metres."""
-    e = np.asarray(eye, dtype=np.float64)
-    z = np.asarray(target, dtype=np.float64) - e
+    e = _vec3("look_at eye", eye)
+    z = _vec3("look_at target", target) - e
+    up = _vec3("look_at up", up)
     if not np.all(np.isfinite(z)) or np.linalg.norm(z) < 1e-12:
         raise InputError("camera: look_at needs distinct, finite eye and target")
     z /= np.linalg.norm(z)
-    x = np.cross(z, np.asarray(up, dtype=np.float64))
+    x = np.cross(z, up)
     if np.linalg.norm(x) < 1e-9:
         raise InputError("camera: look_at up vector is parallel to the view direction")
     x /= np.linalg.norm(x)
@@ -622,20 +664,19 @@ def camera_path(reference: Camera, move: str, start: float, end: float, frames: 
 
 
 def load_camera_json(path: str | os.PathLike) -> Camera:
-    """Read a camera JSON file (see docs/conventions.md)."""
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"camera file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"camera file {str(path)!r} cannot be read: {e}") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"camera file {str(path)!r} is not valid JSON: {e}") from None
+    """Read a camera JSON file (see docs/conventions.md).
+
+    Raises:
+        InputError: missing, a FIFO / device / folder, too large or too deeply nested
+            (docs/limits.md), not JSON, or a field of the wrong type or range.
+    """
+    data = load_json(path, "camera file")
     return Camera.from_json_dict(data, source=f"camera file {str(path)!r}")
 
 
 def save_camera_json(path: str | os.PathLike, camera: Camera) -> None:
     """Write a camera JSON file atomically."""
-    with atomic_file(path, "camera file") as tmp:
+    if not isinstance(camera, Camera):
+        raise InputError(f"save_camera_json: camera must be a Camera (got {type(camera).__name__})")
+    with atomic_file(path_arg(path, "save_camera_json: path"), "camera file") as tmp:
         tmp.write_text(json.dumps(camera.to_json_dict(), indent=2), encoding="utf-8")

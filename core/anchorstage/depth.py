@@ -26,8 +26,9 @@ Pixels with invalid or saturated depth (sky) get ``inf`` depth and confidence 0.
 
 from __future__ import annotations
 
-import json
 import math
+import os
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +43,7 @@ from .device import resolve_device
 from .errors import InputError, MissingDependencyError
 from .image_io import LoadedImage, linear_to_srgb
 from .progress import ProgressFn, report
+from .safe_json import load_json
 
 __all__ = [
     "DepthEstimate",
@@ -80,6 +82,8 @@ _DEPTH_PRO_FAR_M = 500.0
 _EDGE_TAU = 0.05
 _AGREE_TAU = 0.1
 _SUPPORTED = ("depth_anything", "depth_pro", "zoedepth")
+# Seconds the hub connection probe waits before calling the network unreachable.
+_PROBE_TIMEOUT_S = 3.0
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -168,12 +172,10 @@ def _read_preprocessor(model_id: str, local: Optional[Path]) -> dict[str, Any]:
         path = found if isinstance(found, str) else None
     if path is None:
         return {}
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
+    data = load_json(path, f"depth model {model_id!r} preprocessor_config.json")
+    if not isinstance(data, dict):
+        raise InputError(f"depth model {model_id!r}: preprocessor_config.json must hold a JSON object")
+    return data
 
 
 def _prep_settings(kind: str, config: Any, raw: dict[str, Any]) -> dict[str, Any]:
@@ -218,16 +220,79 @@ def load_depth_model(model: str = DEFAULT_DEPTH_MODEL, device: str | torch.devic
     return _load_cached(model_id, str(local) if local else None, str(dev))
 
 
+class _HubUnreachable(OSError):
+    """The model is not cached and the hub cannot be asked (offline mode, or no network)."""
+
+
+def _require_transformers() -> None:
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("depth estimation needs the optional 'transformers' package: "
+                                     "pip install 'anchorstage[ml]' (or give a depth map: --depth / load_depth)") from None
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as huggingface_hub reads them (at import) or as set now."""
+    truthy = ("1", "on", "yes", "true")
+    if any(os.environ.get(k, "").strip().lower() in truthy for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return True
+    from huggingface_hub import constants
+
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _hub_unreachable(timeout_s: float = _PROBE_TIMEOUT_S) -> Optional[str]:
+    """Why the hub cannot be asked within ``timeout_s``, or None when it answers.
+
+    One HTTP ``HEAD`` of the hub endpoint (``HF_ENDPOINT``; proxies from the environment honoured),
+    name lookup included, in a daemon thread: a dead network costs seconds, not the HTTP client's
+    retry schedule. Any HTTP answer, even an error status, counts as reachable.
+    """
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
+
+    from huggingface_hub import constants
+
+    endpoint = str(getattr(constants, "ENDPOINT", "https://huggingface.co"))
+    result: list[Optional[str]] = []
+
+    def probe() -> None:
+        try:
+            urlopen(Request(endpoint, method="HEAD"), timeout=timeout_s).close()
+            result.append(None)
+        except HTTPError:
+            result.append(None)  # the server answered
+        except (URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            result.append(f"{endpoint} cannot be reached ({getattr(reason, 'strerror', None) or reason})")
+
+    t = threading.Thread(target=probe, daemon=True, name="anchorstage-hub-probe")
+    t.start()
+    t.join(timeout_s + 0.5)
+    return result[0] if result else f"{endpoint} did not answer within {timeout_s:g} s"
+
+
 def _from_cache_first(loader: Any, model_id: str, local: Optional[Path], **kwargs: Any) -> Any:
     """``loader(model_id)`` from the local cache, going to the hub only when it is not cached.
 
     A cached model then loads with no network round trip (and no retries on a flaky network).
+    When it is not cached, ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) and a short connection
+    probe decide first whether asking the hub can work at all.
+
+    Raises:
+        _HubUnreachable: not cached, and offline mode is on or the hub cannot be reached.
     """
     if local is not None:
         return loader(model_id, **kwargs)
     try:
         return loader(model_id, local_files_only=True, **kwargs)
     except OSError:
+        if _hub_offline():
+            raise _HubUnreachable("offline mode is on (HF_HUB_OFFLINE)") from None
+        reason = _hub_unreachable()
+        if reason:
+            raise _HubUnreachable(f"the model hub cannot be reached: {reason}") from None
         return loader(model_id, **kwargs)
 
 
@@ -246,12 +311,15 @@ def _check_kind(config: Any, where: str) -> str:
 
 @lru_cache(maxsize=2)
 def _load_cached(model_id: str, local_str: Optional[str], device_str: str) -> DepthModel:
+    _require_transformers()
     from transformers import AutoConfig
 
     local = Path(local_str) if local_str else None
     where = f"depth model folder {model_id!r}" if local else f"depth model {model_id!r}"
     try:
         config = _from_cache_first(AutoConfig.from_pretrained, model_id, local)
+    except _HubUnreachable as e:
+        raise MissingDependencyError(f"{where} is not in the local cache and {e}; {_fetch_hint(model_id)}") from None
     except OSError as e:
         if local is not None:
             raise InputError(f"{where}: config.json cannot be read: {e}") from None
@@ -269,6 +337,9 @@ def _load_cached(model_id: str, local_str: Optional[str], device_str: str) -> De
         from transformers import ZoeDepthForDepthEstimation as cls
     try:
         net = _from_cache_first(cls.from_pretrained, model_id, local, config=config)
+    except _HubUnreachable as e:
+        raise MissingDependencyError(f"{where}: weights are not in the local cache and {e}; "
+                                     f"{_fetch_hint(model_id)}") from None
     except OSError as e:
         if local is not None:
             raise InputError(f"{where} has a config.json but its weights cannot be loaded ({e}); expected "
@@ -294,7 +365,10 @@ def wrap_depth_network(net: Any, model_id: str, device: str | torch.device = "au
     dev = resolve_device(device)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     net = net.to(device=dev, dtype=dtype).eval()
-    prep = _prep_settings(kind, config, preprocessor or {})
+    try:
+        prep = _prep_settings(kind, config, preprocessor or {})
+    except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError) as e:
+        raise InputError(f"depth model {model_id!r}: preprocessor_config.json has a malformed field ({e})") from None
     return DepthModel(model_id=model_id, kind=kind, net=net, device=dev, dtype=dtype, prep=prep,
                       max_depth_m=max_depth, reference_focal=ref, variant=variant)
 
@@ -341,7 +415,12 @@ def _as_linear_rgb(image: Union[LoadedImage, np.ndarray]) -> np.ndarray:
     arr = image.rgb_linear if isinstance(image, LoadedImage) else image
     if isinstance(arr, torch.Tensor):
         arr = arr.detach().cpu().numpy()
-    arr = np.asarray(arr)
+    try:
+        arr = np.asarray(arr)
+    except (TypeError, ValueError):  # ragged nested lists
+        raise InputError(f"depth estimation image must be an [H, W, 3] array (got {type(arr).__name__})") from None
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"depth estimation image must hold numbers (got dtype {arr.dtype})")
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise InputError(f"depth estimation image must be [H, W, 3] linear RGB (got shape {list(arr.shape)})")
     h, w = arr.shape[:2]

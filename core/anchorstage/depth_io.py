@@ -8,13 +8,18 @@ Invalid values — NaN, ±inf, ≤ 0, beyond the far limit, Blender's 1e10 backg
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from .errors import InputError
+from .exr_input import read_exr_channels
+from .input_files import check_input_file, open_input
+from .limits import check_count
+from .npy_io import read_npy
 
 __all__ = ["load_depth", "mask_invalid_depth", "DEFAULT_FAR_LIMIT_M"]
 
@@ -43,23 +48,12 @@ def mask_invalid_depth(depth: np.ndarray, far_limit_m: float = DEFAULT_FAR_LIMIT
 
 
 def _read_npy(p: Path, where: str) -> np.ndarray:
-    try:
-        a = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"{where} cannot be read as .npy: {e}") from None
-    if a.dtype.kind not in "fiu":
-        raise InputError(f"{where} must hold numbers (got dtype {a.dtype})")
-    return a
+    # The header is checked against the file size and the pixel limit before numpy allocates.
+    return read_npy(p, "depth file", limit_name="image_pixels", kinds="fiu")
 
 
 def _read_exr(p: Path, where: str) -> np.ndarray:
-    import OpenEXR
-
-    try:
-        with OpenEXR.File(str(p), separate_channels=True) as f:
-            chans = {name: np.array(c.pixels) for part in f.parts for name, c in part.channels.items()}
-    except Exception as e:  # OpenEXR raises plain exceptions for corrupt files
-        raise InputError(f"{where} cannot be read as EXR: {e}") from None
+    chans = read_exr_channels(p, "depth file").channels
     if len(chans) == 1:
         return next(iter(chans.values()))
     for key in _EXR_DEPTH_KEYS:
@@ -70,13 +64,16 @@ def _read_exr(p: Path, where: str) -> np.ndarray:
 
 
 def _read_png(p: Path, where: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from .image_io import open_pillow_image
 
+    f, _ = open_input(p, "depth file")
     try:
-        with Image.open(p) as im:
+        with f, open_pillow_image(f, where) as im:
             mode = im.mode
             a = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as e:
+    except InputError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # corrupt data found while decoding
         raise InputError(f"{where} cannot be read as PNG: {e}") from None
     if mode not in ("I;16", "I;16B", "I;16L", "I") or a.ndim != 2:
         raise InputError(f"{where}: a PNG depth map must be 16-bit single-channel millimetres (got mode {mode})")
@@ -90,6 +87,28 @@ def _resample_nearest(d: np.ndarray, height: int, width: int) -> np.ndarray:
     ys = np.minimum(((np.arange(height) + 0.5) * d.shape[0] / height).astype(np.int64), d.shape[0] - 1)
     xs = np.minimum(((np.arange(width) + 0.5) * d.shape[1] / width).astype(np.int64), d.shape[1] - 1)
     return d[ys[:, None], xs[None, :]]
+
+
+def _expected_hw(expected_hw: Any) -> Optional[tuple[int, int]]:
+    if expected_hw is None:
+        return None
+    try:
+        eh, ew = expected_hw
+    except (TypeError, ValueError):
+        raise InputError(f"load_depth: expected_hw must be (height, width) (got {expected_hw!r})") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in (eh, ew)):
+        raise InputError(f"load_depth: expected_hw must be two positive integers (got {expected_hw!r})")
+    check_count("image_pixels", int(eh) * int(ew), f"load_depth: expected_hw {int(ew)}x{int(eh)}")
+    return int(eh), int(ew)
+
+
+def _far_limit(far_limit_m: Any) -> float:
+    if isinstance(far_limit_m, bool) or not isinstance(far_limit_m, (int, float, np.integer, np.floating)):
+        raise InputError(f"load_depth: far_limit_m must be a number of metres (got {far_limit_m!r})")
+    v = float(far_limit_m)
+    if not math.isfinite(v) or v <= 0:
+        raise InputError(f"load_depth: far_limit_m must be a positive finite number of metres (got {far_limit_m!r})")
+    return v
 
 
 def load_depth(path: str | os.PathLike, expected_hw: Optional[tuple[int, int]] = None,
@@ -110,12 +129,10 @@ def load_depth(path: str | os.PathLike, expected_hw: Optional[tuple[int, int]] =
     Raises:
         InputError: missing or unreadable file, unknown format, wrong shape, no valid pixel.
     """
-    p = Path(path)
+    p = check_input_file(path, "depth file")
     where = f"depth file {str(p)!r}"
-    if not p.exists():
-        raise InputError(f"{where} does not exist")
-    if not p.is_file():
-        raise InputError(f"{where} is not a file")
+    hw = _expected_hw(expected_hw)
+    far_limit_m = _far_limit(far_limit_m)
     ext = p.suffix.lower()
     readers = {".npy": _read_npy, ".exr": _read_exr, ".png": _read_png}
     if ext not in readers:
@@ -125,9 +142,9 @@ def load_depth(path: str | os.PathLike, expected_hw: Optional[tuple[int, int]] =
     if a.ndim != 2 or a.size == 0:
         raise InputError(f"{where} must be a 2-D [H, W] map (got shape {list(a.shape)})")
     notes: list[str] = []
-    if expected_hw is not None and tuple(a.shape) != tuple(expected_hw):
+    if hw is not None and tuple(a.shape) != hw:
         h, w = a.shape
-        eh, ew = expected_hw
+        eh, ew = hw
         if abs((w / h) / (ew / eh) - 1.0) > _ASPECT_TOL:
             raise InputError(f"{where} is {w}x{h} but the image is {ew}x{eh}; their aspect ratios differ "
                              f"({w / h:.4f} vs {ew / eh:.4f}), so it cannot be resampled to match")

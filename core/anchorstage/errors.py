@@ -12,8 +12,22 @@ from __future__ import annotations
 __all__ = ["AnchorStageError", "InputError", "OutputError", "MissingDependencyError", "report_bug", "log_dir", "error_message"]
 
 
+#: Longest message kept; a repr of a huge argument is cut here.
+_MAX_MESSAGE = 2000
+
+
 class AnchorStageError(Exception):
-    """Base class for errors caused by the user's input or environment."""
+    """Base class for errors caused by the user's input or environment.
+
+    The message is kept to one line (newlines, e.g. from the repr of an array, become spaces)
+    and at most ``_MAX_MESSAGE`` characters, so every entry point can print it as one line.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            text = " ".join(args[0].split())
+            args = (text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "...",)
+        super().__init__(*args)
 
 
 class InputError(AnchorStageError, ValueError):

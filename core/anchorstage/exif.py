@@ -181,7 +181,7 @@ def intrinsics_from_exif(tags: Mapping[str, Any], width: int, height: int) -> In
         orientation = o if o is not None and 1 <= o <= 8 else None
         if o is not None and orientation is None:
             notes.append(f"EXIF Orientation={o} is outside 1-8; ignored")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         notes.append(f"EXIF Orientation={tags.get('Orientation')!r} is not an integer; ignored")
 
     focal = _number(tags, "FocalLength", notes)
@@ -232,7 +232,7 @@ def _focal_plane_sensor_mm(tags: Mapping[str, Any], width: int, height: int, ori
     yres = _number(tags, "FocalPlaneYResolution", notes) or xres
     try:
         unit_code = int(tags.get("FocalPlaneResolutionUnit", 2))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         unit_code = -1
     if unit_code not in _UNIT_MM:
         notes.append(f"EXIF FocalPlaneResolutionUnit={tags.get('FocalPlaneResolutionUnit')!r} is unknown; "

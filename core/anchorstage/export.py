@@ -34,8 +34,10 @@ from .camera import Camera
 from .errors import InputError
 from .exr import write_exr
 from .image_io import to_uint8_srgb
+from .input_files import path_arg
+from .passes import DEFAULT_VOID_THRESHOLD, PASSES, check_passes
 from .progress import ProgressFn, report, scaled
-from .passes import DEFAULT_VOID_THRESHOLD, PASSES
+from .safe_json import load_json
 
 __all__ = ["export_frames", "frame_is_complete", "load_camera_list", "save_camera_list", "parse_frame_range", "PRESETS", "frame_metadata"]
 
@@ -43,11 +45,13 @@ PRESETS = ("blender", "nuke", "after-effects")
 _NAMING = {"blender": "blender", "nuke": "nuke", "after-effects": "plain"}
 
 CameraList = Sequence[Union[Camera, tuple[int, Camera]]]
+# Frame numbers as Blender allows them (scene.frame_start/end span ±1,048,574).
+_FRAME_MIN, _FRAME_MAX = -1_048_574, 1_048_574
 
 
 def parse_frame_range(text: str) -> tuple[int, int]:
     """``"10-19"`` or ``"7"`` → (first, last), inclusive."""
-    m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", str(text))
+    m = re.fullmatch(r"\s*(-?\d{1,9})\s*(?:-\s*(-?\d{1,9})\s*)?", text) if isinstance(text, str) else None
     if m is None:
         raise InputError(f"frame range must look like 10-19 or 7 (got {text!r})")
     first = int(m.group(1))
@@ -68,13 +72,8 @@ def load_camera_list(path: str | os.PathLike, first_frame: int = 1) -> list[tupl
     Returns:
         (frame number, camera) pairs in file order.
     """
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"camera list {str(p)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"camera list {str(p)!r} cannot be read: {e}") from None
+    p = path_arg(path, "camera list")
+    data = load_json(p, "camera list")  # special files, size and nesting refused before parsing
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not data:
@@ -84,8 +83,9 @@ def load_camera_list(path: str | os.PathLike, first_frame: int = 1) -> list[tupl
         if not isinstance(entry, dict):
             raise InputError(f"camera list {str(p)!r}: entry {i} is not a JSON object")
         frame = entry.get("frame", first_frame + i)
-        if isinstance(frame, bool) or not isinstance(frame, int):
-            raise InputError(f"camera list {str(p)!r}: entry {i} has a non-integer frame {frame!r}")
+        if isinstance(frame, bool) or not isinstance(frame, int) or not _FRAME_MIN <= frame <= _FRAME_MAX:
+            raise InputError(f"camera list {str(p)!r}: entry {i} frame must be an integer in "
+                             f"[{_FRAME_MIN}, {_FRAME_MAX}] (got {frame!r})")
         cam = entry["camera"] if "camera" in entry else {k: v for k, v in entry.items() if k != "frame"}
         out.append((frame, Camera.from_json_dict(cam, source=f"camera list {str(p)!r} entry {i}")))
     frames = [f for f, _ in out]
@@ -102,15 +102,23 @@ def save_camera_list(path: str | os.PathLike, cameras: CameraList, first_frame: 
 
 
 def _numbered(cameras: Any, first_frame: int) -> list[tuple[int, Camera]]:
+    if isinstance(first_frame, bool) or not isinstance(first_frame, (int, np.integer)) \
+            or not _FRAME_MIN <= first_frame <= _FRAME_MAX:
+        raise InputError(f"export: first_frame must be an integer in [{_FRAME_MIN}, {_FRAME_MAX}] (got {first_frame!r})")
+    first_frame = int(first_frame)
     if isinstance(cameras, (str, os.PathLike)):
         return load_camera_list(cameras, first_frame)
     if isinstance(cameras, Camera):
         cameras = [cameras]
+    if not isinstance(cameras, (list, tuple)):
+        raise InputError(f"export: cameras must be a Camera, a list of cameras or a camera-list path "
+                         f"(got {type(cameras).__name__})")
     out = []
     for i, c in enumerate(cameras):
         if isinstance(c, Camera):
             out.append((first_frame + i, c))
-        elif isinstance(c, tuple) and len(c) == 2 and isinstance(c[1], Camera):
+        elif isinstance(c, tuple) and len(c) == 2 and isinstance(c[1], Camera) and not isinstance(c[0], bool) \
+                and isinstance(c[0], (int, np.integer)) and _FRAME_MIN <= c[0] <= _FRAME_MAX:
             out.append((int(c[0]), c[1]))
         else:
             raise InputError(f"export: camera {i} must be a Camera or (frame, Camera) (got {type(c).__name__})")
@@ -289,10 +297,20 @@ def export_frames(
         InputError: unknown preset, no frames in the chunk, bad cameras or passes.
         OutputError: the output folder cannot be written.
     """
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise InputError(f"export: preset must be one of {', '.join(PRESETS)} (got {preset!r})")
+    for name in ("splats", "camera"):
+        if not hasattr(scene, name):
+            raise InputError(f"export: scene must be a Scene (with splats and a camera), got {type(scene).__name__}")
+    out_dir = path_arg(out_dir, "export: out_dir")
+    passes = check_passes(passes)
     numbered = _numbered(cameras, first_frame)
     if frames is not None:
+        if isinstance(frames, str):
+            frames = parse_frame_range(frames)
+        if not (isinstance(frames, (tuple, list)) and len(frames) == 2
+                and all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) for f in frames)):
+            raise InputError(f"export: frames must be (first, last) integers or a range like '10-19' (got {frames!r})")
         lo, hi = frames
         numbered = [(f, c) for f, c in numbered if lo <= f <= hi]
         if not numbered:

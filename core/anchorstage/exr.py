@@ -33,6 +33,9 @@ from .atomic import atomic_file
 from .camera import Camera
 from .errors import InputError, OutputError
 from .passes import COMBINED, PASSES, REGISTRY, blender_layers, from_blender_name
+from .exr_input import read_exr_channels
+from .input_files import path_arg
+from .safe_json import parse_json
 
 __all__ = ["write_exr", "read_exr", "exr_channel_names", "NAMINGS"]
 
@@ -42,8 +45,13 @@ NAMINGS = ("blender", "nuke", "plain")
 def _as_numpy(name: str, x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if a.ndim not in (2, 3):
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError):  # ragged nested lists
+        raise InputError(f"write_exr: pass {name!r} must be an array of numbers") from None
+    if a.dtype.kind not in "fiub":
+        raise InputError(f"write_exr: pass {name!r} must hold numbers (got dtype {a.dtype})")
+    if a.ndim not in (2, 3) or a.size == 0:
         raise InputError(f"write_exr: pass {name!r} must be [H, W] or [H, W, C] (got shape {list(a.shape)})")
     return a
 
@@ -100,7 +108,17 @@ def write_exr(
     """
     import OpenEXR
 
-    if naming not in NAMINGS:
+    path = path_arg(path, "write_exr: path")
+    if not isinstance(passes, Mapping):
+        raise InputError(f"write_exr: passes must be a mapping of pass name to array (got {type(passes).__name__})")
+    if camera is not None and not isinstance(camera, Camera):
+        raise InputError(f"write_exr: camera must be a Camera or None (got {type(camera).__name__})")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise InputError(f"write_exr: meta must be a mapping or None (got {type(meta).__name__})")
+    if half_for is not None and (not isinstance(half_for, (list, tuple, set, frozenset))
+                                 or not all(isinstance(h, str) for h in half_for)):
+        raise InputError(f"write_exr: half_for must be a list of pass names (got {half_for!r})")
+    if not isinstance(naming, str) or naming not in NAMINGS:
         raise InputError(f"write_exr: naming must be one of {', '.join(NAMINGS)} (got {naming!r})")
     if not passes:
         raise InputError("write_exr: no passes to write")
@@ -109,7 +127,7 @@ def write_exr(
         raise InputError(f"write_exr: unknown pass(es) {', '.join(map(repr, bad))}; valid: {', '.join(PASSES)}")
     if naming == "plain" and not (len(passes) == 1 or set(passes) == set(COMBINED)):
         raise InputError("write_exr: naming 'plain' holds one pass per file (or color + alpha)")
-    if not layer or "." in layer:
+    if not isinstance(layer, str) or not layer or "." in layer:
         raise InputError(f"write_exr: layer name must be non-empty without dots (got {layer!r})")
     arrays = {k: _as_numpy(k, v) for k, v in passes.items()}
     shapes = {k: a.shape[:2] for k, a in arrays.items()}
@@ -141,7 +159,10 @@ def write_exr(
     if camera is not None:
         header["anchorstage/camera"] = json.dumps(camera.to_json_dict())
     if meta:
-        header["anchorstage/meta"] = json.dumps(meta)
+        try:
+            header["anchorstage/meta"] = json.dumps(meta, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"write_exr: meta must be JSON-serialisable: {e}") from None
     with atomic_file(path, "EXR file") as tmp:
         try:
             OpenEXR.File(header, channels).write(str(tmp))
@@ -150,11 +171,15 @@ def write_exr(
     return Path(path)
 
 
-def _header_str(header: Mapping[str, Any], key: str) -> Optional[str]:
+def _header_str(header: Mapping[str, Any], key: str, where: str = "EXR file") -> Optional[str]:
     v = header.get(key)
     if v is None:
         return None
-    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if not isinstance(v, str):  # e.g. an attribute whose type name is corrupt (OpenEXR's opaque attribute)
+        raise InputError(f"{where}: header attribute {key!r} must be a string (got {type(v).__name__})")
+    return v
 
 
 def read_exr(path: str | os.PathLike) -> dict[str, Any]:
@@ -170,21 +195,14 @@ def read_exr(path: str | os.PathLike) -> dict[str, Any]:
         (:class:`Camera`) and ``meta`` (dict) when the header holds them.
 
     Raises:
-        InputError: missing or unreadable file.
+        InputError: missing or unreadable file, a header over the limits (docs/limits.md), or
+            a malformed camera / metadata attribute.
     """
-    import OpenEXR
+    p = path_arg(path, "read_exr: path")
+    exr = read_exr_channels(p, "EXR file")  # headers checked against the limits before pixels are read
+    header, raw = exr.header, exr.channels
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"EXR file {str(p)!r} does not exist")
-    try:
-        with OpenEXR.File(str(p), separate_channels=True) as f:
-            header = dict(f.parts[0].header)
-            raw = {n: np.array(c.pixels) for part in f.parts for n, c in part.channels.items()}
-    except Exception as e:  # OpenEXR raises plain exceptions for corrupt files
-        raise InputError(f"EXR file {str(p)!r} cannot be read: {e}") from None
-
-    plain_pass = _header_str(header, "anchorstage/pass")
+    plain_pass = _header_str(header, "anchorstage/pass", f"EXR file {str(p)!r}")
     groups: dict[str, dict[str, np.ndarray]] = {}
     for name, a in raw.items():
         parts = name.split(".")
@@ -215,10 +233,13 @@ def read_exr(path: str | os.PathLike) -> dict[str, Any]:
             out.update({f"{pas}.{c}": v for c, v in chans.items()})
     if "region" in out:
         out["region"] = np.rint(out["region"]).astype(np.int32)
-    cam = _header_str(header, "anchorstage/camera")
+    cam = _header_str(header, "anchorstage/camera", f"EXR file {str(p)!r}")
     if cam:
-        out["camera"] = Camera.from_json_dict(json.loads(cam), source=f"EXR file {str(p)!r} camera")
-    meta = _header_str(header, "anchorstage/meta")
+        where = f"EXR file {str(p)!r} camera"
+        out["camera"] = Camera.from_json_dict(parse_json(cam, where), source=where)
+    meta = _header_str(header, "anchorstage/meta", f"EXR file {str(p)!r}")
     if meta:
-        out["meta"] = json.loads(meta)
+        out["meta"] = parse_json(meta, f"EXR file {str(p)!r} metadata")
+        if not isinstance(out["meta"], dict):
+            raise InputError(f"EXR file {str(p)!r} metadata must be a JSON object")
     return out

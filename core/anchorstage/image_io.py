@@ -9,6 +9,7 @@ the pixels are upright. EXIF intrinsics are read in :mod:`anchorstage.exif`.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,11 @@ import numpy as np
 
 from .atomic import atomic_file
 from .errors import InputError
+from .exr_input import read_exr_channels
+from .input_files import check_input_file, open_input
+from .limits import check_count
 
-__all__ = ["LoadedImage", "load_image", "srgb_to_linear", "linear_to_srgb", "save_png", "to_uint8_srgb"]
+__all__ = ["LoadedImage", "load_image", "open_pillow_image", "srgb_to_linear", "linear_to_srgb", "save_png", "to_uint8_srgb"]
 
 
 def srgb_to_linear(x: np.ndarray) -> np.ndarray:
@@ -75,10 +79,7 @@ def _register_heif() -> bool:
 
 
 def _load_exr(path: Path) -> np.ndarray:
-    import OpenEXR
-
-    with OpenEXR.File(str(path), separate_channels=True) as f:
-        chans = {name: np.array(c.pixels) for part in f.parts for name, c in part.channels.items()}
+    chans = read_exr_channels(path, "image").channels
     # Accept plain R,G,B or Blender's <Layer>.Combined.R naming.
     for prefix in ("", *sorted({n.rsplit(".", 1)[0] + "." for n in chans if n.endswith(".R")})):
         keys = [prefix + c for c in "RGB"]
@@ -90,36 +91,71 @@ def _load_exr(path: Path) -> np.ndarray:
     raise InputError(f"image {str(path)!r}: EXR has no RGB channels (has {', '.join(sorted(chans))})")
 
 
+def _srgb8_lut() -> np.ndarray:
+    """[256] float32: 8-bit sRGB code → linear (a lookup: no float temporaries the size of the photo)."""
+    return srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
+
+
+def open_pillow_image(f: Any, where: str) -> Any:
+    """``PIL.Image.open`` on an open file, its size checked against ``image_pixels`` before decoding.
+
+    Pillow's decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``) still applies on top: its
+    warning is silenced (our limit decides) and its error becomes an :class:`InputError`.
+
+    Raises:
+        InputError: not an image Pillow reads, a decompression bomb, or over the pixel limit.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(f)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{where} is refused as a decompression bomb: {e}") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{where} is not an image Pillow can read") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # Pillow's plugins raise these for corrupt headers
+        raise InputError(f"{where} cannot be read: {e}") from None
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        im.close()
+        raise InputError(f"{where} has no pixels ({w}x{h})")
+    try:
+        check_count("image_pixels", w * h, f"{where} ({w}x{h})")
+    except InputError:
+        im.close()
+        raise
+    return im
+
+
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Load a photo as linear RGB.
 
+    The pixel count is checked against the ``image_pixels`` limit (docs/limits.md) from the
+    file's header, before anything is decoded.
+
     Raises:
-        InputError: when the file is missing, unreadable or not an image.
+        InputError: when the file is missing, unreadable, not an image, a special file (FIFO,
+            device, folder), or over the pixel limit.
     """
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"image {str(p)!r} does not exist")
-    if not p.is_file():
-        raise InputError(f"image {str(p)!r} is not a file")
+    p = check_input_file(path, "image")
     notes: list[str] = []
     if p.suffix.lower() == ".exr":
-        try:
-            rgb = _load_exr(p)
-        except InputError:
-            raise
-        except Exception as e:  # OpenEXR raises plain exceptions for corrupt files
-            raise InputError(f"image {str(p)!r} cannot be read as EXR: {e}") from None
+        rgb = _load_exr(p)
         if not np.all(np.isfinite(rgb)):
             notes.append("non-finite EXR pixels replaced by 0")
             rgb = np.nan_to_num(rgb, nan=0.0, posinf=0.0, neginf=0.0)
         return LoadedImage(np.ascontiguousarray(rgb), str(p), {}, notes)
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if p.suffix.lower() in (".heic", ".heif") and not _register_heif():
         raise InputError(f"image {str(p)!r}: HEIC needs the 'pillow-heif' package (pip install pillow-heif)")
+    from PIL import ImageOps
+
+    where = f"image {str(p)!r}"
+    f, _ = open_input(p, "image")
     try:
-        with Image.open(p) as im:
+        with f, open_pillow_image(f, where) as im:
             im.load()
             exif = _exif_dict(im)
             upright = ImageOps.exif_transpose(im)
@@ -132,19 +168,21 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
             if mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float32)
                 arr = arr / (65535.0 if arr.max() > 255 else 255.0)
-                rgb = np.repeat(arr[..., None], 3, axis=-1)
+                rgb = np.repeat(srgb_to_linear(arr)[..., None], 3, axis=-1)
                 notes.append("grayscale image expanded to RGB")
             else:
                 if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
                     notes.append("alpha channel dropped")
                 if mode in ("L", "LA", "1"):
                     notes.append("grayscale image expanded to RGB")
-                rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except UnidentifiedImageError:
-        raise InputError(f"image {str(p)!r} is not an image Pillow can read") from None
-    except OSError as e:
-        raise InputError(f"image {str(p)!r} cannot be read: {e}") from None
-    return LoadedImage(np.ascontiguousarray(srgb_to_linear(rgb)), str(p), exif, notes)
+                rgb = _srgb8_lut()[np.asarray(im.convert("RGB"), dtype=np.uint8)]
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"{where}: not enough memory to decode it; use a smaller photo (see docs/limits.md)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # truncated or corrupt data found while decoding
+        raise InputError(f"{where} cannot be read: {e}") from None
+    return LoadedImage(np.ascontiguousarray(rgb), str(p), exif, notes)
 
 
 def _exif_dict(im: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ limit                  default                             environment variable
 ``splats``             50,000,000                          ``ANCHORSTAGE_MAX_SPLATS``
 ``json_bytes``         67,108,864 (64 MiB)                 ``ANCHORSTAGE_MAX_JSON_BYTES``
 ``json_depth``         64 levels of nesting                ``ANCHORSTAGE_MAX_JSON_DEPTH``
+``exr_samples``        1,073,741,824 (all channels, parts) ``ANCHORSTAGE_MAX_EXR_SAMPLES``
 =====================  ==================================  =====================================
 """
 
@@ -30,6 +31,7 @@ LIMITS: dict[str, tuple[int, str, str]] = {
     "splats": (50_000_000, "ANCHORSTAGE_MAX_SPLATS", "splats in a file or scene"),
     "json_bytes": (64 << 20, "ANCHORSTAGE_MAX_JSON_BYTES", "bytes in a JSON file"),
     "json_depth": (64, "ANCHORSTAGE_MAX_JSON_DEPTH", "levels of nesting in a JSON document"),
+    "exr_samples": (1 << 30, "ANCHORSTAGE_MAX_EXR_SAMPLES", "channel samples in an EXR file"),
 }
 
 

@@ -213,10 +213,9 @@ def check_passes(passes: Union[Iterable[str], str], what: str = "render") -> tup
     """
     if isinstance(passes, str):
         passes = [p.strip() for p in passes.split(",") if p.strip()]
-    try:
-        out = tuple(dict.fromkeys(passes))
-    except TypeError:
-        raise InputError(f"{what}: passes must be a list of names or a comma-separated string (got {passes!r})") from None
+    if not isinstance(passes, (list, tuple)) or not all(isinstance(p, str) for p in passes):
+        raise InputError(f"{what}: passes must be a list of pass names or a comma-separated string (got {passes!r})")
+    out = tuple(dict.fromkeys(passes))
     bad = [p for p in out if p not in _BY_NAME]
     if bad:
         raise InputError(f"{what}: unknown pass(es) {', '.join(map(repr, bad))}; valid passes: {', '.join(PASSES)}")

@@ -77,12 +77,19 @@ def default_max_splats(width: int, height: int) -> int:
 
 
 # ---------------------------------------------------------------------------- input checks
+def _array(x: Any, name: str) -> np.ndarray:
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError):  # ragged nested lists
+        raise InputError(f"{name} must be an array of numbers (got {type(x).__name__})") from None
+
+
 def _as_image(image: Any) -> np.ndarray:
     if isinstance(image, LoadedImage):
         image = image.rgb_linear
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
-    a = np.asarray(image)
+    a = _array(image, "image")
     if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
         raise InputError(f"image must be an [H, W, 3] linear RGB array (got shape {list(a.shape)})")
     if a.dtype.kind not in "fiu":
@@ -96,7 +103,7 @@ def _as_image(image: Any) -> np.ndarray:
 def _as_map(x: Any, name: str, hw: tuple[int, int]) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
-    a = np.asarray(x)
+    a = _array(x, name)
     if a.dtype.kind not in "fiu":
         raise InputError(f"{name} must hold numbers (got dtype {a.dtype})")
     if a.ndim == 3 and a.shape[-1] == 1:
@@ -516,6 +523,8 @@ def reconstruct(
         if not np.all(np.isfinite(conf_np)):
             raise InputError("confidence has non-finite values")
         conf_np = np.clip(conf_np, 0.0, 1.0)
+    if not isinstance(second_layer, (bool, np.bool_)):
+        raise InputError(f"second_layer must be True or False (got {second_layer!r})")
     budget = default_max_splats(w, h) if max_splats is None else max_splats
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise InputError(f"max_splats must be a positive integer (got {max_splats!r})")

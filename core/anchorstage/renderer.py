@@ -18,6 +18,7 @@ compute exactly the same rule.
 from __future__ import annotations
 
 import contextlib
+import numbers
 from typing import Optional, Sequence
 
 import torch
@@ -25,6 +26,7 @@ import torch
 from .camera import Camera
 from .device import BACKENDS, resolve_device
 from .errors import InputError, MissingDependencyError
+from .limits import check_count
 from .passes import BACKGROUND_DEPTH, DEFAULT_VOID_THRESHOLD, PASSES, FinishInputs, check_passes, spec
 from .splats import Splats
 from .workers import Workers, cpu_workers
@@ -37,7 +39,7 @@ _FEATURES_CHUNK = 1 << 16  # splats per parallel piece of the per-splat channels
 
 
 def _choose_backend(backend: str, device: torch.device) -> str:
-    if backend not in BACKENDS:
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise InputError(f"render: backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
     if backend == "torch":
         return "torch"
@@ -88,15 +90,18 @@ def render(
         raise InputError(f"render: splats must be a Splats (got {type(splats).__name__})")
     if not isinstance(camera, Camera):
         raise InputError(f"render: camera must be a Camera (got {type(camera).__name__})")
-    try:
-        void_threshold = float(void_threshold)
-    except (TypeError, ValueError):
-        raise InputError(f"render: void_threshold must be a number (got {void_threshold!r})") from None
+    check_count("render_pixels", camera.width * camera.height, f"render: camera resolution {camera.width}x{camera.height}")
+    if isinstance(void_threshold, bool) or not isinstance(void_threshold, numbers.Real):
+        raise InputError(f"render: void_threshold must be a number (got {void_threshold!r})")
+    void_threshold = float(void_threshold)
     if not 0.0 <= void_threshold <= 1.0:
         raise InputError(f"render: void_threshold must be in [0, 1] (got {void_threshold:g})")
     dev = resolve_device(device)
     which = _choose_backend(backend, dev)
-    bg = torch.zeros(3) if background is None else torch.as_tensor(background, dtype=torch.float32).reshape(-1)
+    try:
+        bg = torch.zeros(3) if background is None else torch.as_tensor(background, dtype=torch.float32).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        bg = torch.zeros(0)
     if bg.shape != (3,) or not torch.isfinite(bg).all():
         raise InputError(f"render: background must be 3 finite linear RGB values (got {background!r})")
 

@@ -23,9 +23,7 @@ never leaves a half-written scene.
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -37,15 +35,20 @@ from ._version import __version__
 from .atomic import atomic_dir
 from .camera import Camera
 from .errors import InputError, OutputError
+from .exr_input import read_exr_channels
+from .input_files import check_input_file, open_input, path_arg
+from .npy_io import ArraySpec, read_npz
 from .splatio.ply import read_ply, write_ply
 from .region import Region
+from .safe_json import load_json
+from .schema import SAFE_ID, parse_scene_json
 from .splats import Splats, StoredSplats
 
 __all__ = ["Scene", "save_scene", "load_scene", "FORMAT_VERSION", "is_scene_dir", "check_scene_target"]
 
 #: The scene-folder format this version writes and the newest it reads.
 FORMAT_VERSION = 1
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_INT32_MAX = 2**31 - 1
 
 
 @dataclass
@@ -87,25 +90,29 @@ def _write_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
     import OpenEXR
 
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    OpenEXR.File(header, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()}).write(str(path))
+    exr = OpenEXR.File(header, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()})
+    try:
+        exr.write(str(path))
+    except Exception as e:  # OpenEXR raises plain exceptions on I/O errors (a full disk among them)
+        raise OutputError(f"scene file {path.name} cannot be written: {e}") from None
 
 
 def _read_exr(path: Path, where: str) -> dict[str, np.ndarray]:
-    import OpenEXR
-
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{where}: {path.name} is missing")
-    try:
-        with OpenEXR.File(str(path), separate_channels=True) as f:
-            return {n: np.array(c.pixels, dtype=np.float32) for n, c in f.parts[0].channels.items()}
-    except Exception as e:  # OpenEXR raises plain exceptions for corrupt files
-        raise InputError(f"{where}: {path.name} cannot be read: {e}") from None
+    chans = read_exr_channels(path, f"{where}: {path.name}").channels  # headers checked before pixels
+    return {n: np.asarray(a, dtype=np.float32) for n, a in chans.items()}
 
 
 # ---------------------------------------------------------------------------- save
 def _check_scene(scene: Scene) -> None:
     if not isinstance(scene, Scene):
         raise InputError(f"save_scene needs a Scene (got {type(scene).__name__})")
+    for name, kind in (("camera", Camera), ("splats", Splats), ("image_linear", np.ndarray), ("depth_m", np.ndarray),
+                       ("regions", list), ("meta", dict)):
+        if not isinstance(getattr(scene, name), kind):
+            raise InputError(f"save_scene: scene.{name} must be a {kind.__name__} "
+                             f"(got {type(getattr(scene, name)).__name__})")
     h, w = scene.camera.height, scene.camera.width
     if scene.image_linear.shape != (h, w, 3):
         raise InputError(f"scene image is {list(scene.image_linear.shape)} but the camera is {w}x{h}")
@@ -113,7 +120,9 @@ def _check_scene(scene: Scene) -> None:
         raise InputError(f"scene depth is {list(scene.depth_m.shape)} but the camera is {w}x{h}")
     seen = set()
     for r in scene.regions:
-        if not _SAFE_ID.match(r.id):
+        if not isinstance(r, Region):
+            raise InputError(f"scene regions must be Region objects (got {type(r).__name__})")
+        if not isinstance(r.id, str) or not SAFE_ID.fullmatch(r.id):
             raise InputError(f"region id {r.id!r} must use only letters, digits, '_', '-' and '.'")
         if r.id in seen:
             raise InputError(f"region id {r.id!r} appears twice")
@@ -169,7 +178,9 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
         InputError: the scene is inconsistent (shapes, region ids, non-JSON meta).
     """
     _check_scene(scene)
-    final = check_scene_target(path, force)
+    if not isinstance(force, (bool, np.bool_)):
+        raise InputError(f"save_scene: force must be True or False (got {force!r})")
+    final = check_scene_target(path_arg(path, "save_scene: path"), force)
     sp = scene.splats.to("cpu")
     extra: dict[str, np.ndarray] = {
         "confidence": sp.confidence.numpy().astype(np.float32),
@@ -242,51 +253,85 @@ def _stored(extra: Optional[dict], from_ply: Splats, where: str) -> Optional[Sto
     return stored
 
 
+def _extra_specs(n: int) -> tuple[dict[str, ArraySpec], dict[str, ArraySpec]]:
+    """What splats_extra.npz may hold for ``n`` splats (lengths checked against the PLY after reading)."""
+    cap = max(n, 1)
+    return ({"confidence": ArraySpec("f", (None,), max_count=cap),
+             "region_ids": ArraySpec("iu", (None,), max_count=cap),
+             "opacities": ArraySpec("f", (None,), required=False, max_count=cap),
+             "scales": ArraySpec("f", (None, 3), required=False, max_count=3 * cap),
+             "colors": ArraySpec("f", (None, 3), required=False, max_count=3 * cap)},
+            {"region_splats_": ArraySpec("iu", (None,), required=False, max_count=cap),
+             # what the splats' source file stored (splats.StoredSplats.to_arrays): any shape, plain data
+             "stored__": ArraySpec("fiubUV", None, required=False, max_count=256 * cap)})
+
+
+def _read_extra(path: Path, n: int, where: str, notes: list[str]) -> Optional[dict[str, np.ndarray]]:
+    """splats_extra.npz checked member by member (no pickles, dtypes, shapes, value ranges), or None."""
+    specs, families = _extra_specs(n)
+    extra, unknown = read_npz(path, f"{where}: {path.name}", specs, families)
+    if unknown:
+        notes.append(f"{path.name} holds arrays this version does not know ({', '.join(sorted(unknown))}): ignored")
+    lengths = {k: len(v) for k, v in extra.items() if k in specs}
+    if any(v != n for v in lengths.values()):
+        notes.append(f"{path.name} has another splat count than splats.ply ({lengths} vs {n}): ignored")
+        return None
+    ids = extra["region_ids"]
+    if ids.size and (ids.min() < -1 or ids.max() > _INT32_MAX):
+        raise InputError(f"{where}: {path.name} region_ids must be -1 (none) or a region index")
+    for k, v in extra.items():
+        if k.startswith("region_splats_") and v.size and (v.min() < 0 or v.max() >= n):
+            raise InputError(f"{where}: {path.name} {k} holds splat indices outside [0, {n})")
+    return extra
+
+
+def _read_mask(path: Path, folder: Path, region_id: str, size: tuple[int, int], where: str) -> np.ndarray:
+    """[H, W] bool mask (pixels > 127) of a region; its size must be the scene's (width, height)."""
+    from .image_io import open_pillow_image
+
+    what = f"{where}: region {region_id!r} mask"
+    if not path.exists():
+        raise InputError(f"{where}: region mask {path.relative_to(folder.resolve()).as_posix()} is missing")
+    f, _ = open_input(path, what)
+    try:
+        with f, open_pillow_image(f, f"{what} {str(path)!r}") as im:
+            if im.size != size:
+                raise InputError(f"{what} is {im.size[0]}x{im.size[1]} but the scene is {size[0]}x{size[1]}")
+            return np.asarray(im.convert("L")) > 127
+    except InputError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise InputError(f"{what} cannot be read: {e}") from None
+
+
 def load_scene(path: str | os.PathLike) -> Scene:
     """Read a scene folder written by :func:`save_scene`.
 
+    Every field of ``scene.json`` is validated (:mod:`anchorstage.schema`), every path it holds
+    must stay inside the folder, and every file is checked against docs/limits.md before it is read.
+
     Raises:
-        InputError: not a scene folder, a newer format version, or missing/corrupt files.
+        InputError: not a scene folder, a newer format version, a malformed scene.json, a path
+            leading outside the folder, or missing/corrupt/mismatched files.
     """
-    p = Path(path)
+    p = path_arg(path, "load_scene: path")
     where = f"scene folder {str(p)!r}"
     if not p.is_dir():
         raise InputError(f"{where} does not exist" if not p.exists() else f"{where} is not a folder")
     if not is_scene_dir(p):
         raise InputError(f"{where} is not an AnchorStage scene (no scene.json)")
-    try:
-        doc = json.loads((p / "scene.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{where}: scene.json cannot be read: {e}") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"{where}: scene.json must hold a JSON object")
-    version = doc.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise InputError(f"{where}: scene.json has no integer format_version")
-    if version > FORMAT_VERSION:
-        raise InputError(f"{where} was written by a newer AnchorStage (scene format_version {version}; this version "
-                         f"{__version__} reads up to {FORMAT_VERSION}): upgrade AnchorStage to open it")
-    if version < 1:
-        raise InputError(f"{where}: unknown scene format_version {version}")
-    for key in ("camera", "splats", "image", "depth"):
-        if key not in doc:
-            raise InputError(f"{where}: scene.json lacks {key!r}")
-    camera = Camera.from_json_dict(doc["camera"], source=f"{where} camera")
+    raw = load_json(p / "scene.json", "scene file", where=f"{where}: scene.json")
+    sd = parse_scene_json(raw, p, where, newest=FORMAT_VERSION, reader=__version__)
+    camera = sd.camera
     notes: list[str] = []
-    splats = read_ply(p / doc["splats"].get("file", "splats.ply"))
+    if not sd.splats_file.exists():
+        raise InputError(f"{where}: {sd.splats_file.name} is missing")
+    splats = read_ply(check_input_file(sd.splats_file, f"{where}: splats file"))
     extra = None
-    extra_path = p / doc["splats"].get("extra", "splats_extra.npz")
-    if extra_path.is_file():
-        try:
-            with np.load(extra_path, allow_pickle=False) as z:
-                extra = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            raise InputError(f"{where}: {extra_path.name} cannot be read: {e}") from None
-        if len(extra.get("confidence", [])) != len(splats):
-            notes.append(f"{extra_path.name} has another splat count than splats.ply: ignored")
-            extra = None
+    if sd.extra_file.exists():
+        extra = _read_extra(sd.extra_file, len(splats), where, notes)
     elif len(splats):
-        notes.append(f"{extra_path.name} missing: confidence and region ids default")
+        notes.append(f"{sd.extra_file.name} missing: confidence and region ids default")
     splats = Splats(
         means=splats.means, quats=splats.quats,
         scales=_exact_or_ply("scales", splats.scales, extra, notes),
@@ -296,35 +341,27 @@ def load_scene(path: str | os.PathLike) -> Scene:
         region_ids=torch.from_numpy(np.asarray(extra["region_ids"], dtype=np.int32)) if extra else None,
         sh_rest=splats.sh_rest, sh_encoding=splats.sh_encoding, stored=_stored(extra, splats, where),
     )
-    img = _read_exr(p / doc["image"].get("file", "image.exr"), where)
+    img = _read_exr(sd.image_file, where)
     if not all(c in img for c in "RGB"):
-        raise InputError(f"{where}: image.exr lacks R, G, B channels")
+        raise InputError(f"{where}: {sd.image_file.name} lacks R, G, B channels")
     image = np.stack([img[c] for c in "RGB"], axis=-1)
-    dch = _read_exr(p / doc["depth"].get("file", "depth.exr"), where)
-    depth = dch.get(doc["depth"].get("channel", "Z"))
+    dch = _read_exr(sd.depth_file, where)
+    depth = dch.get(sd.depth_channel)
     if depth is None:
-        raise InputError(f"{where}: depth.exr lacks channel {doc['depth'].get('channel', 'Z')!r}")
+        raise InputError(f"{where}: {sd.depth_file.name} lacks channel {sd.depth_channel!r}")
     if image.shape[:2] != (camera.height, camera.width) or depth.shape != (camera.height, camera.width):
         raise InputError(f"{where}: image/depth size does not match the camera ({camera.width}x{camera.height})")
 
-    from PIL import Image
-
     regions = []
-    for d in doc.get("regions", []):
-        r = Region.from_json_dict(d)
-        if d.get("mask"):
-            mp = p / d["mask"]
-            if not mp.is_file():
-                raise InputError(f"{where}: region mask {d['mask']} is missing")
-            with Image.open(mp) as im:
-                r.mask = np.asarray(im) > 127
+    for entry in sd.regions:
+        r = entry.region
+        if entry.mask_path is not None:
+            r.mask = _read_mask(entry.mask_path, p, r.id, (camera.width, camera.height), where)
         key = f"region_splats_{r.index}"
         if extra is not None and key in extra:
             r.splat_indices = np.asarray(extra[key], dtype=np.int64)
         regions.append(r)
-    meta = dict(doc.get("meta", {}))
+    meta = dict(sd.meta)
     if notes:
         meta["load_notes"] = notes
-    if not math.isfinite(float(doc.get("metric_scale", 1.0))):
-        raise InputError(f"{where}: metric_scale must be finite")
     return Scene(camera=camera, splats=splats, image_linear=image, depth_m=depth, regions=regions, meta=meta)

@@ -87,9 +87,30 @@ class StoredSplats:
         )
 
 
+_FLOAT_FIELDS = ("means", "quats", "scales", "opacities", "colors", "confidence")
+
+
+def _refuse_non_finite(sp: "Splats", n: int) -> None:
+    """NaN / inf in a splat parameter is an error naming the fields and how many splats (never a black frame)."""
+    if n <= 0:
+        return
+    fields = [k for k in (*_FLOAT_FIELDS, "sh_rest") if getattr(sp, k) is not None]
+    bad = torch.stack([(~torch.isfinite(getattr(sp, k).reshape(n, -1))).any(1) for k in fields])
+    per_field = bad.sum(1).tolist()
+    if any(per_field):
+        total = int(bad.any(0).sum())
+        which = ", ".join(f"{k} ({c:,})" for k, c in zip(fields, per_field) if c)
+        raise InputError(f"splats: {total:,} of {n:,} splats have non-finite parameters (NaN or inf) in {which}; "
+                         "remove or repair them before use")
+
+
 @dataclass
 class Splats:
     """A set of 3D Gaussians with activated parameters.
+
+    Construction checks shapes, dtypes and devices and refuses NaN / inf in any float field
+    (an :class:`InputError` saying how many splats and which fields): a non-finite splat would
+    otherwise render as a silently black or empty frame.
 
     Attributes:
         means: [N, 3] float32 centres, metres, world frame.
@@ -121,6 +142,9 @@ class Splats:
     stored: Optional[StoredSplats] = None
 
     def __post_init__(self) -> None:
+        for name in ("means", "quats", "scales", "opacities", "colors"):
+            if not isinstance(getattr(self, name), torch.Tensor):
+                raise InputError(f"splats: {name} must be a torch.Tensor (got {type(getattr(self, name)).__name__})")
         n = self.means.shape[0] if self.means.ndim == 2 else -1
         expect = {"means": (n, 3), "quats": (n, 4), "scales": (n, 3), "opacities": (n,), "colors": (n, 3)}
         if self.confidence is None:
@@ -142,6 +166,14 @@ class Splats:
                 raise InputError(f"splats: {name} must be a torch.Tensor (got {type(t).__name__})")
             if tuple(t.shape) != shape:
                 raise InputError(f"splats: {name} must have shape {list(shape)} (got {list(t.shape)})")
+            if t.device != self.means.device:
+                raise InputError(f"splats: {name} is on {t.device} but means are on {self.means.device}")
+            if name == "region_ids":
+                if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+                    raise InputError(f"splats: region_ids must be an integer tensor (got {t.dtype})")
+            elif not t.dtype.is_floating_point:
+                raise InputError(f"splats: {name} must be a floating-point tensor (got {t.dtype})")
+        _refuse_non_finite(self, n)
         if self.sh_encoding not in _SH_ENCODINGS:
             raise InputError(f"splats: sh_encoding must be one of {', '.join(_SH_ENCODINGS)} (got {self.sh_encoding!r})")
         if self.stored is not None:

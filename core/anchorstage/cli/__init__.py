@@ -38,6 +38,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        # An empty value (--frames '') is a mistake, never "not given" (subcommand parsers are _Parsers too).
+        ns, rest = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(ns, action.dest, None) if action.dest is not argparse.SUPPRESS else None
+            values = value if isinstance(value, list) else [value]
+            if value is not action.default and any(isinstance(v, str) and not v.strip() for v in values):
+                self.error(f"{'/'.join(action.option_strings) or action.dest} must not be empty")
+        return ns, rest
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -56,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage errors (one line, exit 2), --help and --version: a code, not an exception
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
