@@ -40,12 +40,12 @@ __all__ = ["SplatDrawer", "DrawItem", "DrawStats", "drawer", "drawer_stats", "me
            "engine_view_update", "engine_view_draw", "sort_mode", "register", "unregister"]
 
 #: Accumulation targets: the pass's sums (half float is blendable on every backend) and the
-#: depth sum (full float: depths in metres keep millimetres at tens of metres).
+#: depth sum with alpha again (full float: the expected depth keeps 1e-5 of its value).
 _VALUE_FORMAT = "RGBA16F"
-_DEPTH_FORMAT = "R32F"
+_DEPTH_FORMAT = "RG32F"
 #: The void view paints void pixels with this display colour, covering this much.
 _VOID_COLOR = (0.9, 0.1, 0.8, 0.85)
-_MAX_ACCUM_TARGETS = 4   # cached accumulation targets (one per viewport size)
+_MAX_ACCUM_TARGETS = 6   # cached accumulation targets (a few per viewport size)
 _MAX_ORDERS = 32         # cached (object, view) orders
 _POLL_SECONDS = 0.03     # how often the redraw timer looks for finished sorts
 
@@ -99,7 +99,26 @@ class _SplatSet:
         self.textures = {name: _float_texture(arrays[name], self.size, "RGBA32F")
                          for name in ("center_opacity", "cov_a", "cov_b")}
         self.values: dict[str, object] = {}
+        self.region_ids: Optional[np.ndarray] = None
+        self.classes_tex, self.classes_key = None, None
         self.centre = self.means.mean(axis=0) if self.count else np.zeros(3, np.float32)
+
+    def region_ids_present(self, load: Callable[[], object]) -> np.ndarray:
+        """The region ids of the splats (read once), sorted and unique."""
+        if self.region_ids is None:
+            self.region_ids = load().region_ids.detach().cpu().numpy().astype(np.int32)
+        return np.unique(self.region_ids)
+
+    def class_texture(self, lut: np.ndarray):
+        """The region class (index into ``lut``) of every splat, as a texture (per ``lut``)."""
+        key = lut.tobytes()
+        if self.classes_key != key:
+            from anchorstage.viewport_layout import padded
+
+            classes = np.searchsorted(lut, self.region_ids).astype(np.float32)
+            self.classes_tex = _float_texture(padded(classes, self.data_width)[:, :1], self.size, "R32F")
+            self.classes_key = key
+        return self.classes_tex
 
     def value_texture(self, pass_name: str, camera_position: np.ndarray, load: Callable[[], object]):
         """The texture of a pass's per-splat values (made on first use for that pass)."""
@@ -213,15 +232,25 @@ class SplatDrawer:
             self._batches[name] = sh.quad_batch("corner" if name == "splat" else "pos")
         return self._batches[name]
 
-    def _target(self, width: int, height: int):
+    def _target(self, what: str, width: int, height: int):
+        """Cached framebuffers of one viewport size: ``"value"`` (fb, value, depth), ``"classes"``
+        (fb, CLASS_TARGETS weight textures, depth) or ``"best"`` (fb, texture, fb, texture)."""
         import gpu
 
-        tgt = self.targets.pop((width, height), None)
+        from . import viewport_shaders as sh
+
+        key = (what, width, height)
+        tgt = self.targets.pop(key, None)
         if tgt is None:
-            value = gpu.types.GPUTexture((width, height), format=_VALUE_FORMAT)
-            depth = gpu.types.GPUTexture((width, height), format=_DEPTH_FORMAT)
-            tgt = (gpu.types.GPUFrameBuffer(color_slots=(value, depth)), value, depth)
-        self.targets[(width, height)] = tgt  # most recently used last
+            if what == "best":
+                a, b = (gpu.types.GPUTexture((width, height), format="RG32F") for _ in range(2))
+                tgt = (gpu.types.GPUFrameBuffer(color_slots=(a,)), a, gpu.types.GPUFrameBuffer(color_slots=(b,)), b)
+            else:
+                n = 1 if what == "value" else sh.CLASS_TARGETS
+                colour = [gpu.types.GPUTexture((width, height), format=_VALUE_FORMAT) for _ in range(n)]
+                depth = gpu.types.GPUTexture((width, height), format=_DEPTH_FORMAT)
+                tgt = (gpu.types.GPUFrameBuffer(color_slots=(*colour, depth)), *colour, depth)
+        self.targets[key] = tgt  # most recently used last
         while len(self.targets) > _MAX_ACCUM_TARGETS:
             self.targets.pop(next(iter(self.targets)))
         return tgt
@@ -394,12 +423,15 @@ class SplatDrawer:
         """Draw the splats' premultiplied sums into the accumulation targets (arguments as :meth:`draw`).
 
         Returns:
-            (value texture, depth texture): RGBA16F Σ wᵢ·vᵢ with alpha, R32F Σ wᵢ·zᵢ (metres).
+            (value texture, depth texture): RGBA16F Σ wᵢ·vᵢ with alpha (for the region pass: the
+            first class-weight target), RG32F Σ wᵢ·zᵢ (metres) and alpha.
         """
         import gpu
 
         from anchorstage.splat_sort import ResortPolicy
         from anchorstage.viewport_layout import display_kind
+
+        from . import viewport_shaders as sh
 
         kind = display_kind(pass_name)
         policy = policy or ResortPolicy()
@@ -411,13 +443,7 @@ class SplatDrawer:
         proj = _projection_params(window, width, height)
         cam_from_world = boundary.cam_from_view_matrix(view)
         eye = np.linalg.inv(view)[:3, 3]
-        fb, value_tex, depth_tex = self._target(width, height)
         self._ubos = []
-        from . import viewport_shaders as sh
-
-        batch = self._batch("splat")
-        prog = sh.splat_shader()
-        ranges = []
         # Farthest object first: objects blend one after another (splats interleave within one).
         live = []
         for it in items:
@@ -427,24 +453,57 @@ class SplatDrawer:
                 m = np.asarray(it.matrix, dtype=np.float64)
                 live.append((float(np.linalg.norm(m[:3, :3] @ s.centre + m[:3, 3] - eye)), it, s, m))
         live.sort(key=lambda x: -x[0])
+        # Orders (and a GPU sort's dispatches) before any drawing; values per object.
+        draws, ranges = [], []
+        lut = self._class_lut(live) if kind == "ids" else None
+        for _, it, s, m in live:
+            vo = self._order(it, s, view_key, cam_from_world @ m, mode, policy)
+            eye_obj = (np.linalg.inv(m) @ np.append(eye, 1.0))[:3]
+            values = s.class_texture(lut) if lut is not None else s.value_texture(pass_name, eye_obj, it.load)
+            draws.append((it, s, m, vo, values))
+            self.stats.splats += s.count
+            self.stats.objects += 1
+            if vo.result is not None and vo.result.depth_range[1] > vo.result.depth_range[0] > 0:
+                ranges.append(vo.result.depth_range)
         restore_viewport = gpu.state.viewport_get()
+        region = palette = None
+        if lut is None:
+            fb, value_tex, depth_tex = self._target("value", width, height)
+            self._draw_splats(fb, sh.splat_shader(), draws, view, window, proj, eye, width, height, kind, 0)
+        else:
+            fb, *slots, depth_tex = self._target("classes", width, height)
+            value_tex = slots[0]  # its alpha is the accumulated alpha
+            for offset in range(0, len(lut), sh.CLASS_SLOTS):
+                self._draw_splats(fb, sh.splat_shader(classes=True), draws, view, window, proj, eye, width, height,
+                                  kind, offset)
+                region = self._reduce_regions(slots, depth_tex, offset, len(lut), width, height)
+            palette = self._palette(lut)
+        gpu.state.viewport_set(*restore_viewport)
+        depth_range = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else \
+            (max(proj["clip"][0], 1e-3), max(proj["clip"][1], 2e-3))
+        self._last = (proj, kind, value_tex, depth_tex, depth_range, region, palette)
+        return value_tex, depth_tex
+
+    def _draw_splats(self, fb, prog, draws, view, window, proj, eye, width, height, kind, class_offset) -> None:
+        """One instanced draw per object into ``fb`` (cleared first), back to front, premultiplied over."""
+        import gpu
+
+        from . import viewport_shaders as sh
+
+        batch = self._batch("splat")
         with fb.bind():
             gpu.state.viewport_set(0, 0, width, height)
             fb.clear(color=(0.0, 0.0, 0.0, 0.0))
             gpu.state.depth_test_set("NONE")
             gpu.state.depth_mask_set(False)
             gpu.state.blend_set("ALPHA_PREMULT")
-            for _, it, s, m in live:
-                cam_from_object = cam_from_world @ m
-                vo = self._order(it, s, view_key, cam_from_object, mode, policy)
-                eye_obj = np.linalg.inv(m) @ np.append(eye, 1.0)
-                values = s.value_texture(pass_name, eye_obj[:3], it.load)
+            for it, s, m, vo, values in draws:
                 block = sh.splat_view_block(m, view, window, proj["limits"], eye, proj["focal"], (width, height),
                                             proj["clip"], vo.width, vo.component, s.data_width, s.count,
-                                            proj["perspective"], kind == "normal")
-                # One block per object: updating one buffer between draws would need a GPU sync.
+                                            proj["perspective"], kind == "normal", class_offset)
+                # One block per object and draw: rewriting one buffer between draws would stall the GPU.
                 ubo = gpu.types.GPUUniformBuf(block)
-                prog.bind()  # a GPU sort binds its compute programs
+                prog.bind()
                 prog.uniform_block("sv", ubo)
                 prog.uniform_sampler("orderTex", vo.texture)
                 prog.uniform_sampler("centerTex", s.textures["center_opacity"])
@@ -452,17 +511,51 @@ class SplatDrawer:
                 prog.uniform_sampler("covBTex", s.textures["cov_b"])
                 prog.uniform_sampler("valueTex", values)
                 batch.draw_instanced(prog, instance_count=s.count)
-                self._ubos.append(ubo)  # alive until the next draw
-                self.stats.splats += s.count
-                self.stats.objects += 1
-                if vo.result is not None and vo.result.depth_range[1] > vo.result.depth_range[0] > 0:
-                    ranges.append(vo.result.depth_range)
+                self._ubos.append(ubo)  # kept alive until the next frame
             gpu.state.blend_set("NONE")
-        gpu.state.viewport_set(*restore_viewport)
-        depth_range = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else \
-            (max(proj["clip"][0], 1e-3), max(proj["clip"][1], 2e-3))
-        self._last = (proj, kind, value_tex, depth_tex, depth_range)
-        return value_tex, depth_tex
+
+    def _class_lut(self, live) -> np.ndarray:
+        """Sorted region ids of the drawn objects with -1 (class 0: no region) first."""
+        ids = [np.array([-1], np.int32)]
+        for _, it, s, _ in live:
+            ids.append(s.region_ids_present(it.load))
+        return np.unique(np.concatenate(ids))
+
+    def _palette(self, lut: np.ndarray):
+        """[1, K] display colours of the region classes (the contact sheet's; class 0 black)."""
+        key = lut.tobytes()
+        if getattr(self, "_palette_key", None) != key:
+            from anchorstage.preview import region_colors
+            from anchorstage.viewport_layout import padded
+
+            colours = region_colors(lut).astype(np.float32)
+            self._palette_tex = _float_texture(padded(colours, 16384), (len(lut), 1), "RGBA32F")
+            self._palette_key = key
+        return self._palette_tex
+
+    def _reduce_regions(self, slots, depth_tex, offset: int, count: int, width: int, height: int):
+        """Fold one class draw into the per-pixel (weight, class) of the heaviest region so far."""
+        import gpu
+
+        from . import viewport_shaders as sh
+
+        fbs = self._target("best", width, height)
+        (fb_a, tex_a, fb_b, tex_b) = fbs
+        src, (dst_fb, dst_tex) = (tex_b, (fb_a, tex_a)) if offset // sh.CLASS_SLOTS % 2 else (tex_a, (fb_b, tex_b))
+        prog = sh.region_reduce_shader()
+        with dst_fb.bind():
+            gpu.state.viewport_set(0, 0, width, height)
+            gpu.state.blend_set("NONE")
+            gpu.state.depth_test_set("NONE")
+            prog.bind()
+            for t, tex in enumerate(slots):
+                prog.uniform_sampler(f"slots{t}", tex)
+            prog.uniform_sampler("depthTex", depth_tex)
+            prog.uniform_sampler("bestTex", src)
+            prog.uniform_int("classOffset", offset)
+            prog.uniform_int("classCount", count)
+            self._batch("finish").draw(prog)
+        return dst_tex
 
     def finish(self, pass_name: str, window_matrix, *, display: bool = True, depth_test: bool = True,
                write_depth: bool = False, void_threshold: Optional[float] = None) -> None:
@@ -473,7 +566,7 @@ class SplatDrawer:
 
         from . import viewport_shaders as sh
 
-        proj, kind, value_tex, depth_tex, (lo, hi) = self._last
+        proj, kind, value_tex, depth_tex, (lo, hi), region, palette = self._last
         prog = sh.finish_shader()
         batch = self._batch("finish")
         old_test, old_mask = gpu.state.depth_test_get(), gpu.state.depth_mask_get()
@@ -483,6 +576,8 @@ class SplatDrawer:
         prog.bind()
         prog.uniform_sampler("valueTex", value_tex)
         prog.uniform_sampler("depthTex", depth_tex)
+        prog.uniform_sampler("regionTex", region if region is not None else depth_tex)
+        prog.uniform_sampler("paletteTex", palette if palette is not None else depth_tex)
         prog.uniform_float("voidColor", _VOID_COLOR)
         prog.uniform_float("depthRange", (float(lo), float(hi)))
         prog.uniform_float("depthFromView", tuple(float(v) for v in proj["depth_from_view"]))

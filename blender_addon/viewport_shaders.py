@@ -10,11 +10,16 @@ Three programs:
   degenerate 2D covariance and by the opacity-tightened box off screen) and sizes the quad to the
   ellipse ``sigma <= ln(255 · opacity)``; the fragment stage evaluates
   ``alpha = min(0.99, opacity · exp(-sigma))``, drops ``alpha < 1/255`` and writes premultiplied
-  ``(value · alpha, alpha)`` and ``(z · alpha, ..., alpha)`` into two float targets. Drawn back to
+  ``(value · alpha, alpha)`` and ``(z · alpha, alpha)`` into two float targets. Drawn back to
   front with premultiplied *over* blending, the targets hold the renderer's sums Σ wᵢ·vᵢ, Σ wᵢ·zᵢ
   and alpha = 1 − Π(1 − αᵢ) (the renderer's stop at transmittance 1e-4 changes a pixel by < 1e-4).
+  For the region pass a variant writes each splat's alpha into the slot of its region class
+  instead (:data:`CLASS_SLOTS` per draw; more classes take more draws), so the targets hold each
+  region's summed weight Σ_{i ∈ r} wᵢ, and **region_reduce** keeps, per pixel, the class with the
+  largest weight (the background counting for class 0 with 1 − alpha, ties to the lower class):
+  the renderer's region rule, never blended.
 * **finish** (one full-screen quad): turns those sums into the pass shown (colour, the depth ramp,
-  normals, confidence, region colours, the void mask) and writes the alpha-normalised depth
+  normals, confidence, the region colours, the void mask) and writes the alpha-normalised depth
   Σ wᵢ·zᵢ / alpha as the fragment depth, so Blender geometry in the target's depth buffer hides the
   splats behind it.
 * **sort** (compute): view depths of a splat set into an RG32F image (depth, index), and one
@@ -27,13 +32,17 @@ pixels with y flipped; the projection matrix is Blender's (OpenGL clip space).
 
 from __future__ import annotations
 
-__all__ = ["KIND_CODES", "SORT_GROUP_SIZE", "splat_shader", "splat_view_block", "finish_shader", "sort_shaders",
-           "quad_batch"]
+__all__ = ["KIND_CODES", "SORT_GROUP_SIZE", "CLASS_TARGETS", "CLASS_SLOTS", "splat_shader", "splat_view_block",
+           "region_reduce_shader", "finish_shader", "sort_shaders", "quad_batch"]
 
 #: Display kinds of :func:`anchorstage.viewport_layout.display_kind` as the finish shader's codes.
 KIND_CODES = {"srgb": 0, "depth": 1, "normal": 2, "unit": 3, "ids": 4, "void": 5}
 #: Invocations per compute work group of the sort.
 SORT_GROUP_SIZE = 256
+#: Region classes per draw: RGBA targets of 3 class weights each (alpha stays the splat's alpha,
+#: which premultiplied blending needs).
+CLASS_TARGETS = 4
+CLASS_SLOTS = 3 * CLASS_TARGETS
 
 _COMMON = """
 #define ALPHA_MIN (1.0 / 255.0)
@@ -53,7 +62,7 @@ struct SplatView {
   vec4 focal_viewport;    /* fx, fy (pixels), width, height */
   vec4 clip_range;        /* near, far view depth */
   ivec4 order_data;       /* order texture width, its component, data texture width, splat count */
-  ivec4 flags;            /* perspective, value is a normal */
+  ivec4 flags;            /* perspective, value is a normal, first class slot of this draw */
 };
 """
 
@@ -74,6 +83,7 @@ void main()
   int splatCount = sv.order_data.w;
   int isPerspective = sv.flags.x;
   int valueIsNormal = sv.flags.y;
+  int classOffset = sv.flags.z;
 
   vec4 culled = vec4(0.0, 0.0, 2.0, 1.0);  /* outside the clip volume: the quad is dropped */
   gl_Position = culled;
@@ -148,6 +158,9 @@ void main()
     }
     value.xyz = n;
   }
+#ifdef CLASS_SLOTS
+  value.x -= float(classOffset); /* this draw's slot of the splat's region class */
+#endif
   vValue = value;
 }
 """
@@ -164,8 +177,46 @@ void main()
   if (alpha < ALPHA_MIN) {
     discard;
   }
+#ifdef CLASS_SLOTS
+  int slot = int(floor(vValue.x + 0.5));
+  vec4 w[4] = vec4[4](vec4(0.0, 0.0, 0.0, alpha), vec4(0.0, 0.0, 0.0, alpha), vec4(0.0, 0.0, 0.0, alpha),
+                      vec4(0.0, 0.0, 0.0, alpha));
+  if (slot >= 0 && slot < CLASS_SLOTS) {
+    w[slot / 3][slot % 3] = alpha;
+  }
+  outSlots0 = w[0];
+  outSlots1 = w[1];
+  outSlots2 = w[2];
+  outSlots3 = w[3];
+#else
   outValue = vec4(vValue.rgb * alpha, alpha);
-  outDepth = vec4(vCentre.w * alpha, 0.0, 0.0, alpha);
+#endif
+  outDepth = vec4(vCentre.w * alpha, alpha, 0.0, alpha);
+}
+"""
+
+_REDUCE_FRAG = """
+void main()
+{
+  ivec2 p = ivec2(uvInterp * vec2(textureSize(depthTex, 0)));
+  float alpha = texelFetch(depthTex, p, 0).g;
+  vec2 best = classOffset == 0 ? vec2(-1.0, 0.0) : texelFetch(bestTex, p, 0).rg;
+  vec4 w[4] = vec4[4](texelFetch(slots0, p, 0), texelFetch(slots1, p, 0), texelFetch(slots2, p, 0),
+                      texelFetch(slots3, p, 0));
+  for (int k = 0; k < CLASS_SLOTS; k++) {
+    int cls = classOffset + k;
+    if (cls >= classCount) {
+      break;
+    }
+    float v = w[k / 3][k % 3];
+    if (cls == 0) {
+      v += max(1.0 - alpha, 0.0); /* the background counts for class 0 (no region) */
+    }
+    if (v > best.x) { /* strictly: ties stay with the lower class */
+      best = vec2(v, float(cls));
+    }
+  }
+  fragBest = vec4(best, 0.0, 1.0);
 }
 """
 
@@ -206,12 +257,12 @@ void main()
   ivec2 p = ivec2(uvInterp * vec2(textureSize(valueTex, 0)));
   vec4 acc = texelFetch(valueTex, p, 0);
   float alpha = acc.a;
-  float depth_sum = texelFetch(depthTex, p, 0).r;
+  vec2 depth_acc = texelFetch(depthTex, p, 0).rg; /* full-float sum of w z, and alpha again */
   bool empty = alpha < EMPTY_ALPHA;
   if (empty && displayKind != 5) {
     discard;
   }
-  float depth = depth_sum / max(alpha, 1e-10);
+  float depth = depth_acc.x / max(depth_acc.y, 1e-10);
   vec4 shown; /* premultiplied; scene-linear for colour, display-referred otherwise */
   bool linear = false;
   if (displayKind == 0) {
@@ -229,7 +280,9 @@ void main()
     shown = vec4(vec3(clamp(acc.r, 0.0, 1.0)), alpha);
   }
   else if (displayKind == 4) {
-    shown = vec4(acc.rgb, alpha);
+    /* The dominant region's colour, never blended (class 0: no region, black). */
+    int cls = int(texelFetch(regionTex, p, 0).g + 0.5);
+    shown = cls == 0 ? vec4(0.0, 0.0, 0.0, alpha) : vec4(texelFetch(paletteTex, ivec2(cls, 0), 0).rgb, 1.0);
   }
   else {
     /* Void: the colour view, with pixels below the void threshold painted over. */
@@ -307,10 +360,12 @@ def _create(info):
     return gpu.shader.create_from_info(info)
 
 
-def splat_shader():
-    """The instanced-quad splat program (compiled once per Blender session)."""
-    if "splat" in _CACHE:
-        return _CACHE["splat"]
+def splat_shader(classes: bool = False):
+    """The instanced-quad splat program (compiled once per Blender session); ``classes``: the
+    region-class variant with :data:`CLASS_TARGETS` weight targets."""
+    name = "splat_classes" if classes else "splat"
+    if name in _CACHE:
+        return _CACHE[name]
     import gpu
 
     iface = gpu.types.GPUStageInterfaceInfo("anchorstage_splat_iface")
@@ -324,17 +379,23 @@ def splat_shader():
         info.sampler(slot, "FLOAT_2D", name)
     info.typedef_source(_SPLAT_VIEW_STRUCT)
     info.uniform_buf(0, "SplatView", "sv")
-    info.fragment_out(0, "VEC4", "outValue")
-    info.fragment_out(1, "VEC4", "outDepth")
+    if classes:
+        info.define("CLASS_SLOTS", str(CLASS_SLOTS))
+        for t in range(CLASS_TARGETS):
+            info.fragment_out(t, "VEC4", f"outSlots{t}")
+        info.fragment_out(CLASS_TARGETS, "VEC4", "outDepth")
+    else:
+        info.fragment_out(0, "VEC4", "outValue")
+        info.fragment_out(1, "VEC4", "outDepth")
     info.vertex_source(_SPLAT_VERT)
     info.fragment_source(_SPLAT_FRAG)
-    _CACHE["splat"] = _create(info)
-    return _CACHE["splat"]
+    _CACHE[name] = _create(info)
+    return _CACHE[name]
 
 
 def splat_view_block(model, view, proj, tan_limits, camera_position, focal, viewport, clip_range, order_width: int,
                      order_component: int, data_width: int, splat_count: int, perspective: bool,
-                     value_is_normal: bool) -> bytes:
+                     value_is_normal: bool, class_offset: int = 0) -> bytes:
     """The ``SplatView`` block's bytes (std140: matrices column by column, then vec4s, then ivec4s)."""
     import numpy as np
 
@@ -342,8 +403,33 @@ def splat_view_block(model, view, proj, tan_limits, camera_position, focal, view
                             + [np.asarray(list(v) + [0.0] * (4 - len(v)), dtype=np.float32)
                                for v in (tan_limits, camera_position, tuple(focal) + tuple(viewport), clip_range)])
     ints = np.array([order_width, order_component, data_width, splat_count, int(perspective), int(value_is_normal),
-                     0, 0], dtype=np.int32)
+                     class_offset, 0], dtype=np.int32)
     return floats.tobytes() + ints.tobytes()
+
+
+def region_reduce_shader():
+    """The full-screen program that keeps each pixel's heaviest region class over the class draws."""
+    if "reduce" in _CACHE:
+        return _CACHE["reduce"]
+    import gpu
+
+    iface = gpu.types.GPUStageInterfaceInfo("anchorstage_reduce_iface")
+    iface.smooth("VEC2", "uvInterp")
+    info = gpu.types.GPUShaderCreateInfo()
+    info.vertex_in(0, "VEC2", "pos")
+    info.vertex_out(iface)
+    info.define("CLASS_SLOTS", str(CLASS_SLOTS))
+    for t in range(CLASS_TARGETS):
+        info.sampler(t, "FLOAT_2D", f"slots{t}")
+    info.sampler(CLASS_TARGETS, "FLOAT_2D", "depthTex")
+    info.sampler(CLASS_TARGETS + 1, "FLOAT_2D", "bestTex")
+    info.push_constant("INT", "classOffset")
+    info.push_constant("INT", "classCount")
+    info.fragment_out(0, "VEC4", "fragBest")
+    info.vertex_source(_FINISH_VERT)
+    info.fragment_source(_REDUCE_FRAG)
+    _CACHE["reduce"] = _create(info)
+    return _CACHE["reduce"]
 
 
 def finish_shader():
@@ -359,6 +445,8 @@ def finish_shader():
     info.vertex_out(iface)
     info.sampler(0, "FLOAT_2D", "valueTex")
     info.sampler(1, "FLOAT_2D", "depthTex")
+    info.sampler(2, "FLOAT_2D", "regionTex")    # the region reduce's (weight, class)
+    info.sampler(3, "FLOAT_2D", "paletteTex")   # display colour per region class
     info.push_constant("VEC4", "voidColor")      # display RGB and how strongly it covers
     info.push_constant("VEC2", "depthRange")     # metres, the depth ramp's near and far
     info.push_constant("VEC2", "depthFromView")  # projection entries [2][2], [2][3]
