@@ -16,13 +16,16 @@ def radix_argsort_f32(values):
     """Stable ascending argsort of float32 ``values`` ([N] → [N] int32) by an LSD radix sort.
 
     Floats are mapped to unsigned keys that order like the floats (negative ones flipped), then
-    sorted 11 bits at a time; a digit every key shares is skipped. NaN orders above +inf.
+    sorted 11 bits at a time; a digit every key shares is skipped. -0.0 ties with 0.0; NaN orders
+    above +inf.
     """
     n = values.shape[0]
     bits = values.view(np.uint32)
     keys = np.empty(n, np.uint32)
     for i in range(n):
         b = bits[i]
+        if b == np.uint32(0x80000000):  # -0.0 equals 0.0
+            b = np.uint32(0)
         keys[i] = ~b if b >> np.uint32(31) else b | np.uint32(0x80000000)
     idx = np.arange(n).astype(np.int32)
     keys2 = np.empty(n, np.uint32)

@@ -301,3 +301,77 @@ def test_blender_geometry_occludes_the_splats(gpu_ready, fresh_scene):
     # Without the plane's depth the wall shows on the right too (the test can tell them apart).
     clean, _ = _draw(items, camera)
     assert clean[cy, W - 6, 0] > 0.9
+
+
+def test_region_pass_with_more_classes_than_one_draw_holds(gpu_ready, fresh_scene):
+    """30 regions take three class draws (12 classes each); the reduce keeps the renderer's pick."""
+    from anchorstage import render
+    from anchorstage.preview import region_colors
+
+    splats = _stage_splats(n=600, seed=5)
+    g = torch.Generator().manual_seed(1)
+    splats.region_ids = torch.randint(-1, 29, (600,), generator=g, dtype=torch.int32) * 3 + 2  # sparse ids
+    obj = _addon("splat_object").update_splat_object(splats, name="Many Regions", scene=fresh_scene)
+    camera = _camera()
+    ref = render(splats, camera, passes=("region",), device="cpu")["region"].numpy()
+    out, _ = _draw(_addon("viewport").draw_items_from_objects([obj]), camera, pass_name="region")
+    ids = np.unique(ref)
+    assert len(ids) > 20
+    palette = region_colors(ids)
+    nearest = ids[np.argmin(((_unpremultiply(out).reshape(-1, 1, 3) - palette[None]) ** 2).sum(-1), axis=1)]
+    assert (nearest.reshape(H, W) == ref).mean() > 0.99
+
+
+def test_mesh_edits_reupload_and_moves_do_not(stage):
+    """Moving the object is a shader constant; editing the mesh makes new textures."""
+    viewport = _addon("viewport")
+    scene, obj, world = stage
+    camera = _camera()
+    d = viewport.SplatDrawer()
+    _draw(viewport.draw_items_from_objects([obj]), camera, drawer=d)
+    first = next(iter(d.sets.values()))
+    obj.location.x += 0.1
+    bpy.context.view_layer.update()
+    moved, _ = _draw(viewport.draw_items_from_objects([obj]), camera, drawer=d)
+    assert next(iter(d.sets.values())) is first
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    obj.data.vertices.foreach_set("co", co + 0.05)
+    obj.data.update()
+    bpy.context.view_layer.update()
+    edited, _ = _draw(viewport.draw_items_from_objects([obj]), camera, drawer=d)
+    assert next(iter(d.sets.values())) is not first
+    assert np.abs(edited - moved).max() > 0.1
+
+
+def test_a_non_uniform_scale_is_reported(stage):
+    from anchorstage import InputError
+
+    scene, obj, world = stage
+    obj.scale = (1.0, 2.0, 1.0)
+    bpy.context.view_layer.update()
+    with pytest.raises(InputError, match="non-uniform scale"):
+        _addon("viewport").draw_items_from_objects([obj])
+
+
+def test_viewport_settings_switch_the_proxies(stage):
+    """Gaussians (default) hide the proxies in the viewport only; Proxies / Both show them; the
+    pass dropdown offers the registry's viewport passes."""
+    from anchorstage.viewport_layout import VIEWPORT_PASSES
+
+    splat_object = _addon("splat_object")
+    scene, obj, world = stage
+    s = scene.anchorstage
+    mod = obj.modifiers[splat_object.DISPLAY_MODIFIER]
+    assert s.viewport_display == "GAUSSIANS" and not mod.show_viewport and mod.show_render
+    total = len(obj.data.vertices)
+    assert splat_object.display_counts(obj) == (total, total)
+    s.viewport_display = "PROXIES"
+    assert mod.show_viewport and mod.show_render
+    s.viewport_display = "BOTH"
+    assert mod.show_viewport
+    items = [i.identifier for i in s.bl_rna.properties["viewport_pass"].enum_items]
+    assert tuple(items) == VIEWPORT_PASSES == ("color", "depth", "normal", "confidence", "region", "void")
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    assert prefs.viewport_sort == "AUTO" and prefs.sort_angle == 1.0 and prefs.sort_distance == 1.0
+    assert "ANCHORSTAGE_PT_viewport" in dir(bpy.types)
