@@ -428,7 +428,7 @@ class SplatDrawer:
         """
         import gpu
 
-        from anchorstage.splat_sort import ResortPolicy
+        from anchorstage.splat_sort import ResortPolicy, affine_inverse
         from anchorstage.viewport_layout import display_kind
 
         from . import viewport_shaders as sh
@@ -442,7 +442,7 @@ class SplatDrawer:
         window = np.asarray(window_matrix, dtype=np.float64)
         proj = _projection_params(window, width, height)
         cam_from_world = boundary.cam_from_view_matrix(view)
-        eye = np.linalg.inv(view)[:3, 3]
+        eye = affine_inverse(view)[:3, 3]
         self._ubos = []
         # Farthest object first: objects blend one after another (splats interleave within one).
         live = []
@@ -458,7 +458,7 @@ class SplatDrawer:
         lut = self._class_lut(live) if kind == "ids" else None
         for _, it, s, m in live:
             vo = self._order(it, s, view_key, cam_from_world @ m, mode, policy)
-            eye_obj = (np.linalg.inv(m) @ np.append(eye, 1.0))[:3]
+            eye_obj = (affine_inverse(m) @ np.append(eye, 1.0))[:3]
             values = s.class_texture(lut) if lut is not None else s.value_texture(pass_name, eye_obj, it.load)
             draws.append((it, s, m, vo, values))
             self.stats.splats += s.count

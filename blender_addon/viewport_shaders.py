@@ -375,8 +375,8 @@ def splat_shader(classes: bool = False):
     info = gpu.types.GPUShaderCreateInfo()
     info.vertex_in(0, "VEC2", "corner")
     info.vertex_out(iface)
-    for slot, name in enumerate(("orderTex", "centerTex", "covATex", "covBTex", "valueTex")):
-        info.sampler(slot, "FLOAT_2D", name)
+    for slot, sampler in enumerate(("orderTex", "centerTex", "covATex", "covBTex", "valueTex")):
+        info.sampler(slot, "FLOAT_2D", sampler)
     info.typedef_source(_SPLAT_VIEW_STRUCT)
     info.uniform_buf(0, "SplatView", "sv")
     if classes:

@@ -108,3 +108,13 @@ def test_background_sorter_reports_failures_and_keeps_working():
     s.request("good", np.zeros((3, 3), np.float32), np.eye(4), tag="t")
     assert s.wait("good", timeout=10.0).tag == "t"
     s.close()
+
+
+def test_affine_inverse_matches_the_general_inverse():
+    from anchorstage.splat_sort import affine_inverse
+
+    rng = np.random.default_rng(3)
+    m = np.eye(4)
+    m[:3, :3] = rng.normal(size=(3, 3))
+    m[:3, 3] = rng.normal(size=3)
+    np.testing.assert_allclose(affine_inverse(m), np.linalg.inv(m), atol=1e-10)

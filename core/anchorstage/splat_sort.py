@@ -28,8 +28,8 @@ from typing import Hashable, Optional
 
 import numpy as np
 
-__all__ = ["view_depths", "back_to_front", "ViewPose", "ResortPolicy", "SortResult", "sort_for_view",
-           "BackgroundSorter"]
+__all__ = ["view_depths", "back_to_front", "affine_inverse", "ViewPose", "ResortPolicy", "SortResult",
+           "sort_for_view", "BackgroundSorter"]
 
 #: Depth percentiles reported with an order (the viewer's depth colour ramp).
 _RANGE_PERCENTILES = (1.0, 99.0)
@@ -76,6 +76,22 @@ def back_to_front(depths: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(ascending[::-1])
 
 
+def affine_inverse(m: np.ndarray) -> np.ndarray:
+    """The inverse of a [4, 4] affine matrix (last row 0, 0, 0, 1), float64.
+
+    Closed form (adjugate of the 3x3 part): a viewer calls it every redraw, and LAPACK's general
+    inverse costs milliseconds when its thread pool is busy.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    a = m[:3, :3]
+    adj = np.array([np.cross(a[1], a[2]), np.cross(a[2], a[0]), np.cross(a[0], a[1])]).T
+    det = float(a[0] @ adj[:, 0])
+    out = np.eye(4)
+    out[:3, :3] = adj / det
+    out[:3, 3] = -out[:3, :3] @ m[:3, 3]
+    return out
+
+
 @dataclass(frozen=True)
 class ViewPose:
     """Where a camera is and where it looks, in a splat set's frame.
@@ -92,7 +108,7 @@ class ViewPose:
     def from_cam_from_object(cls, cam_from_object: np.ndarray) -> "ViewPose":
         """The pose of an OpenCV ``cam_from_object`` (rotation may carry a uniform scale)."""
         m = np.asarray(cam_from_object, dtype=np.float64)
-        inv = np.linalg.inv(m)
+        inv = affine_inverse(m)
         f = m[2, :3] / max(np.linalg.norm(m[2, :3]), 1e-300)
         return cls(eye=tuple(float(v) for v in inv[:3, 3]), forward=tuple(float(v) for v in f))
 
