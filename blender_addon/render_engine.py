@@ -126,9 +126,6 @@ class AnchorStageRenderEngine(bpy.types.RenderEngine):
     def view_update(self, context, depsgraph):
         """Scene changed: the GPU drawer notices changed splat meshes itself; the CPU fallback
         (used only when the GPU drawer fails) reads them again."""
-        from . import viewport
-
-        viewport.engine_view_update(self, context, depsgraph)
         if getattr(self, "_view_cpu", False):
             self._cpu_view_update(context, depsgraph)
 

@@ -37,7 +37,7 @@ import numpy as np
 from . import boundary
 
 __all__ = ["SplatDrawer", "DrawItem", "DrawStats", "drawer", "drawer_stats", "message", "draw_items_from_objects",
-           "engine_view_update", "engine_view_draw", "sort_mode", "register", "unregister"]
+           "engine_view_draw", "sort_mode", "register", "unregister"]
 
 #: Accumulation targets: the pass's sums (half float is blendable on every backend) and the
 #: depth sum with alpha again (full float: the expected depth keeps 1e-5 of its value).
@@ -770,11 +770,6 @@ def _on_load(*_args) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- render engine
-def engine_view_update(engine, context, depsgraph) -> None:
-    """The engine's ``view_update``: nothing to read here (the drawer notices mesh changes itself)."""
-    engine._anchorstage_view_error = ""
-
-
 def engine_view_draw(engine, context, depsgraph) -> bool:
     """The engine's ``view_draw`` with the GPU drawer.
 

@@ -375,3 +375,71 @@ def test_viewport_settings_switch_the_proxies(stage):
     prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
     assert prefs.viewport_sort == "AUTO" and prefs.sort_angle == 1.0 and prefs.sort_distance == 1.0
     assert "ANCHORSTAGE_PT_viewport" in dir(bpy.types)
+
+
+class _FakeEngine:
+    """What ``engine_view_draw`` uses of a RenderEngine (the display transform is Blender's own
+    OCIO shader in the UI; here the plain image shader stands in for it)."""
+
+    def __init__(self):
+        self.stats, self.bound = [], 0
+
+    def bind_display_space_shader(self, scene):
+        self.bound += 1
+
+    def unbind_display_space_shader(self):
+        pass
+
+    def update_stats(self, a, b):
+        self.stats.append(b)
+
+
+def test_engine_rendered_view_draws_with_the_gpu(stage):
+    """The ANCHORSTAGE engine's Rendered view: the colour pass as linear premultiplied RGBA through
+    the display transform (upright, matching the renderer), other passes as false colour, and a
+    user mistake said in the header instead of raised."""
+    import types
+
+    import gpu
+    from anchorstage import render
+
+    viewport = _addon("viewport")
+    boundary = _addon("boundary")
+    scene, obj, world = stage
+    camera = _camera()
+    view, window = boundary.view_matrices_from_camera(camera)
+    from mathutils import Matrix
+
+    region = types.SimpleNamespace(width=W, height=H, as_pointer=lambda: 1)
+    context = types.SimpleNamespace(region=region, region_data=types.SimpleNamespace(
+        view_matrix=Matrix(view.tolist()), window_matrix=Matrix(window.tolist())))
+    depsgraph = types.SimpleNamespace(objects=[obj], scene=scene)
+    engine = _FakeEngine()
+    off = gpu.types.GPUOffScreen(W, H, format="RGBA32F")
+
+    # Blender calls view_draw in the region's pixel space (ED_region_pixelspace).
+    pixelspace = Matrix(((2.0 / W, 0, 0, -1.0), (0, 2.0 / H, 0, -1.0), (0, 0, -1.0, 0), (0, 0, 0, 1.0)))
+
+    def frame():
+        with off.bind(), gpu.matrix.push_pop(), gpu.matrix.push_pop_projection():
+            gpu.matrix.load_identity()
+            gpu.matrix.load_projection_matrix(pixelspace)
+            fb = gpu.state.active_framebuffer_get()
+            fb.clear(color=(0.0, 0.0, 0.0, 0.0), depth=1.0)
+            ok = viewport.engine_view_draw(engine, context, depsgraph)
+            img = np.array(fb.read_color(0, 0, W, H, 4, 0, "FLOAT").to_list(), np.float32).reshape(H, W, 4)[::-1]
+        return ok, img
+
+    assert frame()[0]
+    viewport.drawer().wait_for_sorts()
+    ok, img = frame()
+    ref = render(world, camera, passes=("color", "alpha"), device="cpu")
+    assert ok and engine.bound == 2 and "splats" in engine.stats[-1]
+    assert _psnr(img[..., :3], ref["color"].numpy()) > 40.0
+    scene.anchorstage.viewport_pass = "depth"
+    ok, img = frame()
+    assert ok and engine.bound == 2 and img[..., 3].max() > 0.9  # drawn by the finish pass, no display shader
+    obj.scale = (1.0, 1.0, 3.0)
+    bpy.context.view_layer.update()
+    ok, img = frame()
+    assert ok and "non-uniform scale" in engine.stats[-1] and img[..., 3].max() == 0.0
