@@ -443,3 +443,62 @@ def test_engine_rendered_view_draws_with_the_gpu(stage):
     bpy.context.view_layer.update()
     ok, img = frame()
     assert ok and "non-uniform scale" in engine.stats[-1] and img[..., 3].max() == 0.0
+
+
+def test_gpu_sort_is_the_cpu_order_ties_included(gpu_ready, fresh_scene):
+    """The bitonic compute sort gives exactly :func:`anchorstage.splat_sort.back_to_front`: farthest
+    first, equal depths in descending index (the renderer's stable order reversed)."""
+    from anchorstage import Splats
+    from anchorstage.splat_sort import ViewPose, back_to_front, view_depths
+
+    n = 1000  # not a power of two: the padding sorts last and is never drawn
+    rng = np.random.default_rng(4)
+    depth = np.round(rng.uniform(1.0, 9.0, n), 2).astype(np.float32)  # 0.01 m steps: many exact ties
+    means = np.stack([rng.uniform(-1, 1, n), depth, rng.uniform(-1, 1, n)], 1).astype(np.float32)
+    sp = Splats(means=torch.from_numpy(means), quats=torch.tensor([[1.0, 0, 0, 0]] * n),
+                scales=torch.full((n, 3), 0.05), opacities=torch.full((n,), 0.5), colors=torch.rand(n, 3))
+    obj = _addon("splat_object").update_splat_object(sp, name="Ties", scene=fresh_scene)
+    d = _addon("viewport").SplatDrawer()
+    item = _addon("viewport").draw_items_from_objects([obj])[0]
+    s, _ = d._set(item)
+    cam_from_object = np.array([[1.0, 0, 0, 0], [0, 0, -1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])  # looks along +Y
+    vo = _addon("viewport")._ViewOrder(generation=s.generation)
+    assert d._gpu_sort(vo, s, cam_from_object, ViewPose.from_cam_from_object(cam_from_object))
+    keys = np.array(vo.texture.read().to_list(), np.float32).reshape(-1, 2)
+    expect = back_to_front(view_depths(means, cam_from_object))
+    assert len(np.unique(depth)) < n  # ties exist
+    np.testing.assert_array_equal(keys[:n, 1].astype(np.int64), expect)
+    assert (keys[n:, 1] == -1).all()
+    d.close()
+
+
+def test_orthographic_views_draw_the_projected_footprint(gpu_ready, fresh_scene):
+    """In an orthographic view a round splat of sigma 0.1 m at 24 px/m covers a Gaussian of
+    variance (2.4 px)^2 + the 0.3 px^2 low-pass around its projected centre."""
+    from anchorstage import Camera, Splats, look_at
+
+    sp = Splats(means=torch.tensor([[0.25, 5.0, 0.0]]), quats=torch.tensor([[1.0, 0, 0, 0]]),
+                scales=torch.full((1, 3), 0.1), opacities=torch.tensor([0.9]), colors=torch.ones(1, 3))
+    obj = _addon("splat_object").update_splat_object(sp, name="Round", scene=fresh_scene)
+    camera = Camera(width=W, height=H, lens_mm=30.0, world_from_cam=look_at((0, 0, 0), (0, 1, 0)))
+    view, _ = _addon("boundary").view_matrices_from_camera(camera)
+    half_w, half_h, n, f = W / 48.0, H / 48.0, 0.1, 100.0  # 24 pixels per metre
+    ortho = np.array([[1 / half_w, 0, 0, 0], [0, 1 / half_h, 0, 0], [0, 0, -2 / (f - n), -(f + n) / (f - n)],
+                      [0, 0, 0, 1.0]])
+    import gpu
+
+    d = _addon("viewport").SplatDrawer()
+    off = gpu.types.GPUOffScreen(W, H, format="RGBA32F")
+    with off.bind():
+        fb = gpu.state.active_framebuffer_get()
+        fb.clear(color=(0.0, 0.0, 0.0, 0.0), depth=1.0)
+        d.draw(_addon("viewport").draw_items_from_objects([obj]), view, ortho, W, H, display=False,
+               depth_test=False, sort="GPU")
+        alpha = np.array(fb.read_color(0, 0, W, H, 4, 0, "FLOAT").to_list(), np.float32).reshape(H, W, 4)[..., 3]
+    ys, xs = np.mgrid[0:H, 0:W] + 0.5  # window pixels, y up
+    cx, cy = W / 2 + 0.25 * 24, H / 2
+    var = (0.1 * 24) ** 2 + 0.3
+    expect = 0.9 * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * var))
+    expect[expect < 1 / 255] = 0.0
+    assert np.abs(alpha - expect).max() < 2e-3, np.abs(alpha - expect).max()
+    d.close()
