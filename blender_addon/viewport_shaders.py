@@ -456,7 +456,8 @@ def finish_shader():
     info.push_constant("INT", "isPerspective")
     info.push_constant("BOOL", "srgbTarget")     # set by Blender for the bound framebuffer
     info.fragment_out(0, "VEC4", "fragColor")
-    info.depth_write("ANY")
+    if hasattr(info, "depth_write"):  # Blender 4.3+; 4.2 writes gl_FragDepth without declaring it
+        info.depth_write("ANY")
     info.vertex_source(_FINISH_VERT)
     info.fragment_source(_FINISH_FRAG)
     _CACHE["finish"] = _create(info)
