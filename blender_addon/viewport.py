@@ -48,6 +48,7 @@ _VOID_COLOR = (0.9, 0.1, 0.8, 0.85)
 _MAX_ACCUM_TARGETS = 6   # cached accumulation targets (a few per viewport size)
 _MAX_ORDERS = 32         # cached (object, view) orders
 _POLL_SECONDS = 0.03     # how often the redraw timer looks for finished sorts
+_SET_IDLE_SECONDS = 60.0  # uploaded splats not drawn for this long are freed (deleted objects)
 
 
 @dataclass
@@ -99,15 +100,13 @@ class _SplatSet:
         self.textures = {name: _float_texture(arrays[name], self.size, "RGBA32F")
                          for name in ("center_opacity", "cov_a", "cov_b")}
         self.values: dict[str, object] = {}
-        self.region_ids: Optional[np.ndarray] = None
+        self.region_ids = splats.region_ids.detach().cpu().numpy().astype(np.int32)
+        self.regions_present = np.unique(self.region_ids)
         self.classes_tex, self.classes_key = None, None
         self.centre = self.means.mean(axis=0) if self.count else np.zeros(3, np.float32)
-
-    def region_ids_present(self, load: Callable[[], object]) -> np.ndarray:
-        """The region ids of the splats (read once), sorted and unique."""
-        if self.region_ids is None:
-            self.region_ids = load().region_ids.detach().cpu().numpy().astype(np.int32)
-        return np.unique(self.region_ids)
+        # The splats just read serve this frame's pass values too (then dropped: the mesh keeps them).
+        self.loaded = splats
+        self.last_used = time.monotonic()
 
     def class_texture(self, lut: np.ndarray):
         """The region class (index into ``lut``) of every splat, as a texture (per ``lut``)."""
@@ -122,12 +121,14 @@ class _SplatSet:
 
     def value_texture(self, pass_name: str, camera_position: np.ndarray, load: Callable[[], object]):
         """The texture of a pass's per-splat values (made on first use for that pass)."""
-        tex = self.values.get(pass_name)
-        if tex is None:
-            from anchorstage.viewport_layout import pass_channels
+        from anchorstage.viewport_layout import display_kind, pass_channels
 
-            values = pass_channels(load(), pass_name, camera_position, self.data_width)
-            tex = self.values[pass_name] = _float_texture(values, self.size, "RGBA16F")
+        key = "color" if display_kind(pass_name) == "void" else pass_name  # the void view shows colour
+        tex = self.values.get(key)
+        if tex is None:
+            splats = self.loaded if self.loaded is not None else load()
+            values = pass_channels(splats, key, camera_position, self.data_width)
+            tex = self.values[key] = _float_texture(values, self.size, "RGBA16F")
         return tex
 
 
@@ -254,6 +255,15 @@ class SplatDrawer:
         while len(self.targets) > _MAX_ACCUM_TARGETS:
             self.targets.pop(next(iter(self.targets)))
         return tgt
+
+    def _evict_idle_sets(self) -> None:
+        """Free the textures of splat data no view has drawn for a while (deleted or hidden objects)."""
+        now = time.monotonic()
+        for key in [k for k, s in self.sets.items() if now - s.last_used > _SET_IDLE_SECONDS]:
+            gen = self.sets.pop(key).generation
+            for okey in [k for k, vo in self.orders.items() if vo.generation == gen]:
+                self.sorter.forget(okey)
+                del self.orders[okey]
 
     def _set(self, item: DrawItem) -> tuple[_SplatSet, bool]:
         s = self.sets.get(item.data_key)
@@ -446,8 +456,10 @@ class SplatDrawer:
         self._ubos = []
         # Farthest object first: objects blend one after another (splats interleave within one).
         live = []
+        self._evict_idle_sets()
         for it in items:
             s, uploaded = self._set(it)
+            s.last_used = time.monotonic()
             self.stats.uploaded |= uploaded
             if s.count:
                 m = np.asarray(it.matrix, dtype=np.float64)
@@ -465,6 +477,8 @@ class SplatDrawer:
             self.stats.objects += 1
             if vo.result is not None and vo.result.depth_range[1] > vo.result.depth_range[0] > 0:
                 ranges.append(vo.result.depth_range)
+        for _, _, s, _ in live:
+            s.loaded = None
         restore_viewport = gpu.state.viewport_get()
         region = palette = None
         if lut is None:
@@ -516,9 +530,7 @@ class SplatDrawer:
 
     def _class_lut(self, live) -> np.ndarray:
         """Sorted region ids of the drawn objects with -1 (class 0: no region) first."""
-        ids = [np.array([-1], np.int32)]
-        for _, it, s, _ in live:
-            ids.append(s.region_ids_present(it.load))
+        ids = [np.array([-1], np.int32)] + [s.regions_present for _, _, s, _ in live]
         return np.unique(np.concatenate(ids))
 
     def _palette(self, lut: np.ndarray):
@@ -727,18 +739,18 @@ def _overlay_text() -> None:
 
 
 def _poll_sorts():
-    """Timer: redraw the 3D viewports once a CPU sort has finished; stops when none is running."""
+    """Timer: redraw the 3D viewports once a CPU sort has finished; stops when none is running
+    (a finished order waits for the next redraw to take it)."""
     d = _DRAWER[0]
     if d is None:
         return None
-    busy = any(d.sorter.busy(k) for k in d.orders)
-    ready = any(d.sorter.has_result(k) for k in d.orders)
-    if ready:
+    busy = any(d.sorter.busy(k) for k in d.orders)  # checked first: a sort publishes, then idles
+    if any(d.sorter.has_result(k) for k in d.orders):
         for win in bpy.context.window_manager.windows:
             for area in win.screen.areas:
                 if area.type == "VIEW_3D":
                     area.tag_redraw()
-    return _POLL_SECONDS if busy or ready else None
+    return _POLL_SECONDS if busy else None
 
 
 def _start_polling() -> None:

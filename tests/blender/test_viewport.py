@@ -502,3 +502,32 @@ def test_orthographic_views_draw_the_projected_footprint(gpu_ready, fresh_scene)
     expect[expect < 1 / 255] = 0.0
     assert np.abs(alpha - expect).max() < 2e-3, np.abs(alpha - expect).max()
     d.close()
+
+
+def test_a_finished_background_sort_redraws_the_viewports(stage, monkeypatch):
+    """The add-on's drawer starts a timer when it asks for a CPU sort; the timer keeps polling while
+    the sort runs and stops once the order is ready, leaving it for the redraw it asked for."""
+    import threading
+    import time
+
+    import gpu
+    from anchorstage import splat_sort
+
+    gate, real = threading.Event(), splat_sort.sort_for_view
+    monkeypatch.setattr(splat_sort, "sort_for_view", lambda *a: (gate.wait(10.0), real(*a))[1])
+    viewport = _addon("viewport")
+    scene, obj, world = stage
+    d = viewport.drawer()
+    d.free()
+    view, window = _addon("boundary").view_matrices_from_camera(_camera())
+    with gpu.types.GPUOffScreen(W, H).bind():
+        d.draw(viewport.draw_items_from_objects([obj]), view, window, W, H, view_key="poll", sort="CPU")
+    key = next(iter(d.orders))
+    assert d.stats.sorting and bpy.app.timers.is_registered(viewport._poll_sorts)
+    assert viewport._poll_sorts() is not None  # still sorting: keep polling
+    gate.set()
+    deadline = time.monotonic() + 10.0
+    while not d.sorter.has_result(key) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert viewport._poll_sorts() is None and d.sorter.has_result(key)
+    bpy.app.timers.unregister(viewport._poll_sorts)
