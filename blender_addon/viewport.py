@@ -137,7 +137,7 @@ class _ViewOrder:
     """The drawing order of one object in one view."""
 
     generation: Hashable = None
-    texture: object = None          # R32F (CPU order) or RG32F (GPU keys: .g is the index)
+    texture: object = None          # R32F (CPU order) or RGBA32F (GPU keys: .g is the index)
     component: int = 0
     width: int = 1
     result: object = None           # the SortResult (or its GPU equivalent) being drawn
@@ -349,7 +349,7 @@ class SplatDrawer:
             return False
         keys = vo.gpu_keys
         if keys is None or (keys.width, keys.height) != size:
-            keys = vo.gpu_keys = gpu.types.GPUTexture(size, format="RG32F")
+            keys = vo.gpu_keys = gpu.types.GPUTexture(size, format="RGBA32F")
         row = np.asarray(cam_from_object, dtype=np.float64)[2]
         keys_prog.bind()
         keys_prog.uniform_sampler("centerTex", s.textures["center_opacity"])

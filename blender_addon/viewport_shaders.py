@@ -22,7 +22,7 @@ Three programs:
   normals, confidence, the region colours, the void mask) and writes the alpha-normalised depth
   Σ wᵢ·zᵢ / alpha as the fragment depth, so Blender geometry in the target's depth buffer hides the
   splats behind it.
-* **sort** (compute): view depths of a splat set into an RG32F image (depth, index), and one
+* **sort** (compute): view depths of a splat set into an RGBA32F image (depth, index), and one
   bitonic merge step per dispatch, ordering farthest first with ties in descending index (the CPU
   sorter's order, :func:`anchorstage.splat_sort.back_to_front`).
 
@@ -178,16 +178,14 @@ void main()
     discard;
   }
 #ifdef CLASS_SLOTS
+  /* No arrays or dynamic component indexing: they do not translate to every backend. */
   int slot = int(floor(vValue.x + 0.5));
-  vec4 w[4] = vec4[4](vec4(0.0, 0.0, 0.0, alpha), vec4(0.0, 0.0, 0.0, alpha), vec4(0.0, 0.0, 0.0, alpha),
-                      vec4(0.0, 0.0, 0.0, alpha));
-  if (slot >= 0 && slot < CLASS_SLOTS) {
-    w[slot / 3][slot % 3] = alpha;
-  }
-  outSlots0 = w[0];
-  outSlots1 = w[1];
-  outSlots2 = w[2];
-  outSlots3 = w[3];
+  vec3 onehot = vec3(equal(ivec3(slot % 3), ivec3(0, 1, 2))) * alpha;
+  int target = slot >= 0 && slot < CLASS_SLOTS ? slot / 3 : -1;
+  outSlots0 = vec4(target == 0 ? onehot : vec3(0.0), alpha);
+  outSlots1 = vec4(target == 1 ? onehot : vec3(0.0), alpha);
+  outSlots2 = vec4(target == 2 ? onehot : vec3(0.0), alpha);
+  outSlots3 = vec4(target == 3 ? onehot : vec3(0.0), alpha);
 #else
   outValue = vec4(vValue.rgb * alpha, alpha);
 #endif
@@ -201,14 +199,15 @@ void main()
   ivec2 p = ivec2(uvInterp * vec2(textureSize(depthTex, 0)));
   float alpha = texelFetch(depthTex, p, 0).g;
   vec2 best = classOffset == 0 ? vec2(-1.0, 0.0) : texelFetch(bestTex, p, 0).rg;
-  vec4 w[4] = vec4[4](texelFetch(slots0, p, 0), texelFetch(slots1, p, 0), texelFetch(slots2, p, 0),
-                      texelFetch(slots3, p, 0));
   for (int k = 0; k < CLASS_SLOTS; k++) {
     int cls = classOffset + k;
     if (cls >= classCount) {
       break;
     }
-    float v = w[k / 3][k % 3];
+    int t = k / 3;
+    vec4 w = t == 0 ? texelFetch(slots0, p, 0) :
+             (t == 1 ? texelFetch(slots1, p, 0) : (t == 2 ? texelFetch(slots2, p, 0) : texelFetch(slots3, p, 0)));
+    float v = dot(w.rgb, vec3(equal(ivec3(k % 3), ivec3(0, 1, 2))));
     if (cls == 0) {
       v += max(1.0 - alpha, 0.0); /* the background counts for class 0 (no region) */
     }
@@ -246,11 +245,17 @@ vec3 depth_ramp(float depth)
   float lo = max(depthRange.x, 1e-6);
   float hi = max(depthRange.y, lo * 1.0001);
   float t = clamp((log(hi) - log(max(depth, 1e-6))) / max(log(hi) - log(lo), 1e-9), 0.0, 1.0);
-  vec3 stops[5] = vec3[5](vec3(0.0, 0.0, 0.02), vec3(0.3, 0.06, 0.45), vec3(0.75, 0.2, 0.45),
-                          vec3(0.99, 0.55, 0.25), vec3(0.99, 0.98, 0.6));
   float x = t * 4.0;
-  int i = clamp(int(x), 0, 3);
-  return mix(stops[i], stops[i + 1], x - float(i));
+  if (x < 1.0) {
+    return mix(vec3(0.0, 0.0, 0.02), vec3(0.3, 0.06, 0.45), x);
+  }
+  if (x < 2.0) {
+    return mix(vec3(0.3, 0.06, 0.45), vec3(0.75, 0.2, 0.45), x - 1.0);
+  }
+  if (x < 3.0) {
+    return mix(vec3(0.75, 0.2, 0.45), vec3(0.99, 0.55, 0.25), x - 2.0);
+  }
+  return mix(vec3(0.99, 0.55, 0.25), vec3(0.99, 0.98, 0.6), min(x - 3.0, 1.0));
 }
 void main()
 {
@@ -473,7 +478,8 @@ def sort_shaders():
     keys = gpu.types.GPUShaderCreateInfo()
     keys.local_group_size(SORT_GROUP_SIZE, 1, 1)
     keys.sampler(0, "FLOAT_2D", "centerTex")
-    keys.image(0, "RG32F", "FLOAT_2D", "keys", qualifiers={"WRITE"})
+    # RGBA32F: read-write images of two channels are not available on every backend (Metal tier 2).
+    keys.image(0, "RGBA32F", "FLOAT_2D", "keys", qualifiers={"WRITE"})
     keys.push_constant("VEC4", "depthRow")  # object -> view depth: dot(row.xyz, p) + row.w
     keys.push_constant("INT", "splatCount")
     keys.push_constant("INT", "paddedCount")
@@ -482,7 +488,7 @@ def sort_shaders():
     keys.compute_source(_SORT_KEYS)
     step = gpu.types.GPUShaderCreateInfo()
     step.local_group_size(SORT_GROUP_SIZE, 1, 1)
-    step.image(0, "RG32F", "FLOAT_2D", "keys", qualifiers={"READ", "WRITE"})
+    step.image(0, "RGBA32F", "FLOAT_2D", "keys", qualifiers={"READ", "WRITE"})
     step.push_constant("INT", "stepJ")
     step.push_constant("INT", "stepK")
     step.push_constant("INT", "paddedCount")

@@ -464,7 +464,7 @@ def test_gpu_sort_is_the_cpu_order_ties_included(gpu_ready, fresh_scene):
     cam_from_object = np.array([[1.0, 0, 0, 0], [0, 0, -1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])  # looks along +Y
     vo = _addon("viewport")._ViewOrder(generation=s.generation)
     assert d._gpu_sort(vo, s, cam_from_object, ViewPose.from_cam_from_object(cam_from_object))
-    keys = np.array(vo.texture.read().to_list(), np.float32).reshape(-1, 2)
+    keys = np.array(vo.texture.read().to_list(), np.float32).reshape(-1, 4)
     expect = back_to_front(view_depths(means, cam_from_object))
     assert len(np.unique(depth)) < n  # ties exist
     np.testing.assert_array_equal(keys[:n, 1].astype(np.int64), expect)
