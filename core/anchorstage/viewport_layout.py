@@ -72,14 +72,16 @@ def splat_arrays(splats: "Splats", width: int = TEXTURE_WIDTH) -> dict[str, np.n
     from .rotation import rotmat_entries
 
     with torch.no_grad():
-        r = [e.double() for e in rotmat_entries(splats.quats.detach().cpu().double())]
-        s2 = (splats.scales.detach().cpu().double() ** 2).unbind(1)
+        # Σ = M Mᵀ with M = R S, in float32 like the projection (one [N] tensor per entry).
+        r = rotmat_entries(splats.quats.detach().cpu().float())
+        sc = splats.scales.detach().cpu().float().unbind(1)
+        m = [r[3 * i + k] * sc[k] for i in range(3) for k in range(3)]
 
-        def cov(i: int, j: int) -> torch.Tensor:  # Σ_ij = Σ_k R_ik s_k² R_jk
-            return sum(r[3 * i + k] * s2[k] * r[3 * j + k] for k in range(3))
+        def cov(i: int, j: int) -> torch.Tensor:
+            return m[3 * i] * m[3 * j] + m[3 * i + 1] * m[3 * j + 1] + m[3 * i + 2] * m[3 * j + 2]
 
-        cov_a = torch.stack([cov(0, 0), cov(0, 1), cov(0, 2), cov(1, 1)], 1).float().numpy()
-        cov_b = torch.stack([cov(1, 2), cov(2, 2)], 1).float().numpy()
+        cov_a = torch.stack([cov(0, 0), cov(0, 1), cov(0, 2), cov(1, 1)], 1).numpy()
+        cov_b = torch.stack([cov(1, 2), cov(2, 2)], 1).numpy()
         means = np.ascontiguousarray(splats.means.detach().cpu().float().numpy())
         op = splats.opacities.detach().cpu().float().numpy()
     return {
