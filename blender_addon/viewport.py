@@ -636,12 +636,19 @@ def _data_key(mesh) -> Hashable:
     return ("mesh", getattr(mesh, "session_uid", None) or mesh.name_full)
 
 
-def draw_items_from_objects(objects) -> list[DrawItem]:
+def draw_items_from_objects(objects, errors: Optional[list] = None) -> list[DrawItem]:
     """Draw items for the splat objects among ``objects`` (original or evaluated objects).
+
+    Args:
+        objects: Blender objects; those that are not splat objects are ignored.
+        errors: when given, a splat object that cannot be drawn is left out and its message
+            appended here instead of raised.
 
     Raises:
         InputError: a splat object with a non-uniform scale (as the render engine refuses it).
     """
+    from anchorstage.errors import AnchorStageError
+
     items, seen = [], set()
     for obj in objects:
         orig = getattr(obj, "original", obj)
@@ -650,7 +657,13 @@ def draw_items_from_objects(objects) -> list[DrawItem]:
         seen.add(orig.name_full)
         mesh = orig.data
         m = np.array(obj.matrix_world, dtype=np.float64)
-        boundary.splat_matrix_scale(m, mesh.name)
+        try:
+            boundary.splat_matrix_scale(m, mesh.name)
+        except AnchorStageError as e:
+            if errors is None:
+                raise
+            errors.append(str(e))
+            continue
         dk = _data_key(mesh)
         items.append(DrawItem(key=("object", getattr(orig, "session_uid", None) or orig.name_full), data_key=dk,
                               load=lambda mesh=mesh: boundary.splats_from_mesh(mesh),
@@ -713,14 +726,14 @@ def _overlay_draw() -> None:
     if settings is None or settings.viewport_display == "PROXIES" or space.shading.type not in {"SOLID", "MATERIAL"}:
         return
     try:
-        items = draw_items_from_objects(context.visible_objects)
-        if not items:
-            _MESSAGE[0] = ""
-            return
-        drawer().draw(items, rv3d.view_matrix, rv3d.window_matrix, region.width, region.height,
-                      pass_name=_pass_of(context.scene), view_key=("region", region.as_pointer()),
-                      display=True, depth_test=True, write_depth=False, sort=_sort_pref(), policy=_policy())
-        _MESSAGE[0] = drawer().stats.message
+        errors: list[str] = []
+        items = draw_items_from_objects(context.visible_objects, errors)
+        if items:
+            drawer().draw(items, rv3d.view_matrix, rv3d.window_matrix, region.width, region.height,
+                          pass_name=_pass_of(context.scene), view_key=("region", region.as_pointer()),
+                          display=True, depth_test=True, write_depth=False, sort=_sort_pref(), policy=_policy())
+            errors.append(drawer().stats.message)
+        _MESSAGE[0] = "; ".join(e for e in errors if e)
     except Exception as e:  # noqa: BLE001 - never raise into Blender's drawing; say it in the viewport
         _MESSAGE[0] = "AnchorStage viewport: " + _error_text(e, "the AnchorStage viewport")
 
@@ -794,8 +807,11 @@ def engine_view_draw(engine, context, depsgraph) -> bool:
     region, rv3d = context.region, context.region_data
     scene = depsgraph.scene
     try:
-        items = draw_items_from_objects(depsgraph.objects)
+        errors: list[str] = []
+        items = draw_items_from_objects(depsgraph.objects, errors)
         if not items:
+            if errors:
+                engine.update_stats("AnchorStage", "viewport: " + "; ".join(errors))
             return True
         pass_name = _pass_of(scene)
         d = drawer()
@@ -816,8 +832,8 @@ def engine_view_draw(engine, context, depsgraph) -> bool:
             gpu.state.blend_set("NONE")
         else:
             d.finish(pass_name, rv3d.window_matrix, display=True, depth_test=False, write_depth=False)
-        msg = d.stats.message
-        engine.update_stats("AnchorStage", msg or f"{d.stats.splats:,} splats"
+        msg = "; ".join(m for m in (*errors, d.stats.message) if m)
+        engine.update_stats("AnchorStage", f"viewport: {msg}" if msg else f"{d.stats.splats:,} splats"
                             + (" (sorting…)" if d.stats.sorting else ""))
         return True
     except Exception as e:  # noqa: BLE001 - never raise into Blender; the header says what happened

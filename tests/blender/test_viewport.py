@@ -352,6 +352,8 @@ def test_a_non_uniform_scale_is_reported(stage):
     bpy.context.view_layer.update()
     with pytest.raises(InputError, match="non-uniform scale"):
         _addon("viewport").draw_items_from_objects([obj])
+    errors = []
+    assert _addon("viewport").draw_items_from_objects([obj], errors) == [] and "non-uniform scale" in errors[0]
 
 
 def test_viewport_settings_switch_the_proxies(stage):
