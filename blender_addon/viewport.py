@@ -662,7 +662,7 @@ def draw_items_from_objects(objects, errors: Optional[list] = None) -> list[Draw
         except AnchorStageError as e:
             if errors is None:
                 raise
-            errors.append(str(e))
+            errors.append(f"object {orig.name!r} not drawn: {e}")
             continue
         dk = _data_key(mesh)
         items.append(DrawItem(key=("object", getattr(orig, "session_uid", None) or orig.name_full), data_key=dk,

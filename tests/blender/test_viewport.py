@@ -533,3 +533,53 @@ def test_a_finished_background_sort_redraws_the_viewports(stage, monkeypatch):
         time.sleep(0.01)
     assert viewport._poll_sorts() is None and d.sorter.has_result(key)
     bpy.app.timers.unregister(viewport._poll_sorts)
+
+
+def test_overlay_handler_draws_in_solid_and_material_only(stage, monkeypatch):
+    """The POST_VIEW handler with the context Blender gives it: Gaussians in Solid / Material
+    Preview (display-referred: sRGB-encoded into this float target), nothing in Rendered shading or
+    with Display = Proxies, and a splat object it cannot draw named in the viewport, not raised."""
+    import types
+
+    import gpu
+    from anchorstage import render
+    from mathutils import Matrix
+
+    viewport = _addon("viewport")
+    scene, obj, world = stage
+    camera = _camera()
+    view, window = _addon("boundary").view_matrices_from_camera(camera)
+    bad = bpy.data.objects.new("Squashed", obj.data)
+    scene.collection.objects.link(bad)
+    bad.scale = (1.0, 0.2, 1.0)
+    bpy.context.view_layer.update()
+    shading = types.SimpleNamespace(type="SOLID")
+    ctx = types.SimpleNamespace(
+        space_data=types.SimpleNamespace(type="VIEW_3D", shading=shading),
+        region=types.SimpleNamespace(width=W, height=H, as_pointer=lambda: 7),
+        region_data=types.SimpleNamespace(view_matrix=Matrix(view.tolist()), window_matrix=Matrix(window.tolist())),
+        scene=scene, visible_objects=[obj, bad], preferences=bpy.context.preferences)
+    monkeypatch.setattr(viewport, "bpy", types.SimpleNamespace(context=ctx))
+    monkeypatch.setattr(viewport, "_sort_pref", lambda: "GPU")  # the first frame sorted
+    off = gpu.types.GPUOffScreen(W, H, format="RGBA32F")
+
+    def frame():
+        with off.bind():
+            fb = gpu.state.active_framebuffer_get()
+            fb.clear(color=(0.0, 0.0, 0.0, 0.0), depth=1.0)
+            viewport._overlay_draw()
+            return np.array(fb.read_color(0, 0, W, H, 4, 0, "FLOAT").to_list(), np.float32).reshape(H, W, 4)[::-1]
+
+    ref = render(world, camera, passes=("color", "alpha"), device="cpu")
+    solid = ref["alpha"].numpy() > 0.5
+    srgb = _linear_to_srgb(ref["color"].numpy() / np.maximum(ref["alpha"].numpy(), 1e-6)[..., None])
+    for kind in ("SOLID", "MATERIAL"):
+        shading.type = kind
+        img = frame()
+        assert _psnr(_unpremultiply(img)[solid], srgb[solid]) > 35.0, viewport.message()
+        assert "Squashed" in viewport.message() and "non-uniform scale" in viewport.message()
+    shading.type = "RENDERED"
+    assert frame()[..., 3].max() == 0.0
+    shading.type = "SOLID"
+    scene.anchorstage.viewport_display = "PROXIES"
+    assert frame()[..., 3].max() == 0.0
