@@ -12,8 +12,8 @@ from anchorstage import InputError, Splats
 from anchorstage.passes import REGISTRY, spec
 from anchorstage.preview import region_colors
 from anchorstage.rotation import quat_to_rotmat
-from anchorstage.viewport_layout import (TEXTURE_WIDTH, VIEWPORT_PASSES, display_kind, pass_channels, padded,
-                                         splat_arrays, texture_shape)
+from anchorstage.viewport_layout import (VIEWPORT_PASSES, display_kind, pass_channels, padded, splat_arrays,
+                                         texture_shape)
 
 
 def _splats(n=50, seed=0):
