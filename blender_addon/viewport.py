@@ -34,7 +34,15 @@ from typing import Callable, Hashable, Optional
 import bpy
 import numpy as np
 
+from anchorstage.errors import AnchorStageError, error_message
+from anchorstage.passes import DEFAULT_VOID_THRESHOLD
+from anchorstage.preview import region_colors
+from anchorstage.splat_sort import BackgroundSorter, ResortPolicy, SortResult, ViewPose, affine_inverse, view_depths
+from anchorstage.viewport_layout import (TEXTURE_WIDTH, display_kind, pass_channels, padded, splat_arrays,
+                                         texture_shape)
+
 from . import boundary
+from . import viewport_shaders as sh
 
 __all__ = ["SplatDrawer", "DrawItem", "DrawStats", "drawer", "drawer_stats", "message", "draw_items_from_objects",
            "engine_view_draw", "sort_mode", "register", "unregister"]
@@ -89,8 +97,6 @@ class _SplatSet:
     """One splat data block on the GPU (object frame)."""
 
     def __init__(self, splats, generation: Hashable) -> None:
-        from anchorstage.viewport_layout import TEXTURE_WIDTH, splat_arrays, texture_shape
-
         arrays = splat_arrays(splats)
         self.count = int(arrays["means"].shape[0])
         self.means = arrays["means"]
@@ -112,8 +118,6 @@ class _SplatSet:
         """The region class (index into ``lut``) of every splat, as a texture (per ``lut``)."""
         key = lut.tobytes()
         if self.classes_key != key:
-            from anchorstage.viewport_layout import padded
-
             classes = np.searchsorted(lut, self.region_ids).astype(np.float32)
             self.classes_tex = _float_texture(padded(classes, self.data_width)[:, :1], self.size, "R32F")
             self.classes_key = key
@@ -121,8 +125,6 @@ class _SplatSet:
 
     def value_texture(self, pass_name: str, camera_position: np.ndarray, load: Callable[[], object]):
         """The texture of a pass's per-splat values (made on first use for that pass)."""
-        from anchorstage.viewport_layout import display_kind, pass_channels
-
         key = "color" if display_kind(pass_name) == "void" else pass_name  # the void view shows colour
         tex = self.values.get(key)
         if tex is None:
@@ -201,8 +203,6 @@ class SplatDrawer:
     """
 
     def __init__(self, sorter=None) -> None:
-        from anchorstage.splat_sort import BackgroundSorter
-
         self.sorter = sorter or BackgroundSorter()
         self.sets: dict[Hashable, _SplatSet] = {}
         self.orders: dict[tuple, _ViewOrder] = {}
@@ -227,8 +227,6 @@ class SplatDrawer:
         self.sorter.close()
 
     def _batch(self, name: str):
-        from . import viewport_shaders as sh
-
         if name not in self._batches:
             self._batches[name] = sh.quad_batch("corner" if name == "splat" else "pos")
         return self._batches[name]
@@ -237,8 +235,6 @@ class SplatDrawer:
         """Cached framebuffers of one viewport size: ``"value"`` (fb, value, depth), ``"classes"``
         (fb, CLASS_TARGETS weight textures, depth) or ``"best"`` (fb, texture, fb, texture)."""
         import gpu
-
-        from . import viewport_shaders as sh
 
         key = (what, width, height)
         tgt = self.targets.pop(key, None)
@@ -276,8 +272,6 @@ class SplatDrawer:
     def _order(self, item: DrawItem, s: _SplatSet, view_key: Hashable, cam_from_object: np.ndarray,
                mode: str, policy) -> _ViewOrder:
         """The order to draw with now; starts a new sort when the view moved beyond ``policy``."""
-        from anchorstage.splat_sort import ViewPose
-
         key = (item.key, view_key)
         vo = self.orders.get(key)
         if vo is None or vo.generation != s.generation:
@@ -308,16 +302,12 @@ class SplatDrawer:
                     self.on_sort_requested()
             self.stats.sorting = True
         if vo.texture is None:  # nothing sorted yet: draw in stored order until the first sort lands
-            from anchorstage.viewport_layout import padded, texture_shape
-
             ident = np.arange(s.count, dtype=np.float32)
             vo.width = texture_shape(s.count)[0]
             vo.texture, vo.component = _float_texture(padded(ident)[:, :1], texture_shape(s.count), "R32F"), 0
         return vo
 
     def _use_cpu_order(self, vo: _ViewOrder, result, s: _SplatSet) -> None:
-        from anchorstage.viewport_layout import texture_shape
-
         size = texture_shape(s.count)
         flat = np.zeros(size[0] * size[1], np.float32)
         flat[: s.count] = result.order  # exact as float32 below 2^24 splats
@@ -330,14 +320,8 @@ class SplatDrawer:
         """Sort on the GPU into ``vo``; False when it cannot (then the CPU sorts)."""
         import gpu
 
-        from anchorstage.splat_sort import SortResult, view_depths
-
-        from . import viewport_shaders as sh
-
         t0 = time.perf_counter()
         padded_n = 1 << max(0, (s.count - 1).bit_length())
-        from anchorstage.viewport_layout import texture_shape
-
         size = texture_shape(padded_n)
         groups = -(-padded_n // sh.SORT_GROUP_SIZE)
         if s.count >= (1 << 24) or groups > gpu.capabilities.max_work_group_count_get(0):
@@ -388,7 +372,7 @@ class SplatDrawer:
         """Block until every CPU sort in flight has finished (tests, benchmarks, batch)."""
         for key in list(self.orders):
             res = self.sorter.wait(key, timeout)
-            if res is not None:  # put it back: the next draw takes it
+            if res is not None:  # the next draw uses it
                 vo = self.orders[key]
                 s = next((x for x in self.sets.values() if x.generation == res.tag), None)
                 if s is not None:
@@ -437,11 +421,6 @@ class SplatDrawer:
             first class-weight target), RG32F Σ wᵢ·zᵢ (metres) and alpha.
         """
         import gpu
-
-        from anchorstage.splat_sort import ResortPolicy, affine_inverse
-        from anchorstage.viewport_layout import display_kind
-
-        from . import viewport_shaders as sh
 
         kind = display_kind(pass_name)
         policy = policy or ResortPolicy()
@@ -502,8 +481,6 @@ class SplatDrawer:
         """One instanced draw per object into ``fb`` (cleared first), back to front, premultiplied over."""
         import gpu
 
-        from . import viewport_shaders as sh
-
         batch = self._batch("splat")
         with fb.bind():
             gpu.state.viewport_set(0, 0, width, height)
@@ -537,9 +514,6 @@ class SplatDrawer:
         """[1, K] display colours of the region classes (the contact sheet's; class 0 black)."""
         key = lut.tobytes()
         if getattr(self, "_palette_key", None) != key:
-            from anchorstage.preview import region_colors
-            from anchorstage.viewport_layout import padded
-
             colours = region_colors(lut).astype(np.float32)
             self._palette_tex = _float_texture(padded(colours, 16384), (len(lut), 1), "RGBA32F")
             self._palette_key = key
@@ -548,8 +522,6 @@ class SplatDrawer:
     def _reduce_regions(self, slots, depth_tex, offset: int, count: int, width: int, height: int):
         """Fold one class draw into the per-pixel (weight, class) of the heaviest region so far."""
         import gpu
-
-        from . import viewport_shaders as sh
 
         fbs = self._target("best", width, height)
         (fb_a, tex_a, fb_b, tex_b) = fbs
@@ -573,10 +545,6 @@ class SplatDrawer:
                write_depth: bool = False, void_threshold: Optional[float] = None) -> None:
         """Show the last :meth:`accumulate` in the bound framebuffer (arguments as :meth:`draw`)."""
         import gpu
-
-        from anchorstage.passes import DEFAULT_VOID_THRESHOLD
-
-        from . import viewport_shaders as sh
 
         proj, kind, value_tex, depth_tex, (lo, hi), region, palette = self._last
         prog = sh.finish_shader()
@@ -647,8 +615,6 @@ def draw_items_from_objects(objects, errors: Optional[list] = None) -> list[Draw
     Raises:
         InputError: a splat object with a non-uniform scale (as the render engine refuses it).
     """
-    from anchorstage.errors import AnchorStageError
-
     items, seen = [], set()
     for obj in objects:
         orig = getattr(obj, "original", obj)
@@ -682,8 +648,6 @@ def _prefs(context=None):
 
 
 def _policy():
-    from anchorstage.splat_sort import ResortPolicy
-
     prefs = _prefs()
     if prefs is None:
         return ResortPolicy()
@@ -706,8 +670,6 @@ _ERROR_TEXTS: dict = {}
 
 def _error_text(e: BaseException, where: str) -> str:
     """The one-line message of a failure; a bug's traceback is logged once, not on every redraw."""
-    from anchorstage.errors import error_message
-
     key = (type(e).__name__, str(e))
     if key not in _ERROR_TEXTS:
         if len(_ERROR_TEXTS) > 64:
@@ -815,8 +777,6 @@ def engine_view_draw(engine, context, depsgraph) -> bool:
             return True
         pass_name = _pass_of(scene)
         d = drawer()
-        from anchorstage.viewport_layout import display_kind
-
         colour = display_kind(pass_name) == "srgb"
         value, _depth = d.accumulate(items, rv3d.view_matrix, rv3d.window_matrix, region.width, region.height,
                                      pass_name=pass_name, view_key=("engine", region.as_pointer()),
@@ -837,8 +797,6 @@ def engine_view_draw(engine, context, depsgraph) -> bool:
                             + (" (sorting…)" if d.stats.sorting else ""))
         return True
     except Exception as e:  # noqa: BLE001 - never raise into Blender; the header says what happened
-        from anchorstage.errors import AnchorStageError
-
         engine.update_stats("AnchorStage", "viewport: " + _error_text(e, "the AnchorStage viewport"))
         # A user mistake (e.g. a non-uniform scale) is said and stays; anything else (a GPU the
         # drawer cannot run on) hands the viewport to the CPU renderer.
