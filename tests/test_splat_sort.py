@@ -118,3 +118,18 @@ def test_affine_inverse_matches_the_general_inverse():
     m[:3, :3] = rng.normal(size=(3, 3))
     m[:3, 3] = rng.normal(size=3)
     np.testing.assert_allclose(affine_inverse(m), np.linalg.inv(m), atol=1e-10)
+
+
+def test_a_forgotten_key_drops_its_running_sort(monkeypatch):
+    gate = threading.Event()
+    real = splat_sort.sort_for_view
+    monkeypatch.setattr(splat_sort, "sort_for_view", lambda *a: (gate.wait(10.0), real(*a))[1])
+    s = BackgroundSorter()
+    s.request("k", np.zeros((5, 3), np.float32), np.eye(4))
+    deadline = time.monotonic() + 10.0
+    while s._running != "k" and time.monotonic() < deadline:
+        time.sleep(0.005)
+    s.forget("k")
+    gate.set()
+    assert s.wait("k", timeout=10.0) is None and not s.has_result("k")
+    s.close()

@@ -193,6 +193,7 @@ class BackgroundSorter:
         self._done: dict[Hashable, SortResult] = {}
         self._running: Optional[Hashable] = None
         self._errors: dict[Hashable, str] = {}
+        self._forgotten: set = set()  # keys whose running sort is to be dropped, not delivered
         self._thread: Optional[threading.Thread] = None
         self._closed = False
 
@@ -202,6 +203,7 @@ class BackgroundSorter:
             if self._closed:
                 return
             self._pending[key] = (means, np.array(cam_from_object, dtype=np.float64), tag)
+            self._forgotten.discard(key)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="anchorstage-splat-sort", daemon=True)
                 self._thread.start()
@@ -239,11 +241,13 @@ class BackgroundSorter:
             return self._done.pop(key, None)
 
     def forget(self, key: Hashable) -> None:
-        """Drop queued work and results for ``key`` (a sort already running still delivers: check its tag)."""
+        """Drop queued work and results for ``key``; a sort of it already running is discarded when done."""
         with self._cv:
             self._pending.pop(key, None)
             self._done.pop(key, None)
             self._errors.pop(key, None)
+            if self._running == key:
+                self._forgotten.add(key)
 
     def close(self) -> None:
         """Stop the worker after the sort in progress (queued requests are dropped)."""
@@ -272,7 +276,9 @@ class BackgroundSorter:
                 self._running = None
                 # Kept even when a newer request is queued: while the view keeps moving, each
                 # finished order is still fresher than the one being drawn.
-                if result is not None:
+                if key in self._forgotten:
+                    self._forgotten.discard(key)
+                elif result is not None:
                     self._done[key] = result
                 else:
                     self._errors[key] = err
