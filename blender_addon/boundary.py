@@ -17,7 +17,8 @@ from anchorstage import Camera, InputError
 
 __all__ = ["render_resolution", "camera_from_blender", "apply_camera_to_blender", "camera_json_from_blender",
            "SPLAT_ATTRIBUTES", "splats_to_mesh", "splats_from_mesh", "is_splat_mesh", "image_to_render_rect",
-           "render_rect_to_image", "image_to_pixels", "camera_from_view", "set_placement", "file_frame_transform"]
+           "render_rect_to_image", "image_to_pixels", "camera_from_view", "set_placement", "file_frame_transform",
+           "splat_matrix_scale", "cam_from_view_matrix", "view_matrices_from_camera"]
 
 
 def render_resolution(scene: bpy.types.Scene) -> tuple[int, int]:
@@ -308,13 +309,7 @@ def splats_from_mesh(mesh: bpy.types.Mesh, matrix_world=None):
     if np.allclose(m, np.eye(4), atol=1e-12):
         return splats
     a = m[:3, :3]
-    det = np.linalg.det(a)
-    if not np.isfinite(det) or det <= 0:
-        raise InputError(f"splat object transform of {mesh.name!r} is degenerate or mirrored")
-    s = det ** (1.0 / 3.0)
-    if not np.allclose((a / s).T @ (a / s), np.eye(3), atol=1e-4):
-        raise InputError(f"splat mesh {mesh.name!r}: the object has a non-uniform scale or shear; "
-                         "splats support location, rotation and a uniform scale only")
+    s = splat_matrix_scale(m, mesh.name)
     splats.means *= s
     splats.scales *= s
     u, _, vt = np.linalg.svd(a)  # the nearest rotation: drops float noise of Blender's matrix
@@ -342,6 +337,24 @@ def file_frame_transform(obj: bpy.types.Object) -> np.ndarray:
     rel = np.linalg.solve(np.asarray(placed, dtype=np.float64).reshape(4, 4), m)
     # Blender keeps matrix_world in float32: an unmoved object differs from the placement by rounding.
     return np.eye(4) if np.allclose(rel, np.eye(4), atol=1e-6) else rel
+
+
+def splat_matrix_scale(matrix_world, name: str) -> float:
+    """The uniform scale of a splat object's matrix (the cube root of its determinant).
+
+    Raises:
+        InputError: a degenerate, mirrored, non-uniformly scaled or sheared matrix (Gaussians
+            follow location, rotation and a uniform scale only).
+    """
+    a = _matrix_to_np(matrix_world)[:3, :3]
+    det = np.linalg.det(a)
+    if not np.isfinite(det) or det <= 0:
+        raise InputError(f"splat object transform of {name!r} is degenerate or mirrored")
+    s = det ** (1.0 / 3.0)
+    if not np.allclose((a / s).T @ (a / s), np.eye(3), atol=1e-4):
+        raise InputError(f"splat mesh {name!r}: the object has a non-uniform scale or shear; "
+                         "splats support location, rotation and a uniform scale only")
+    return float(s)
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -397,3 +410,32 @@ def camera_from_view(view_matrix, window_matrix, width: int, height: int,
     world_from_cam[:3, :3] = u @ vt
     cam = Camera.from_K(K, width, height, world_from_cam=world_from_cam)
     return cam.replace(clip_start=max(1e-4, float(clip_start)), clip_end=max(float(clip_end), float(clip_start) * 2))
+
+
+def cam_from_view_matrix(view_matrix) -> np.ndarray:
+    """[4, 4] OpenCV ``cam_from_world`` (x right, y down, z forward) of a Blender view matrix
+    (world → view space looking down -Z, +Y up)."""
+    from anchorstage.camera import BLENDER_FROM_CV
+
+    return BLENDER_FROM_CV @ _matrix_to_np(view_matrix)
+
+
+def view_matrices_from_camera(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """Blender's view and window (OpenGL projection) matrices that see what a core Camera sees:
+    the inverse of :func:`camera_from_view` (clip range from ``clip_start`` / ``clip_end``).
+
+    Returns:
+        ([4, 4] world → view, [4, 4] view → clip), float64.
+    """
+    from anchorstage.camera import BLENDER_FROM_CV
+
+    w, h = camera.resolution
+    K = np.asarray(camera.K, dtype=np.float64)
+    n, f = float(camera.clip_start), float(camera.clip_end)
+    window = np.zeros((4, 4))
+    window[0, 0], window[0, 2] = 2.0 * K[0, 0] / w, 1.0 - 2.0 * K[0, 2] / w
+    window[1, 1], window[1, 2] = 2.0 * K[1, 1] / h, 2.0 * K[1, 2] / h - 1.0
+    window[2, 2], window[2, 3] = -(f + n) / (f - n), -2.0 * f * n / (f - n)
+    window[3, 2] = -1.0
+    view = BLENDER_FROM_CV @ np.asarray(camera.cam_from_world, dtype=np.float64)
+    return view, window

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Add-on preferences: models, device, cache folder, display budget, and the dependency check
+"""Add-on preferences: models, device, cache folder, display budget, viewport sorting, and the dependency check
 with an Install operator that pip-installs what is missing into the extension's own site folder.
 
 Network rule: nothing here touches the network unless Blender's "Allow Online Access" is on
@@ -123,6 +123,19 @@ class AnchorStagePreferences(bpy.types.AddonPreferences):
     wheelhouse: bpy.props.StringProperty(
         name="Local Wheels", subtype="DIR_PATH", default="",
         description="Install dependencies from this folder of wheels only (no network)")
+    viewport_sort: bpy.props.EnumProperty(
+        name="Viewport Sort",
+        items=(("AUTO", "Auto", "GPU compute sort on a hardware GPU, the CPU sorter on a software renderer"),
+               ("GPU", "GPU", "Bitonic sort in compute shaders (runs in the GPU queue before the frame)"),
+               ("CPU", "CPU", "Sort on a background thread; the viewport draws with the last order meanwhile")),
+        default="AUTO", description="Where the viewport's Gaussians are sorted by depth")
+    sort_angle: bpy.props.FloatProperty(
+        name="Re-sort Angle", default=1.0, min=0.0, max=90.0, precision=2,
+        description="Sort the Gaussians again when the view has turned by more than this (degrees)")
+    sort_distance: bpy.props.FloatProperty(
+        name="Re-sort Distance", default=1.0, min=0.0, max=100.0, precision=2, subtype="PERCENTAGE",
+        description="Sort the Gaussians again when the view has moved by more than this percentage of the "
+                    "median distance to the splats")
 
     def draw(self, context):
         layout = self.layout
@@ -132,6 +145,10 @@ class AnchorStagePreferences(bpy.types.AddonPreferences):
         col.prop(self, "device")
         col.prop(self, "cache_dir")
         col.prop(self, "display_max_splats")
+        col = layout.column(heading="Viewport Gaussians")
+        col.prop(self, "viewport_sort")
+        col.prop(self, "sort_angle")
+        col.prop(self, "sort_distance")
 
         box = layout.box()
         box.label(text="Dependencies", icon="SCRIPTPLUGINS")

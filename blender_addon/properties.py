@@ -12,6 +12,20 @@ def _is_camera(self, obj):
     return obj.type == "CAMERA"
 
 
+def _viewport_pass_items():
+    from anchorstage.passes import spec
+    from anchorstage.viewport_layout import VIEWPORT_PASSES
+
+    return [(p, p.title(), spec(p).description) for p in VIEWPORT_PASSES]
+
+
+def _viewport_display_update(self, context):
+    from . import splat_object
+
+    for obj in splat_object.splat_objects(context.scene):
+        splat_object.apply_viewport_display(obj, self.viewport_display)
+
+
 class AnchorStageSceneSettings(bpy.types.PropertyGroup):
     tree: bpy.props.PointerProperty(name="Stage Tree", type=bpy.types.NodeTree, poll=_is_stage_tree,
                                     description="The AnchorStage node tree that Execute runs")
@@ -25,6 +39,18 @@ class AnchorStageSceneSettings(bpy.types.PropertyGroup):
                                             description="Orbit pivot distance ahead of the camera (metres)")
     keyframe: bpy.props.BoolProperty(name="Keyframe", default=False,
                                      description="Insert keyframes on the camera after each move")
+    viewport_display: bpy.props.EnumProperty(
+        name="Viewport Display", default="GAUSSIANS", update=_viewport_display_update,
+        items=(("GAUSSIANS", "Gaussians", "Draw every splat as a real Gaussian with the GPU over Solid and Material "
+                "Preview (the Geometry Nodes proxies are hidden in the viewport; Cycles/EEVEE renders keep them)"),
+               ("PROXIES", "Proxies", "Show the Geometry Nodes proxies of a random subset (what Cycles and EEVEE "
+                "render), no Gaussians"),
+               ("BOTH", "Both", "Gaussians over the proxies")),
+        description="How splat objects look in Solid and Material Preview shading (the AnchorStage engine's "
+                    "Rendered view always draws Gaussians)")
+    viewport_pass: bpy.props.EnumProperty(
+        name="Viewport Pass", items=_viewport_pass_items(), default="color",
+        description="The render pass the viewport's Gaussians show")
 
 
 classes = (AnchorStageSceneSettings,)

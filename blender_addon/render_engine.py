@@ -3,7 +3,8 @@
 core renderer and fills Combined, Depth and Normal plus the custom passes Confidence, Void and
 Region. Blender then shows them on the compositor's Render Layers node and writes them into its
 own multilayer EXR — in the UI (F12), from ``bpy.ops.render.render()`` and under
-``blender -b file.blend -f N`` / ``-a``.
+``blender -b file.blend -f N`` / ``-a``. Its Rendered viewport draws real Gaussians with the GPU
+drawer of :mod:`.viewport` (the CPU renderer as a texture only if that drawer fails).
 """
 
 from __future__ import annotations
@@ -120,10 +121,25 @@ class AnchorStageRenderEngine(bpy.types.RenderEngine):
 
 
     # ------------------------------------------------------------------ viewport (Rendered shading)
-    _VIEW_MAX_SIDE = 640  # render the viewport at most this large, then stretch: stays interactive
+    _VIEW_MAX_SIDE = 640  # CPU fallback: render the viewport at most this large, then stretch
 
     def view_update(self, context, depsgraph):
-        """Scene changed: read the splat objects again (once per change, not per redraw)."""
+        """Scene changed: the GPU drawer notices changed splat meshes itself; the CPU fallback
+        (used only when the GPU drawer fails) reads them again."""
+        if getattr(self, "_view_cpu", False):
+            self._cpu_view_update(context, depsgraph)
+
+    def view_draw(self, context, depsgraph):
+        """Real Gaussians with the GPU drawer (:mod:`.viewport`); the CPU renderer as a texture if it fails."""
+        from . import viewport
+
+        if not getattr(self, "_view_cpu", False) and viewport.engine_view_draw(self, context, depsgraph):
+            return
+        self._view_cpu = True
+        self._cpu_view_draw(context, depsgraph)
+
+    def _cpu_view_update(self, context, depsgraph):
+        """Read the splat objects again (once per change, not per redraw)."""
         try:
             self._view_splats = gather_splats(depsgraph)
             self._view_error = ""
@@ -131,13 +147,13 @@ class AnchorStageRenderEngine(bpy.types.RenderEngine):
             self._view_splats, self._view_error = None, str(e)
         self._view_key = None
 
-    def view_draw(self, context, depsgraph):
+    def _cpu_view_draw(self, context, depsgraph):
         import gpu
         from gpu_extras.presets import draw_texture_2d
 
         region, rv3d = context.region, context.region_data
         if not hasattr(self, "_view_splats"):
-            self.view_update(context, depsgraph)
+            self._cpu_view_update(context, depsgraph)
         scale = min(1.0, self._VIEW_MAX_SIDE / max(region.width, region.height, 1))
         w, h = max(1, int(region.width * scale)), max(1, int(region.height * scale))
         key = (w, h, tuple(map(tuple, rv3d.view_matrix)), tuple(map(tuple, rv3d.window_matrix)))

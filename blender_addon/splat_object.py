@@ -4,7 +4,9 @@ in the viewport (and in Eevee / Cycles) by a Geometry Nodes group that instances
 scaled proxies on a random subset of at most "Max Display Splats" points.
 
 The mesh always keeps all splats (the ANCHORSTAGE render engine reads them); only the
-display is decimated, so a 1M-splat stage stays interactive.
+display is decimated, so a 1M-splat stage stays interactive. With the scene's *Viewport Display*
+at *Gaussians* (the default) the proxies are hidden in the viewport and the GPU drawer
+(:mod:`.viewport`) shows every splat instead; Cycles and EEVEE renders keep the proxies.
 """
 
 from __future__ import annotations
@@ -138,9 +140,25 @@ def ensure_display_modifier(obj: bpy.types.Object, max_display: int | None = Non
     return mod
 
 
+def gaussians_drawn(obj: bpy.types.Object) -> bool:
+    """True when the viewport draws this object's splats as Gaussians (GPU) in Solid/Material Preview."""
+    return any(getattr(getattr(sc, "anchorstage", None), "viewport_display", "PROXIES") != "PROXIES"
+               for sc in obj.users_scene)
+
+
+def apply_viewport_display(obj: bpy.types.Object, display: str) -> None:
+    """Show the proxies in the viewport unless only Gaussians are drawn (renders always keep them)."""
+    mod = obj.modifiers.get(DISPLAY_MODIFIER)
+    if mod is not None:
+        mod.show_viewport = display != "GAUSSIANS"
+
+
 def display_counts(obj: bpy.types.Object) -> tuple[int, int]:
-    """(splats shown as proxies (expected count of the random subset), total splats)."""
+    """(splats shown in the viewport, total splats): every splat when Gaussians are drawn, else the
+    proxies (expected count of the random subset)."""
     total = len(obj.data.vertices) if is_splat_mesh(obj.data) else 0
+    if gaussians_drawn(obj):
+        return total, total
     mod = obj.modifiers.get(DISPLAY_MODIFIER)
     if mod is None or mod.node_group is None or not mod.show_viewport:
         return 0, total
@@ -182,6 +200,9 @@ def update_splat_object(splats, *, name: str = "AnchorStage Splats", scene: bpy.
         mesh["anchorstage_source"] = source
     # The display cap is set when the modifier is made; later the artist's own value is kept.
     ensure_display_modifier(obj, max_display if created else None)
+    settings = getattr(scene, "anchorstage", None)
+    if created and settings is not None:
+        apply_viewport_display(obj, settings.viewport_display)
     return obj
 
 

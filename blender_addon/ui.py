@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Panels: the stage (node editor sidebar), camera moves (3D viewport sidebar), the splat
-object's display note (object properties) and the render engine's passes (view layer)."""
+"""Panels: the stage (node editor sidebar), camera moves and the viewport's Gaussians (3D viewport
+sidebar), the splat object's display note (object properties) and the render engine's passes
+(view layer)."""
 
 import bpy
 
@@ -98,7 +99,9 @@ class ANCHORSTAGE_PT_splats(bpy.types.Panel):
         obj = context.object
         shown, total = splat_object.display_counts(obj)
         layout.label(text=f"{total:,} splats")
-        if shown < total:
+        if splat_object.gaussians_drawn(obj):
+            layout.label(text="Viewport draws every splat as a Gaussian (GPU)", icon="SHADING_RENDERED")
+        elif shown < total:
             box = layout.box()
             box.label(text=f"Viewport shows a random {shown:,} of {total:,} splats", icon="INFO")
             box.label(text="(decimated above the display threshold; renders use all splats)")
@@ -108,6 +111,37 @@ class ANCHORSTAGE_PT_splats(bpy.types.Panel):
                 if getattr(item, "in_out", "") == "INPUT" and item.socket_type != "NodeSocketGeometry":
                     layout.prop(mod, f'["{item.identifier}"]', text=item.name)
         layout.operator("anchorstage.export_ply", icon="EXPORT").object_name = obj.name
+
+
+class ANCHORSTAGE_PT_viewport(bpy.types.Panel):
+    bl_label = "AnchorStage Viewport"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "AnchorStage"
+
+    def draw(self, context):
+        from . import viewport
+
+        layout = self.layout
+        s = context.scene.anchorstage
+        layout.prop(s, "viewport_pass", text="Pass")
+        layout.prop(s, "viewport_display", text="Display")
+        prefs = viewport._prefs(context)
+        if prefs is not None:
+            col = layout.column(align=True)
+            col.prop(prefs, "viewport_sort", text="Sort")
+            col.prop(prefs, "sort_angle")
+            col.prop(prefs, "sort_distance")
+        stats = viewport.drawer_stats()
+        if stats is not None and stats.splats:
+            col = layout.column(align=True)
+            col.label(text=f"{stats.splats:,} Gaussians, {stats.objects} object(s)")
+            sort = f"sort: {stats.sort_device}" + (f", last {stats.last_sort_ms:.0f} ms" if stats.last_sort_ms else "")
+            col.label(text=sort + (" (sorting…)" if stats.sorting else ""))
+        if viewport.message():
+            box = layout.box()
+            box.alert = True
+            box.label(text=viewport.message()[:120], icon="ERROR")
 
 
 class ANCHORSTAGE_PT_passes(bpy.types.Panel):
@@ -131,5 +165,6 @@ class ANCHORSTAGE_PT_passes(bpy.types.Panel):
         layout.operator("anchorstage.import_exr", icon="IMAGE_DATA")
 
 
-classes = (ANCHORSTAGE_PT_stage, ANCHORSTAGE_PT_camera, ANCHORSTAGE_PT_splats, ANCHORSTAGE_PT_passes)
+classes = (ANCHORSTAGE_PT_stage, ANCHORSTAGE_PT_camera, ANCHORSTAGE_PT_viewport, ANCHORSTAGE_PT_splats,
+           ANCHORSTAGE_PT_passes)
 register, unregister = bpy.utils.register_classes_factory(classes)

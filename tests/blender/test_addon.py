@@ -93,8 +93,9 @@ def test_display_is_decimated_above_the_threshold(stage):
     total = len(obj.data.vertices)
     mod = obj.modifiers["AnchorStage Display"]
     sid = splat_object._socket_id(mod.node_group, "Max Display Splats")
-    old = mod[sid]
+    old, display = mod[sid], stage["scene"].anchorstage.viewport_display
     try:
+        stage["scene"].anchorstage.viewport_display = "PROXIES"  # the proxies, not the GPU Gaussians
         mod[sid] = 1000
         obj.update_tag()
         shown, n = splat_object.display_counts(obj)
@@ -106,6 +107,7 @@ def test_display_is_decimated_above_the_threshold(stage):
         assert _instance_count(obj) == total
     finally:
         mod[sid] = old
+        stage["scene"].anchorstage.viewport_display = display
 
 
 def test_witness_camera_has_the_photos_lens_and_sensor(stage):

@@ -99,7 +99,14 @@ def test_panels_draw(stage_scene):
 
     log = _draw_panel(ui.ANCHORSTAGE_PT_splats, Ctx)
     labels = " ".join(t for kind, t in log if kind == "label")
+    assert "every splat as a Gaussian" in labels  # the default display: GPU Gaussians, no proxies
+    ctx.scene.anchorstage.viewport_display = "PROXIES"
+    log = _draw_panel(ui.ANCHORSTAGE_PT_splats, Ctx)
+    labels = " ".join(t for kind, t in log if kind == "label")
     assert "1,000 of 3,000" in labels and "decimated" in labels
+    log = _draw_panel(ui.ANCHORSTAGE_PT_viewport, ctx)
+    props = {x[1] for x in log if x[0] == "prop"}
+    assert {"viewport_pass", "viewport_display", "viewport_sort", "sort_angle", "sort_distance"} <= props
 
 
 def test_node_bodies_draw(stage_scene):
@@ -126,6 +133,7 @@ def test_preferences_draw(fresh_scene):
     layout = RecordingLayout(log)
     type(prefs).draw(_WithLayout(prefs, layout), bpy.context)
     assert ("operator", "anchorstage.install_dependencies") in log
+    assert {("prop", "viewport_sort"), ("prop", "sort_angle"), ("prop", "sort_distance")} <= set(log)
     assert any(kind == "label" and "Installs into" in t for kind, t in log)
 
 
