@@ -5,7 +5,7 @@ pass the registry marks with a ``preview``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -46,7 +46,8 @@ def preview_image(kind: str, name: str, passes: dict, depth_range: tuple[float, 
     """[H, W, 3] sRGB floats in [0, 1] showing one pass.
 
     Args:
-        kind: the registry's ``preview`` (``"srgb"``, ``"depth"``, ``"normal"``, ``"unit"``, ``"ids"``).
+        kind: the registry's ``preview`` (``"srgb"``, ``"depth"``, ``"normal"``, ``"unit"``, ``"ids"``), or
+            ``"image"`` for a ready sRGB image.
         name: the pass name.
         passes: pass name → numpy array (``alpha`` is used to blank the background of normals).
         depth_range: (near, far) metres of the depth colour ramp.
@@ -61,26 +62,39 @@ def preview_image(kind: str, name: str, passes: dict, depth_range: tuple[float, 
         else p * 0.5 + 0.5,
         "unit": lambda: np.repeat(np.clip(p, 0, 1)[..., None], 3, axis=-1),
         "ids": lambda: region_colors(p),
+        "image": lambda: np.asarray(p, dtype=np.float32),
     }
     return views[kind]()
 
 
-def contact_sheet(rows: list[tuple[str, dict]], path: Path, tile_width: int = 320) -> Path:
+def contact_sheet(rows: list[tuple[str, dict]], path: Path, tile_width: int = 320,
+                  columns: Optional[Sequence[str]] = None) -> Path:
     """Write a labelled grid PNG: one row per frame, one column per previewed pass of the registry.
 
     Args:
         rows: (label, passes) per frame; passes as numpy arrays (e.g. from :func:`anchorstage.read_exr`).
         path: output PNG.
         tile_width: width of each tile in pixels.
+        columns: the columns in order (default: every previewed registry pass the rows hold): registry
+            pass names, or other keys of the rows' dicts holding ready [H, W, 3] sRGB images in [0, 1]
+            (e.g. a refreshed witness).
     """
     from PIL import Image, ImageDraw
 
     from .atomic import atomic_file
-    from .passes import REGISTRY
+    from .passes import REGISTRY, PassSpec
 
     if not rows:
         raise InputError("contact sheet: no frames to show")
-    columns = [p for p in REGISTRY if p.preview and all(p.name in passes for _, passes in rows)]
+    if columns is None:
+        columns = [p for p in REGISTRY if p.preview and all(p.name in passes for _, passes in rows)]
+    else:
+        by_name = {p.name: p for p in REGISTRY if p.preview}
+        missing = [c for c in columns if not all(c in passes for _, passes in rows)]
+        if missing:
+            raise InputError(f"contact sheet: rows lack the column(s) {', '.join(missing)}")
+        columns = [by_name.get(c) or PassSpec(c, 3, "float32", c, "RGB", "COLOR", 0.0, True, None, "features",
+                                              lambda x, s: None, None, "image") for c in columns]
     if "depth" in rows[0][1]:
         depths = np.concatenate([p["depth"][p["depth"] < 1e9].ravel() for _, p in rows])
     else:
@@ -93,7 +107,7 @@ def contact_sheet(rows: list[tuple[str, dict]], path: Path, tile_width: int = 32
                       (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     for c, col in enumerate(columns):
-        draw.text((60 + pad + c * (tile_width + pad) + 4, 3), col.name, fill=(230, 230, 230))
+        draw.text((60 + pad + c * (tile_width + pad) + 4, 3), col.name.replace("_", " "), fill=(230, 230, 230))
     for r, (label, passes) in enumerate(rows):
         y = label_h + pad + r * (th + pad)
         draw.text((4, y + th // 2 - 6), label, fill=(230, 230, 230))

@@ -369,6 +369,7 @@ def refresh(scene: "Scene", camera: Camera, *, locks: Sequence[str] = (), inpain
         for r in out_scene.regions:
             r.locked = r.locked or r.index in set(locked)
     report(progress, 1.0, f"confidence {conf.value:.2f} ({conf.level})")
-    return wit.Refresh(camera=camera, witness=image, warp=warp, void=warp.void, locks=lock_px, filled=fill.mask,
+    filled = fill.mask if fill.written is None else fill.written
+    return wit.Refresh(camera=camera, witness=image, warp=warp, void=warp.void, locks=lock_px, filled=filled,
                        confidence=conf, scene=out_scene, added_splats=added, inpaint=inpaint, locked_regions=names,
                        notes=notes)

@@ -407,6 +407,8 @@ class Fill:
         source: [H, W] int64 flat index of the supporting pixel each filled pixel continues (-1 none).
         method: ``"classical"`` or ``"diffusion"``.
         notes: what happened (model, steps ...).
+        written: [H, W] bool pixels the inpainting wrote when they differ from ``mask`` (diffusion
+            regenerates the void grown to the latent grid, less the locks), else None.
     """
 
     mask: np.ndarray
@@ -415,6 +417,7 @@ class Fill:
     source: np.ndarray
     method: str = "classical"
     notes: list[str] = field(default_factory=list)
+    written: Optional[np.ndarray] = None
 
 
 def fill_classical(warp: Warp, locks: np.ndarray) -> Fill:
