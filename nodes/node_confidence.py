@@ -18,24 +18,25 @@ class AnchorStageConfidenceNode(AnchorStageNode, bpy.types.Node):
 
     overlay: bpy.props.StringProperty(name="Overlay Image", default=OVERLAY_IMAGE,
                                       description="Image that receives the green/yellow/red overlay (empty: none)")
-    value: bpy.props.FloatProperty(name="Confidence", default=0.0, min=0.0, max=1.0, subtype="FACTOR",
-                                   description="The last run's confidence (read only)")
 
     required_inputs = ("refresh",)
-    volatile = True  # it writes the overlay image and its own value, which the user may have changed
+    volatile = True  # it writes the overlay image, which the user may have deleted
 
     def init(self, context):
         self.inputs.new("AnchorStageSocketRefresh", "Refreshed Witness", identifier="refresh")
 
+    def confidence(self):
+        """The last run's :class:`anchorstage.confidence.Confidence`, or None."""
+        from .runner import node_outputs
+
+        out = node_outputs(self.id_data, self.name)
+        return out.get("confidence") if out else None
+
     def draw_props(self, context, layout):
-        if self.as_state in ("RAN", "CACHED"):
-            row = layout.row()
-            row.enabled = False
-            row.prop(self, "value", slider=True)
         layout.prop(self, "overlay", text="", icon="IMAGE_DATA")
 
     def job_params(self, context, services):
-        return {"overlay": self.overlay, "node": self.name, "tree": self.id_data.name}
+        return {"overlay": self.overlay}
 
     @staticmethod
     def compute(params, inputs, ctx):
@@ -51,14 +52,10 @@ class AnchorStageConfidenceNode(AnchorStageNode, bpy.types.Node):
 
             h, w = res.void.shape
             ctx.services.show_preview(params["overlay"], np.concatenate([srgb_to_linear(rgb), np.ones((h, w, 1), np.float32)], -1))
-        tree = bpy.data.node_groups.get(params["tree"])
-        node = tree.nodes.get(params["node"]) if tree is not None else None
-        if node is not None:
-            node.value = float(c.value)
         ctx.note(f"{c.value:.2f} {c.level.upper()} (green ≥ {GREEN:g}, yellow ≥ {YELLOW:g})\n"
                  f"void {c.void_coverage:.1%} · depth {c.depth_confidence:.2f} · angle {c.angle_confidence:.2f} "
                  f"({c.mean_angle_deg:.1f}°)")
-        return {}
+        return {"confidence": c}
 
 
 register, unregister = bpy.utils.register_classes_factory((AnchorStageConfidenceNode,))
