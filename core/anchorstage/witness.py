@@ -16,8 +16,9 @@ The pieces (see docs/refresh.md):
 * **Void**: the pixels no witness triangle covers (disocclusions and out of frame) that no earlier
   refresh filled either. Sky the witness saw is never void.
 * **Locks** (:func:`lock_mask`): pixels whose region (the witness's region where it saw the pixel,
-  else the proxy's region pass) is locked, by region id or label. No fill or blend writes there:
-  they stay bit-identical to the warp in every output.
+  the fill splats' region where an earlier fill shows) is locked, by region id or label; the void
+  belongs to no region. No fill or blend writes there: they stay bit-identical to the warp in every
+  output.
 * **Classical inpainting** (:func:`fill_classical`): a revealed area belongs to the farther surface,
   so each void pixel takes the inverse-distance average of its nearest seen neighbours along eight
   directions, only those on the background side (inverse depth within :data:`BACKGROUND_BAND` of the
@@ -34,7 +35,6 @@ Diffusion inpainting lives in :mod:`anchorstage.inpaint_diffusion`; the confiden
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -74,7 +74,6 @@ _KINK = 0.5
 _JUMP_ALONE = 0.05  # both outer neighbours unknown: a jump above this is a discontinuity
 _OCCLUDE_REL = 0.03  # a fill splat hides a witness surface when it is this much nearer
 _MAX_WALK = 1024  # pixels a fill walks to find a neighbour
-_RENDER_PASSES = ("color", "alpha", "confidence", "region")
 
 
 def _kernels():
@@ -141,7 +140,8 @@ def _continuous(w: np.ndarray, di: int, dj: int) -> np.ndarray:
 
 
 def _witness_mesh(scene: "Scene") -> _WitnessMesh:
-    """The witness mesh of a scene (cached on the scene while its camera, depth, image and regions stay)."""
+    """The witness mesh of a scene, cached on the scene while its camera and its depth, image and region
+    mask arrays stay the same objects (edit them in place and the cache is stale: make a new Scene)."""
     from .segmentation import label_map
 
     cam = scene.camera
@@ -177,7 +177,6 @@ def _witness_mesh(scene: "Scene") -> _WitnessMesh:
     return mesh
 
 
-
 def _witness_confidence(scene: "Scene", mesh: _WitnessMesh, backend: str = "auto", device: str = "auto") -> np.ndarray:
     """[Hp, Wp] float32 depth confidence of the witness vertices: the confidence pass (normalised by
     alpha) of the stage's own splats (not earlier fills) rendered at the witness camera, once per
@@ -196,14 +195,13 @@ def _witness_confidence(scene: "Scene", mesh: _WitnessMesh, backend: str = "auto
     return mesh.confidence
 
 
-def _mesh_to_target(mesh: _WitnessMesh, cam: Camera, kern: Any, with_color: bool = True) -> dict[str, np.ndarray]:
+def _mesh_to_target(mesh: _WitnessMesh, cam: Camera, kern: Any) -> dict[str, np.ndarray]:
     """Rasterise the witness mesh into ``cam``.
 
     Returns:
         ``seen`` [H, W] bool (covered by the mesh), ``sky`` [H, W] bool (covered at infinity),
-        ``winv`` [H, W] float64 target inverse depth (0 sky, -1 uncovered), ``color`` [H, W, 3] float32,
-        ``wit_idx`` [H, W] int64 flat padded-grid index of the dominant witness vertex, and (when
-        ``with_color`` is False) ``angle_deg`` [H, W] float32.
+        ``winv`` [H, W] float64 target inverse depth (0 sky, -1 uncovered), ``color`` [H, W, 3] float32
+        and ``wit_idx`` [H, W] int64 flat padded-grid index of the dominant witness vertex.
     """
     # Witness vertices in the target: q = m ray + b winv is the target camera-frame point times winv
     # (a direction when winv = 0), so one formula moves surfaces and the sky at infinity.
@@ -217,10 +215,7 @@ def _mesh_to_target(mesh: _WitnessMesh, cam: Camera, kern: Any, with_color: bool
     wit_idx = np.full((h, w), -1, np.int64)
     kern.mesh_warp(mesh.rays, mesh.winv, mesh.conn_h, mesh.conn_v, mesh.conn_d, mesh.image, np.ascontiguousarray(m),
                    np.ascontiguousarray(b), tc.focal_px, cx, cy, tc.clip_start, tc.clip_end, w, h, zbuf, color, wit_idx)
-    out = {"seen": zbuf >= 0.0, "sky": zbuf == 0.0, "winv": zbuf, "color": color, "wit_idx": wit_idx}
-    if not with_color:
-        out["angle_deg"] = _angles(zbuf, zbuf > 0, tc, wc)
-    return out
+    return {"seen": zbuf >= 0.0, "sky": zbuf == 0.0, "winv": zbuf, "color": color, "wit_idx": wit_idx}
 
 
 def _angles(winv: np.ndarray, mask: np.ndarray, tc: Camera, wc: Camera) -> np.ndarray:
@@ -401,7 +396,7 @@ class Fill:
     """A fill of the void.
 
     Attributes:
-        mask: [H, W] bool the pixels the fill writes (void and not locked).
+        mask: [H, W] bool the pixels the fill writes (the void: it is never locked).
         color: [H, W, 3] float32 linear fill colour (valid inside ``mask``).
         winv: [H, W] float64 inverse depth of the background continued (0: at infinity; -1: unknown).
         source: [H, W] int64 flat index of the supporting pixel each filled pixel continues (-1 none).
@@ -448,7 +443,8 @@ def fill_classical(warp: Warp, locks: np.ndarray) -> Fill:
                 list(pool.map(lambda r: kern.directional_fill(r, *args), chunks))
         else:
             kern.directional_fill(rows, *args)
-    notes = [] if mask.any() or not warp.void.any() else ["every void pixel is locked: nothing filled"]
+    unfilled = int((mask & (winv < 0)).sum())
+    notes = [f"{unfilled} void pixels have no seen neighbour in any direction: left black"] if unfilled else []
     return Fill(mask=mask, color=color, winv=winv, source=src, notes=notes)
 
 
@@ -561,6 +557,8 @@ def append_fill(scene: "Scene", warp: Warp, fill: Fill, image: np.ndarray, *, st
     record["splats"] = [n0, len(splats)]
     meta["refresh_steps"] = list(meta.get("refresh_steps", [])) + [record]
     new = replace(scene, splats=splats, regions=regions, meta=meta)
+    if "_witness_mesh" in scene.__dict__:  # the witness did not change: its mesh and confidence still hold
+        new.__dict__["_witness_mesh"] = scene.__dict__["_witness_mesh"]
     return new, len(splats) - n0
 
 
