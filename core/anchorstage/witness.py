@@ -74,6 +74,7 @@ _KINK = 0.5
 _JUMP_ALONE = 0.05  # both outer neighbours unknown: a jump above this is a discontinuity
 _OCCLUDE_REL = 0.03  # a fill splat hides a witness surface when it is this much nearer
 _MAX_WALK = 1024  # pixels a fill walks to find a neighbour
+_CONF_MAX_SIDE = 640  # the witness's depth confidence is rendered at most this large
 
 
 def _kernels():
@@ -179,18 +180,25 @@ def _witness_mesh(scene: "Scene") -> _WitnessMesh:
 
 def _witness_confidence(scene: "Scene", mesh: _WitnessMesh, backend: str = "auto", device: str = "auto") -> np.ndarray:
     """[Hp, Wp] float32 depth confidence of the witness vertices: the confidence pass (normalised by
-    alpha) of the stage's own splats (not earlier fills) rendered at the witness camera, once per
-    stage; 1 for directions at infinity."""
+    alpha) of the stage's own splats (not earlier fills) rendered at the witness camera — at most
+    :data:`_CONF_MAX_SIDE` pixels on the long side, a statistic needs no more — once per stage; 1 for
+    directions at infinity."""
     if mesh.confidence is None:
         from .stages import render_frame
 
         steps = refresh_steps(scene)
         n = min([s["splats"][0] for s in steps], default=len(scene.splats))
         own = scene.splats if n == len(scene.splats) else scene.splats.subset(slice(0, n))
-        p = render_frame(own, mesh.camera, ("alpha", "confidence"), backend=backend, device=device).passes
+        cam = mesh.camera
+        scale = min(1.0, _CONF_MAX_SIDE / max(cam.width, cam.height))
+        small = cam.with_resolution(max(1, round(cam.width * scale)), max(1, round(cam.height * scale)))
+        p = render_frame(own, small, ("alpha", "confidence"), backend=backend, device=device).passes
         a = p["alpha"]
-        conf = np.clip(np.where(a > 1e-3, p["confidence"] / np.maximum(a, 1e-3), 0.0), 0.0, 1.0)
-        conf = np.pad(conf.astype(np.float32), 1, mode="edge")
+        conf = np.clip(np.where(a > 1e-3, p["confidence"] / np.maximum(a, 1e-3), 0.0), 0.0, 1.0).astype(np.float32)
+        # each witness pixel takes the reduced pixel it falls in
+        xs = np.minimum(((np.arange(cam.width) + 0.5) * small.width / cam.width).astype(int), small.width - 1)
+        ys = np.minimum(((np.arange(cam.height) + 0.5) * small.height / cam.height).astype(int), small.height - 1)
+        conf = np.pad(conf[np.ix_(ys, xs)], 1, mode="edge")
         mesh.confidence = np.where(mesh.winv == 0, np.float32(1.0), conf)
     return mesh.confidence
 
