@@ -306,7 +306,7 @@ def composite_generated(base: np.ndarray, generated: np.ndarray, mask: np.ndarra
 
 # ---------------------------------------------------------------------------------------------- refresh
 def inpaint_warp(scene: "Scene", warp: "Warp", fill: "Fill", image: np.ndarray, locks: np.ndarray,
-                 settings: DiffusionSettings, *, backend: str = "auto", device: str = "auto",
+                 settings: DiffusionSettings, *, device: str = "auto",
                  progress: Optional[ProgressFn] = None) -> tuple[np.ndarray, "Fill"]:
     """Diffusion inpainting of a refreshed witness's void, conditioned on the proxy's depth and normals.
 
@@ -316,7 +316,8 @@ def inpaint_warp(scene: "Scene", warp: "Warp", fill: "Fill", image: np.ndarray, 
     so only the grown mask changes and locked pixels stay bit-identical to the warp.
 
     Returns:
-        (the refreshed witness [H, W, 3] float32 linear, the fill with ``mask`` the pixels written).
+        (the refreshed witness [H, W, 3] float32 linear, the fill with the generated colours and
+        ``written`` the pixels regenerated: the grown mask less the locks).
     """
     from dataclasses import replace as dc_replace
 

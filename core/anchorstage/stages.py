@@ -355,7 +355,7 @@ def refresh(scene: "Scene", camera: Camera, *, locks: Sequence[str] = (), inpain
     if settings is not None:
         from .inpaint_diffusion import inpaint_warp
 
-        image, fill = inpaint_warp(scene, warp, fill, image, lock_px, settings, backend=backend, device=device,
+        image, fill = inpaint_warp(scene, warp, fill, image, lock_px, settings, device=device,
                                    progress=scaled(progress, 0.3, 0.9))
     notes += fill.notes
     conf = from_warp(warp)
