@@ -82,19 +82,17 @@ def contact_sheet(rows: list[tuple[str, dict]], path: Path, tile_width: int = 32
     from PIL import Image, ImageDraw
 
     from .atomic import atomic_file
-    from .passes import REGISTRY, PassSpec
+    from .passes import REGISTRY
 
     if not rows:
         raise InputError("contact sheet: no frames to show")
+    kinds = {p.name: p.preview for p in REGISTRY if p.preview}
     if columns is None:
-        columns = [p for p in REGISTRY if p.preview and all(p.name in passes for _, passes in rows)]
-    else:
-        by_name = {p.name: p for p in REGISTRY if p.preview}
-        missing = [c for c in columns if not all(c in passes for _, passes in rows)]
-        if missing:
-            raise InputError(f"contact sheet: rows lack the column(s) {', '.join(missing)}")
-        columns = [by_name.get(c) or PassSpec(c, 3, "float32", c, "RGB", "COLOR", 0.0, True, None, "features",
-                                              lambda x, s: None, None, "image") for c in columns]
+        columns = [p.name for p in REGISTRY if p.preview and all(p.name in passes for _, passes in rows)]
+    missing = [c for c in columns if not all(c in passes for _, passes in rows)]
+    if missing:
+        raise InputError(f"contact sheet: rows lack the column(s) {', '.join(missing)}")
+    columns = [(c, kinds.get(c, "image")) for c in columns]  # (name, how it is shown)
     if "depth" in rows[0][1]:
         depths = np.concatenate([p["depth"][p["depth"] < 1e9].ravel() for _, p in rows])
     else:
@@ -106,15 +104,15 @@ def contact_sheet(rows: list[tuple[str, dict]], path: Path, tile_width: int = 32
     sheet = Image.new("RGB", (len(columns) * (tile_width + pad) + pad + 60, len(rows) * (th + pad) + pad + label_h),
                       (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
-    for c, col in enumerate(columns):
-        draw.text((60 + pad + c * (tile_width + pad) + 4, 3), col.name.replace("_", " "), fill=(230, 230, 230))
+    for c, (name, _) in enumerate(columns):
+        draw.text((60 + pad + c * (tile_width + pad) + 4, 3), name.replace("_", " "), fill=(230, 230, 230))
     for r, (label, passes) in enumerate(rows):
         y = label_h + pad + r * (th + pad)
         draw.text((4, y + th // 2 - 6), label, fill=(230, 230, 230))
-        for c, col in enumerate(columns):
-            tile = preview_image(col.preview, col.name, passes, (lo, hi))
+        for c, (name, kind) in enumerate(columns):
+            tile = preview_image(kind, name, passes, (lo, hi))
             im = Image.fromarray(np.round(np.clip(tile, 0, 1) * 255).astype(np.uint8))
-            resample = Image.NEAREST if col.preview == "ids" else Image.BILINEAR
+            resample = Image.NEAREST if kind == "ids" else Image.BILINEAR
             sheet.paste(im.resize((tile_width, th), resample), (60 + pad + c * (tile_width + pad), y))
     with atomic_file(path, "contact sheet") as tmp:
         sheet.save(tmp, format="PNG")
