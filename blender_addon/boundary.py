@@ -18,7 +18,8 @@ from anchorstage import Camera, InputError
 __all__ = ["render_resolution", "camera_from_blender", "apply_camera_to_blender", "camera_json_from_blender",
            "SPLAT_ATTRIBUTES", "splats_to_mesh", "splats_from_mesh", "is_splat_mesh", "image_to_render_rect",
            "render_rect_to_image", "image_to_pixels", "camera_from_view", "set_placement", "file_frame_transform",
-           "splat_matrix_scale", "cam_from_view_matrix", "view_matrices_from_camera"]
+           "splat_matrix_scale", "cam_from_view_matrix", "view_matrices_from_camera", "WITNESS_KEY", "witness_to_mesh",
+           "has_witness", "scene_from_mesh", "locked_region_ids"]
 
 
 def render_resolution(scene: bpy.types.Scene) -> tuple[int, int]:
@@ -439,3 +440,108 @@ def view_matrices_from_camera(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     window[3, 2] = -1.0
     view = BLENDER_FROM_CV @ np.asarray(camera.cam_from_world, dtype=np.float64)
     return view, window
+
+
+# ---------------------------------------------------------------------------------------------- witness
+#: Custom property of a splat mesh holding the stage's witness (the photo the splats came from).
+WITNESS_KEY = "anchorstage_witness"
+
+
+def witness_to_mesh(stage, mesh: bpy.types.Mesh) -> None:
+    """Store a core Scene's witness on its splat mesh, so refreshes (the render engine's included, under
+    ``blender -b``) work from the .blend alone.
+
+    ``mesh["anchorstage_witness"]`` holds ``image`` ([H*W*3] float32 linear RGB), ``depth`` ([H*W]
+    float32 metres, inf = sky), ``region`` ([H*W] int32 region index, -1 none), ``width``, ``height``,
+    ``camera`` (camera JSON text), ``regions`` (region records, JSON text) and ``meta`` (the scene's
+    meta as JSON text, with its ``refresh_steps``). ``mesh.anchorstage_regions`` lists the regions
+    with their lock toggles: a region already listed keeps the artist's lock, a new one takes the
+    stage's.
+    """
+    import json
+
+    from anchorstage.segmentation import label_map
+
+    h, w = stage.height, stage.width
+    mesh[WITNESS_KEY] = {
+        "width": w, "height": h,
+        "image": np.ascontiguousarray(stage.image_linear, dtype=np.float32).ravel(),
+        "depth": np.ascontiguousarray(stage.depth_m, dtype=np.float32).ravel(),
+        "region": label_map(stage.regions, (h, w)).astype(np.int32).ravel(),
+        "camera": json.dumps(stage.camera.to_json_dict()),
+        "regions": json.dumps([r.to_json_dict() for r in stage.regions]),
+        "meta": json.dumps(stage.meta, default=str),
+    }
+    items = mesh.anchorstage_regions
+    kept = {it.region_id: it.locked for it in items}
+    items.clear()
+    for r in stage.regions:
+        it = items.add()
+        it.region_id, it.label, it.index = r.id, r.label, int(r.index)
+        it.locked = kept.get(r.id, bool(r.locked))
+
+
+def has_witness(mesh) -> bool:
+    return isinstance(mesh, bpy.types.Mesh) and WITNESS_KEY in mesh.keys()
+
+
+def locked_region_ids(mesh) -> list[str]:
+    """Ids of the regions locked in the splat mesh's region list."""
+    return [it.region_id for it in getattr(mesh, "anchorstage_regions", []) if it.locked]
+
+
+def scene_from_mesh(mesh: bpy.types.Mesh, matrix_world=None):
+    """The core Scene of a splat mesh with a stored witness: its splats in world space (the object's
+    transform applied, as the render engine does) and the witness camera moved with them; region
+    locks as the mesh's region list says.
+
+    Raises:
+        InputError: no witness stored, or a malformed one.
+    """
+    import json
+
+    from anchorstage import Region, Scene
+
+    if not has_witness(mesh):
+        raise InputError(f"splat mesh {mesh.name!r} holds no witness: run the Splat Object node (or New Stage + "
+                         "Execute) to store the stage's photo on it")
+    rec = mesh[WITNESS_KEY]
+    try:
+        w, h = int(rec["width"]), int(rec["height"])
+        image = np.frombuffer(rec["image"], dtype=np.float32).reshape(h, w, 3).copy()
+        depth = np.frombuffer(rec["depth"], dtype=np.float32).reshape(h, w).copy()
+        region = np.frombuffer(rec["region"], dtype=np.int32).reshape(h, w)
+        camera = Camera.from_json_dict(json.loads(rec["camera"]), source=f"witness camera of {mesh.name!r}")
+        records = json.loads(rec["regions"])
+        meta = json.loads(rec["meta"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise InputError(f"splat mesh {mesh.name!r}: the stored witness is malformed ({e})") from None
+    locks = set(locked_region_ids(mesh))
+    regions = []
+    for d in records:
+        r = Region.from_json_dict(d)
+        r.mask = region == r.index
+        r.locked = r.id in locks
+        regions.append(r)
+    splats = splats_from_mesh(mesh)
+    if matrix_world is not None:
+        m = _matrix_to_np(matrix_world)
+        if not np.allclose(m, np.eye(4), atol=1e-12):
+            splats = splats_from_mesh(mesh, matrix_world)
+            a = m[:3, :3] / np.cbrt(np.linalg.det(m[:3, :3]))
+            u, _, vt = np.linalg.svd(a)
+            rigid = np.eye(4)
+            rigid[:3, :3], rigid[:3, 3] = u @ vt, m[:3, 3]
+            camera = camera.with_pose(rigid @ camera.world_from_cam)
+            scale = float(np.cbrt(np.linalg.det(m[:3, :3])))
+            if abs(scale - 1.0) > 1e-6:  # a uniformly scaled stage: its depths scale too
+                depth = depth * np.float32(scale)
+                camera = camera.with_pose(_scaled_pose(camera.world_from_cam, rigid, scale))
+    return Scene(camera=camera, splats=splats, image_linear=image, depth_m=depth, regions=regions, meta=meta)
+
+
+def _scaled_pose(world_from_cam: np.ndarray, rigid: np.ndarray, scale: float) -> np.ndarray:
+    """The camera centre of a uniformly scaled stage: scaled about the object's origin."""
+    out = world_from_cam.copy()
+    out[:3, 3] = rigid[:3, 3] + scale * (world_from_cam[:3, 3] - rigid[:3, 3])
+    return out

@@ -320,6 +320,120 @@ _EXPORT_FORMATS = (
 )
 
 
+# ---------------------------------------------------------------------------------------------- witness refresh
+REFRESH_IMAGE = "AnchorStage Refresh"
+CONFIDENCE_IMAGE = "AnchorStage Confidence"
+
+
+def _witness_object(context, name: str):
+    from . import meter
+
+    obj = bpy.data.objects.get(name) if name else meter.witness_object(context.scene)
+    if obj is None or obj.type != "MESH" or not boundary.has_witness(obj.data):
+        raise ValueError(f"no splat object {name!r} with a witness" if name else
+                         "the scene has no splat object with a witness (build a stage and Execute first)")
+    return obj
+
+
+def _show_image(name: str, rgb_linear, *, srgb: bool = False):
+    """Put an [H, W, 3] image (linear, or sRGB with ``srgb``) into a float image datablock."""
+    import numpy as np
+
+    from anchorstage.image_io import srgb_to_linear
+
+    rgb = srgb_to_linear(rgb_linear) if srgb else rgb_linear
+    h, w = rgb.shape[:2]
+    img = bpy.data.images.get(name)
+    if img is None or tuple(img.size) != (w, h) or img.source != "GENERATED":
+        if img is not None:
+            bpy.data.images.remove(img)
+        img = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
+    img.pixels.foreach_set(boundary.image_to_pixels(np.concatenate([rgb, np.ones((h, w, 1), np.float32)], -1)))
+    img.update()
+    return img
+
+
+class ANCHORSTAGE_OT_refresh_frame(bpy.types.Operator):
+    """Refresh the witness for the scene camera at the current frame: warp the photo, fill what it never
+    saw (locked regions kept), show the result in the image "AnchorStage Refresh" and the confidence overlay
+    in "AnchorStage Confidence\""""
+
+    bl_idname = "anchorstage.refresh_frame"
+    bl_label = "Refresh Frame"
+    bl_options = {"REGISTER", "UNDO"}
+
+    object_name: bpy.props.StringProperty(name="Splat Object", default="",
+                                          description="Splat object with the witness; empty: the scene's first")
+    inpaint: bpy.props.EnumProperty(name="Inpaint", default="classical",
+                                    items=(("classical", "Classical", "No weights, fast"),
+                                           ("diffusion", "Diffusion", "ControlNet inpainting (default models)")))
+    update_scene: bpy.props.BoolProperty(name="Update Splats", default=False,
+                                         description="Add the filled pixels to the splat object as splats")
+    output_dir: bpy.props.StringProperty(name="Output Folder", subtype="DIR_PATH", default="",
+                                         description="Also write witness.png/.exr, void_map.png, locks.png, "
+                                                     "confidence.json and confidence_overlay.png here")
+
+    def execute(self, context):
+        from anchorstage.confidence import overlay
+        from anchorstage.stages import refresh
+
+        scene = context.scene
+        try:
+            obj = _witness_object(context, self.object_name)
+            if scene.camera is None:
+                raise ValueError(f"scene {scene.name!r} has no camera")
+            if self.update_scene and obj.matrix_world != obj.matrix_world.Identity(4):
+                raise ValueError(f"Update Splats writes world-space splats: apply {obj.name!r}'s transform first")
+            stage = boundary.scene_from_mesh(obj.data, obj.matrix_world)
+            camera = boundary.camera_from_blender(scene.camera, scene)
+            from .preferences import get_prefs
+
+            device = str(getattr(get_prefs(context), "device", "AUTO")).lower()
+            res = refresh(stage, camera, inpaint=self.inpaint, update_scene=self.update_scene, device=device)
+            _show_image(REFRESH_IMAGE, res.witness)
+            _show_image(CONFIDENCE_IMAGE, overlay(res.witness, res.confidence.map, res.void), srgb=True)
+            if self.output_dir:
+                from anchorstage.witness import save_refresh
+
+                save_refresh(res, bpy.path.abspath(self.output_dir))
+            if self.update_scene:
+                splat_object.update_splat_object(res.scene.splats, name=obj.name, scene=scene)
+                boundary.witness_to_mesh(res.scene, obj.data)
+        except Exception as e:  # noqa: BLE001 - reported, never raised into Blender
+            self.report({"ERROR"}, f"Refresh Frame: {_error_text(e)}")
+            return {"CANCELLED"}
+        c = res.confidence
+        self.report({"WARNING" if c.level != "green" else "INFO"},
+                    f"Refresh Frame {scene.frame_current}: confidence {c.value:.2f} ({c.level}), void {c.void_coverage:.1%}, "
+                    f"{int(res.filled.sum()):,} px filled" + (f", {res.added_splats:,} splats added" if res.added_splats else ""))
+        return {"FINISHED"}
+
+
+class ANCHORSTAGE_OT_show_confidence(bpy.types.Operator):
+    """Show the confidence meter's green/yellow/red overlay of the scene camera's shot in the image
+    "AnchorStage Confidence" (in an Image Editor when one is open)"""
+
+    bl_idname = "anchorstage.show_confidence"
+    bl_label = "Show Confidence Overlay"
+
+    def execute(self, context):
+        from anchorstage.confidence import overlay
+
+        from . import meter
+
+        state = meter.update(context.scene, force=True)
+        if not state or state.get("error") or "warp" not in state:
+            self.report({"ERROR"}, f"Confidence: {state.get('error') if state else 'no splat object with a witness'}")
+            return {"CANCELLED"}
+        warp, c = state["warp"], state["confidence"]
+        img = _show_image(CONFIDENCE_IMAGE, overlay(warp.color, c.map, warp.void), srgb=True)
+        for area in getattr(context.screen, "areas", []) or []:
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = img
+        return {"FINISHED"}
+
+
+# ---------------------------------------------------------------------------------------------- PLY
 class ANCHORSTAGE_OT_import_ply(bpy.types.Operator, ImportHelper):
     """Import Gaussian splats (3DGS / SHARP / compressed PLY, .splat, .spz) as a splat object"""
 
@@ -464,7 +578,8 @@ class ANCHORSTAGE_OT_import_exr(bpy.types.Operator, ImportHelper):
 classes = (
     ANCHORSTAGE_OT_new_stage, ANCHORSTAGE_OT_execute, ANCHORSTAGE_OT_clear_cache, *_move_operators(),
     ANCHORSTAGE_OT_camera_focal_preset, ANCHORSTAGE_OT_export_camera_list, ANCHORSTAGE_OT_import_ply, ANCHORSTAGE_OT_export_ply,
-    ANCHORSTAGE_OT_setup_compositor, ANCHORSTAGE_OT_import_exr,
+    ANCHORSTAGE_OT_setup_compositor, ANCHORSTAGE_OT_import_exr, ANCHORSTAGE_OT_refresh_frame,
+    ANCHORSTAGE_OT_show_confidence,
 )
 _register, _unregister = bpy.utils.register_classes_factory(classes)
 

@@ -27,9 +27,9 @@ DEPENDENCIES = (
     ("PIL", "Pillow>=10", "photo input", True),
     ("scipy", "scipy>=1.11", "region segmentation", True),
     ("tqdm", "tqdm>=4.66", "command-line progress", True),
-    ("numba", "numba>=0.60", "fast CPU splat rendering (slower pure torch without it)", False),
+    ("numba", "numba>=0.60", "witness refresh and the confidence meter; fast CPU splat rendering", False),
     ("transformers", "transformers>=4.45", "metric depth estimation", False),
-    ("diffusers", "diffusers>=0.30", "generation", False),
+    ("diffusers", "diffusers>=0.30", "generation and diffusion inpainting", False),
     ("gsplat", "gsplat>=1.5", "CUDA splat rendering (GPU only)", False),
 )
 

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Per-scene AnchorStage settings (``scene.anchorstage``)."""
+"""Per-scene AnchorStage settings (``scene.anchorstage``) and the region list of a splat mesh
+(``mesh.anchorstage_regions``: id, label, index and the lock an artist toggles)."""
 
 import bpy
 
@@ -51,17 +52,36 @@ class AnchorStageSceneSettings(bpy.types.PropertyGroup):
     viewport_pass: bpy.props.EnumProperty(
         name="Viewport Pass", items=_viewport_pass_items(), default="color",
         description="The render pass the viewport's Gaussians show")
+    engine_output: bpy.props.EnumProperty(
+        name="Beauty",
+        items=(("PROXY", "Splat Render", "Combined is the splats rendered from the camera"),
+               ("REFRESH", "Refreshed Witness", "Combined is the photo warped to the camera with the void filled "
+                                                "(classical inpainting, locked regions kept); Void and Confidence "
+                                                "passes come from the refresh")),
+        default="PROXY", description="What the AnchorStage engine writes into Combined")
+    show_meter: bpy.props.BoolProperty(name="Confidence Meter", default=True,
+                                       description="Rate the scene camera's shot as it moves (reduced resolution)")
 
 
-classes = (AnchorStageSceneSettings,)
+class AnchorStageRegionItem(bpy.types.PropertyGroup):
+    region_id: bpy.props.StringProperty(name="Region", description="The region's id in the stage")
+    label: bpy.props.StringProperty(name="Label", description="sky, ground, facade or object")
+    index: bpy.props.IntProperty(name="Index", description="The region's index (Region pass value)")
+    locked: bpy.props.BoolProperty(name="Locked", default=False,
+                                   description="Witness refresh and generation keep this region's pixels unchanged")
+
+
+classes = (AnchorStageSceneSettings, AnchorStageRegionItem)
 _register, _unregister = bpy.utils.register_classes_factory(classes)
 
 
 def register():
     _register()
     bpy.types.Scene.anchorstage = bpy.props.PointerProperty(type=AnchorStageSceneSettings)
+    bpy.types.Mesh.anchorstage_regions = bpy.props.CollectionProperty(type=AnchorStageRegionItem)
 
 
 def unregister():
+    del bpy.types.Mesh.anchorstage_regions
     del bpy.types.Scene.anchorstage
     _unregister()

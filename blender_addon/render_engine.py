@@ -5,6 +5,11 @@ Region. Blender then shows them on the compositor's Render Layers node and write
 own multilayer EXR — in the UI (F12), from ``bpy.ops.render.render()`` and under
 ``blender -b file.blend -f N`` / ``-a``. Its Rendered viewport draws real Gaussians with the GPU
 drawer of :mod:`.viewport` (the CPU renderer as a texture only if that drawer fails).
+
+When a splat object carries its stage's witness (the Splat Object node stores it), the Void pass is
+what that photo never saw (not merely where no splat is). With the scene's Beauty set to Refreshed
+Witness, Combined is the witness refreshed for the frame's camera (classical inpainting, the
+object's locked regions kept) and Confidence is the refresh's per-pixel confidence.
 """
 
 from __future__ import annotations
@@ -59,7 +64,26 @@ def render_passes(depsgraph, camera_obj=None) -> tuple[dict[str, np.ndarray], "o
     prefs = _prefs()
     device = (getattr(prefs, "device", "AUTO") or "AUTO").lower()
     out = render(splats, camera, passes=PASSES, backend="auto", device=device)
-    return {k: v.detach().cpu().numpy() for k, v in out.items()}, camera
+    passes = {k: v.detach().cpu().numpy() for k, v in out.items()}
+    witness = next((o.original for o in depsgraph.objects if o.original.type == "MESH" and not o.original.hide_render
+                    and boundary.is_splat_mesh(o.original.data) and boundary.has_witness(o.original.data)), None)
+    refresh_mode = getattr(getattr(scene, "anchorstage", None), "engine_output", "PROXY") == "REFRESH"
+    if refresh_mode and witness is None:
+        raise InputError("Beauty is Refreshed Witness but no splat object carries a witness (run the Splat Object "
+                         "node, or New Stage + Execute)")
+    if witness is not None:
+        stage = boundary.scene_from_mesh(witness.data, witness.matrix_world)
+        if refresh_mode:
+            from anchorstage.stages import refresh
+
+            res = refresh(stage, camera, device=device)
+            passes.update(color=res.witness, alpha=np.ones((h, w), np.float32), void=res.void.astype(np.float32),
+                          confidence=res.confidence.map)
+        else:
+            from anchorstage.witness import void_pass
+
+            passes["void"] = void_pass(stage, camera, device=device)
+    return passes, camera
 
 
 class AnchorStageRenderEngine(bpy.types.RenderEngine):

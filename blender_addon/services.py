@@ -53,6 +53,17 @@ class BlenderServices:
                                                source=source, max_display=max_display)
         return (obj.name, *splat_object.display_counts(obj))
 
+    def update_witness(self, name: str, stage) -> None:
+        """Store a core Scene's witness (photo, depth, regions, camera, refresh steps) on splat object ``name``."""
+        obj = bpy.data.objects.get(name)
+        if obj is not None and obj.type == "MESH":
+            boundary.witness_to_mesh(stage, obj.data)
+
+    def locked_regions(self, name: str) -> list:
+        """Ids of the regions locked in splat object ``name``'s region list ([] without one)."""
+        obj = bpy.data.objects.get(name)
+        return boundary.locked_region_ids(obj.data) if obj is not None and obj.type == "MESH" else []
+
     def display_counts(self, name: str):
         """(splats displayed, splats total) of a splat object, or None when there is none."""
         obj = bpy.data.objects.get(name)

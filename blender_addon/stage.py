@@ -15,7 +15,8 @@ WITNESS_NAME = "AnchorStage Witness"
 
 def build_default_tree(name: str, image_path: str, depth_path: str = "", camera_json: str = ""):
     """Image → Metric Depth (estimated, or the given file) → Gaussian Regression → Regions →
-    Splat Object, and Regions + Camera (scene camera) → Splat Render."""
+    Splat Object, Regions + Camera (scene camera) → Splat Render, and Regions + Camera → Witness
+    Refresh → Confidence."""
     tree = bpy.data.node_groups.new(name, "AnchorStageNodeTree")
     nodes, links = tree.nodes, tree.links
 
@@ -34,6 +35,8 @@ def build_default_tree(name: str, image_path: str, depth_path: str = "", camera_
     splat_obj = add("AnchorStageSplatObjectNode", 240, 160)
     camera = add("AnchorStageCameraNode", -60, -260)
     render = add("AnchorStageRenderNode", 240, -120)
+    refresh = add("AnchorStageRefreshNode", 240, -420)
+    confidence = add("AnchorStageConfidenceNode", 540, -420)
 
     # The photo carries its camera; linking a camera into Depth or Regression would override it.
     links.new(image.outputs["image"], depth.inputs["image"])
@@ -43,6 +46,9 @@ def build_default_tree(name: str, image_path: str, depth_path: str = "", camera_
     links.new(regions.outputs["scene"], splat_obj.inputs["scene"])
     links.new(regions.outputs["scene"], render.inputs["scene"])
     links.new(camera.outputs["camera"], render.inputs["camera"])
+    links.new(regions.outputs["scene"], refresh.inputs["scene"])
+    links.new(camera.outputs["camera"], refresh.inputs["camera"])
+    links.new(refresh.outputs["refresh"], confidence.inputs["refresh"])
     return tree
 
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Panels: the stage (node editor sidebar), camera moves and the viewport's Gaussians (3D viewport
-sidebar), the splat object's display note (object properties) and the render engine's passes
-(view layer)."""
+"""Panels: the stage (node editor sidebar), camera moves, the shot's confidence meter and the
+viewport's Gaussians (3D viewport sidebar), the splat object's display note and region locks
+(object properties) and the render engine's passes (view layer)."""
 
 import bpy
 
@@ -80,7 +80,38 @@ class ANCHORSTAGE_PT_camera(bpy.types.Panel):
             layout.label(text="The scene has no camera", icon="ERROR")
             return
         layout.label(text=f"{cam.name}: {cam.data.lens:.4g} mm / {cam.data.sensor_width:.4g} mm", icon="CAMERA_DATA")
+        draw_meter(layout, context)
         draw_camera_moves(layout, context)
+
+
+_LEVEL_ICONS = {"green": "CHECKMARK", "yellow": "ERROR", "red": "CANCEL"}
+
+
+def draw_meter(layout, context):
+    """The shot's confidence (the meter follows the scene camera; see ``meter.py``)."""
+    from . import meter
+
+    s = context.scene.anchorstage
+    box = layout.box()
+    row = box.row()
+    row.prop(s, "show_meter", text="Shot Confidence")
+    if not s.show_meter:
+        return
+    state = meter.STATE.get(context.scene.name) or meter.update(context.scene)
+    if state is None:
+        box.label(text="No splat object with a witness", icon="INFO")
+        return
+    if state.get("error"):
+        box.label(text=state["error"][:80], icon="ERROR")
+        return
+    c = state["confidence"]
+    box.label(text=f"{c.value:.2f}  {c.level.upper()}", icon=_LEVEL_ICONS[c.level])
+    col = box.column(align=True)
+    col.label(text=f"Void {c.void_coverage:.1%} · depth {c.depth_confidence:.2f} · angle {c.angle_confidence:.2f}")
+    col.label(text=f"View angle {c.mean_angle_deg:.1f}° · {state['ms']:.0f} ms at {meter.MAX_SIDE} px")
+    row = box.row(align=True)
+    row.operator("anchorstage.refresh_frame", icon="FILE_REFRESH")
+    row.operator("anchorstage.show_confidence", text="Overlay", icon="IMAGE_DATA")
 
 
 class ANCHORSTAGE_PT_splats(bpy.types.Panel):
@@ -110,6 +141,15 @@ class ANCHORSTAGE_PT_splats(bpy.types.Panel):
             for item in mod.node_group.interface.items_tree:
                 if getattr(item, "in_out", "") == "INPUT" and item.socket_type != "NodeSocketGeometry":
                     layout.prop(mod, f'["{item.identifier}"]', text=item.name)
+        items = getattr(obj.data, "anchorstage_regions", None)
+        if items is not None and len(items):
+            box = layout.box()
+            box.label(text="Regions (locked: kept by refresh and generation)")
+            col = box.column(align=True)
+            for it in items:
+                row = col.row(align=True)
+                row.prop(it, "locked", text="", icon="LOCKED" if it.locked else "UNLOCKED")
+                row.label(text=f"{it.region_id} ({it.label}, {it.index})")
         layout.operator("anchorstage.export_ply", icon="EXPORT").object_name = obj.name
 
 
@@ -161,6 +201,7 @@ class ANCHORSTAGE_PT_passes(bpy.types.Panel):
         layout.prop(vl, "use_pass_z", text="Depth (metres)")
         layout.prop(vl, "use_pass_normal", text="Normal (world)")
         layout.label(text="Always: Combined, Confidence, Void, Region")
+        layout.prop(context.scene.anchorstage, "engine_output")
         layout.operator("anchorstage.setup_compositor", icon="NODE_COMPOSITING")
         layout.operator("anchorstage.import_exr", icon="IMAGE_DATA")
 

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Splat Object node: put the scene's splats into Blender as the splat object (point attributes +
-Geometry Nodes display); the ANCHORSTAGE render engine renders from it. The scene's witness
-camera takes the stage's camera (lens, sensor, pose)."""
+Geometry Nodes display); the ANCHORSTAGE render engine renders from it. The stage's witness (photo,
+depth, regions with their locks, refresh steps) is stored on it, so refreshes work from the .blend
+alone. The scene's witness camera takes the stage's camera (lens, sensor, pose)."""
 
 import bpy
 
@@ -41,6 +42,7 @@ class AnchorStageSplatObjectNode(AnchorStageNode, bpy.types.Node):
         name, shown, total = ctx.services.update_splat_object(stage.splats, name=params["object"],
                                                               scene_name=params["scene"], source=ctx.input_hash,
                                                               max_display=params["max_display"])
+        ctx.services.update_witness(name, stage)
         ctx.note(f"{name}: {total:,} splats" + (f", {shown:,} displayed (decimated)" if shown < total else ""))
         if ctx.services.update_witness_camera(params["scene"], stage.camera):
             ctx.note(f"witness camera: {stage.camera.lens_mm:.4g} mm on {stage.camera.sensor_width_mm:.4g} mm")

@@ -57,6 +57,14 @@ class AnchorStageSocketPasses(_AnchorStageSocket, bpy.types.NodeSocket):
     _color = (0.85, 0.45, 0.2, 1.0)
 
 
+class AnchorStageSocketRefresh(_AnchorStageSocket, bpy.types.NodeSocket):
+    """A refreshed witness with its void, locks and confidence (``anchorstage.Refresh``)."""
+
+    bl_idname = "AnchorStageSocketRefresh"
+    bl_label = "Refreshed Witness"
+    _color = (0.9, 0.3, 0.55, 1.0)
+
+
 classes = (AnchorStageSocketImage, AnchorStageSocketCamera, AnchorStageSocketDepth, AnchorStageSocketScene,
-           AnchorStageSocketPasses)
+           AnchorStageSocketPasses, AnchorStageSocketRefresh)
 register, unregister = bpy.utils.register_classes_factory(classes)

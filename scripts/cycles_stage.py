@@ -68,13 +68,18 @@ _TARGET = (0.0, 10.0, 1.2)
 
 
 def view_camera(name: str, width: int, height: int) -> Camera:
-    """The named view: v0 reference; v1 trucked 0.5 m right and panned 5° left; v2 dollied 1 m and raised 0.3 m."""
+    """The named view: v0 reference; v1 trucked 0.5 m right and panned 5° left; v2 dollied 1 m and raised 0.3 m;
+    the witness-refresh moves from v0: ``dolly`` 1.5 m forward, ``orbit`` 10° about a pivot 7 m ahead,
+    ``truckzoom`` trucked 0.6 m left and zoomed 1.2x."""
     ref = Camera(width=width, height=height, lens_mm=LENS_MM, sensor_width_mm=SENSOR_MM,
                  clip_start=0.05, clip_end=200.0, world_from_cam=look_at(_EYE, _TARGET))
     moves: dict[str, Callable[[Camera], Camera]] = {
         "v0": lambda c: c,
         "v1": lambda c: c.truck(0.5).pan(5.0),
         "v2": lambda c: c.dolly(1.0).pedestal(0.3),
+        "dolly": lambda c: c.dolly(1.5),
+        "orbit": lambda c: c.orbit(c.position + 7.0 * c.forward, 10.0),
+        "truckzoom": lambda c: c.truck(-0.6).zoom(1.2),
     }
     if name not in moves:
         raise SystemExit(f"unknown view {name!r}; known: {', '.join(moves)}")

@@ -3,9 +3,12 @@
 
 A 320x180 stage of known geometry (ground z = 0, facade y = 10 m, a sphere, a box, sky)
 rendered by Blender's Cycles from views ``v0`` (reference), ``v1`` (trucked 0.5 m right,
-panned 5° left) and ``v2`` (dollied 1 m forward, raised 0.3 m). Colours come from emission
-shaders (view-independent, noise-free) and every sample is taken at the pixel centre, so
-depth is exact there.
+panned 5° left), ``v2`` (dollied 1 m forward, raised 0.3 m) and the witness-refresh moves from
+``v0``: ``dolly`` (1.5 m forward), ``orbit`` (10° about a pivot 7 m ahead) and ``truckzoom``
+(0.6 m left, zoom 1.2x). Colours come from emission shaders (view-independent, noise-free) and
+every sample is taken at the pixel centre, so depth is exact there. :func:`witness_sees` gives the
+true covisibility (and so the true disocclusions) of a view against the witness, by ray casting
+the analytic geometry.
 
 Usage::
 
@@ -26,7 +29,8 @@ import numpy as np
 
 from anchorstage.camera import Camera, load_camera_json
 
-__all__ = ["FIXTURE_DIR", "TRUTH", "VIEWS", "PASS_INDEX", "load_view", "surface_distance", "reference_camera"]
+__all__ = ["FIXTURE_DIR", "TRUTH", "VIEWS", "PASS_INDEX", "load_view", "surface_distance", "reference_camera",
+           "witness_sees"]
 
 FIXTURE_DIR = Path(__file__).resolve().parent / "data" / "cycles_gt"
 TRUTH: dict[str, Any] = json.loads((FIXTURE_DIR / "truth.json").read_text(encoding="utf-8"))
@@ -93,3 +97,58 @@ def surface_distance(points: np.ndarray, obj: str) -> np.ndarray:
 def reference_camera() -> Camera:
     """The camera of view ``v0``."""
     return _load("v0")["camera"]
+
+
+def _blocked(origin: np.ndarray, points: np.ndarray, margin_m: float = 0.02) -> np.ndarray:
+    """[N] bool: the segment from ``origin`` [3] to each of ``points`` [N, 3] (world metres) meets one of
+    the fixture's surfaces more than ``margin_m`` before its end (so the point's own surface, and the
+    sphere's 1 mm facets, never count)."""
+    d = points - origin
+    length = np.linalg.norm(d, axis=1)
+    out = np.zeros(len(points), bool)
+
+    def rect(axis: int, value: float, bounds: dict) -> None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (value - origin[axis]) / d[:, axis]
+        q = origin + t[:, None] * d
+        hit = (t > 0) & ((1 - t) * length > margin_m)
+        for ax, (lo, hi) in bounds.items():
+            hit &= (q[:, ax] >= lo) & (q[:, ax] <= hi)
+        out[:] |= hit
+
+    g, f = TRUTH["ground"], TRUTH["facade"]
+    rect(2, 0.0, {0: g["x_range"], 1: g["y_range"]})
+    rect(1, -f["plane"][3], {0: f["x_range"], 2: f["z_range"]})
+    s = TRUTH["sphere"]
+    oc = origin - np.asarray(s["center"])
+    a, b, c = (d * d).sum(1), 2 * (d @ oc), oc @ oc - s["radius"] ** 2
+    disc = b * b - 4 * a * c
+    with np.errstate(invalid="ignore"):
+        t1 = (-b - np.sqrt(disc)) / (2 * a)
+    out |= (disc > 0) & (t1 > 0) & ((1 - t1) * length > margin_m)
+    bx = TRUTH["box"]
+    yaw = np.radians(bx["yaw_deg"])
+    rot = np.array([[np.cos(yaw), -np.sin(yaw), 0.0], [np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
+    o_l, d_l = rot.T @ (origin - np.asarray(bx["center"])), d @ rot  # the box's own frame
+    half = bx["size"] / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ta, tb = (-half - o_l) / d_l, (half - o_l) / d_l
+    t_in, t_out = np.nanmax(np.minimum(ta, tb), axis=1), np.nanmin(np.maximum(ta, tb), axis=1)
+    out |= (t_out >= t_in) & (t_in > 0) & ((1 - t_in) * length > margin_m)
+    return out
+
+
+def witness_sees(view: dict, witness: dict) -> np.ndarray:
+    """[H, W] bool: pixels of ``view`` whose surface point (or, for the sky, whose direction at
+    infinity) the ``witness`` view sees: inside its frame and not hidden by any fixture surface.
+    The complement is the true void: disocclusions and out of frame."""
+    cam, cw = view["camera"], witness["camera"]
+    depth = view["depth_m"]
+    h, w = depth.shape
+    fin = np.isfinite(depth).reshape(-1)
+    pts = cam.unproject(cam.pixel_centers().reshape(-1, 2), np.where(fin, depth.reshape(-1), 1.0))
+    # the sky is a direction: the witness sees it along the same direction from its own centre
+    target = np.where(fin[:, None], pts, cw.position + 1e5 * (pts - cam.position))
+    uv, z = cw.project(target)
+    inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < cw.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cw.height)
+    return (inside & ~_blocked(cw.position, target)).reshape(h, w)

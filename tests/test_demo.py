@@ -46,6 +46,18 @@ def test_demo_runs_the_main_job(tmp_path, sample, capsys):
     assert first["alpha"].mean() > 0.8 and (first["region"] >= 0).mean() > 0.5
     md = json.loads((out / "frames" / "frame_0004" / "metadata.json").read_text())
     assert md["regions"] and "dolly" in md["generation"]["move"]
+    assert md["confidence"]["level"] in ("green", "yellow", "red") and 0 < md["confidence"]["confidence"] <= 1
+    # every camera of the move is refreshed (classical): witness, void, locks, confidence
+    for f in range(1, 5):
+        folder = out / "refresh" / f"frame_{f:04d}"
+        assert {"witness.png", "witness.exr", "void_map.png", "locks.png", "confidence.json",
+                "confidence_overlay.png"} <= {p.name for p in folder.iterdir()}
+    conf = json.loads((out / "refresh" / "frame_0004" / "confidence.json").read_text())
+    assert conf["confidence"] == pytest.approx(md["confidence"]["confidence"], abs=1e-6)
+    void = np.asarray(Image.open(out / "refresh" / "frame_0001" / "void_map.png")) > 127
+    assert 0 < void.mean() < 0.5
+    # the sheet shows raw render, void, refreshed witness and confidence side by side (and depth, regions)
+    assert sheet.size[0] > 6 * 320
 
 
 def test_camera_move_is_metric():

@@ -52,6 +52,9 @@ _LAZY = {
     "build_stage": "stages",
     "segment_stage": "stages",
     "render_frame": "stages",
+    "refresh": "stages",
+    "Refresh": "witness",
+    "Confidence": "confidence",
 }
 
 __all__ = ["__version__", "AnchorStageError", "InputError", "OutputError", "MissingDependencyError", *_LAZY]

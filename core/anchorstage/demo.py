@@ -3,8 +3,9 @@
 
 Reconstruct the sample photo with its metric depth, segment it into regions, render a metric
 camera move (an orbit about the subject, then a dolly towards it) to multilayer EXRs with void
-maps, region masks and metadata, and write ``contact_sheet.png``: one row per frame, one column
-per previewed pass.
+maps, region masks and metadata, refresh the witness for every camera of the move (classical
+inpainting, no weights) into ``refresh/frame_NNNN/``, and write ``contact_sheet.png``: one row per
+frame, raw render, void, refreshed witness and confidence side by side (then depth and regions).
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ _DEPTH_EXT = (".npy", ".exr", ".png")
 
 @dataclass
 class DemoResult:
-    """What :func:`run_demo` made: the scene's splat count, the frames' metadata, the move, the sheet."""
+    """What :func:`run_demo` made: the scene's splat count, the frames' metadata, the move, the sheet,
+    and each frame's refresh confidence (value and level)."""
 
     splat_count: int
     frames: list[dict]
     orbit_deg: float
     dolly_m: float
     contact_sheet: Path
+    refresh: list[dict]
 
 
 def find_sample(explicit: Optional[str] = None) -> dict[str, Path]:
@@ -90,7 +93,7 @@ def run_demo(out: str | os.PathLike, *, sample: Optional[str] = None, frames: in
     """Run the main job on a sample folder (photo, metric depth, camera JSON) into ``out``.
 
     Args:
-        out: output folder: ``scene/``, ``frames/``, ``contact_sheet.png``.
+        out: output folder: ``scene/``, ``frames/``, ``refresh/``, ``contact_sheet.png``.
         sample: the sample folder (default: the bundled one, or ``$ANCHORSTAGE_SAMPLE``).
         frames: frames in the move (≥ 2: half orbit, half dolly).
         orbit_deg: orbit sweep, degrees.
@@ -107,8 +110,11 @@ def run_demo(out: str | os.PathLike, *, sample: Optional[str] = None, frames: in
     from .export import export_frames
     from .exr import read_exr
     from .preview import contact_sheet
+    from .confidence import overlay
+    from .image_io import linear_to_srgb
     from .scene import is_scene_dir, save_scene
-    from .stages import build_stage, depth_from_file, load_photo
+    from .stages import build_stage, depth_from_file, load_photo, refresh
+    from .witness import save_refresh
 
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
         raise InputError(f"demo: frames must be at least 2 (got {frames!r})")
@@ -119,7 +125,7 @@ def run_demo(out: str | os.PathLike, *, sample: Optional[str] = None, frames: in
     files = find_sample(sample)
     out = Path(out)
     if not force:
-        for what, p in (("scene", out / "scene"), ("frames", out / "frames")):
+        for what, p in (("scene", out / "scene"), ("frames", out / "frames"), ("refreshed frames", out / "refresh")):
             if (p.is_dir() and any(p.iterdir())) or (p.exists() and not p.is_dir()):
                 raise OutputError(f"demo: {str(p)!r} already holds {'a scene' if is_scene_dir(p) else what}; "
                                   "use --force (force=True) to replace an earlier demo")
@@ -134,10 +140,21 @@ def run_demo(out: str | os.PathLike, *, sample: Optional[str] = None, frames: in
     cams = demo_move(scene.camera, subject, frames, orbit_deg, dolly)
     records = export_frames(scene, cams, out / "frames", preset="blender", backend=backend, device=device,
                             generation={"move": f"orbit {orbit_deg:g} deg about {subject:.2f} m, dolly {dolly:.2f} m"},
-                            progress=scaled(progress, 0.35, 0.9))
-    report(progress, 0.9, "contact sheet")
+                            progress=scaled(progress, 0.35, 0.8))
     picks = sorted({0, len(records) // 2 - 1, len(records) // 2, len(records) - 1})
-    rows = [(f"#{records[i]['frame']}", read_exr(out / "frames" / records[i]["files"]["exr"])) for i in picks]
-    sheet = contact_sheet(rows, out / "contact_sheet.png")
+    refreshed, rows = [], []
+    for k, (rec, cam) in enumerate(zip(records, cams)):
+        report(progress, 0.8 + 0.15 * k / len(cams), f"refresh frame {rec['frame']}")
+        res = refresh(scene, cam, device=device, backend=backend)
+        save_refresh(res, out / "refresh" / f"frame_{rec['frame']:04d}")
+        refreshed.append({"frame": rec["frame"], **res.confidence.to_json_dict()})
+        if k in picks:
+            passes = read_exr(out / "frames" / rec["files"]["exr"])
+            passes["refreshed"] = linear_to_srgb(res.witness)
+            passes["refresh_confidence"] = overlay(res.witness, res.confidence.map, res.void)
+            rows.append((f"#{rec['frame']}", passes))
+    report(progress, 0.95, "contact sheet")
+    sheet = contact_sheet(rows, out / "contact_sheet.png",
+                          columns=("color", "void", "refreshed", "refresh_confidence", "depth", "region"))
     report(progress, 1.0, "done")
-    return DemoResult(len(scene.splats), records, orbit_deg, dolly, sheet)
+    return DemoResult(len(scene.splats), records, orbit_deg, dolly, sheet, refreshed)

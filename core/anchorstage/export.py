@@ -6,9 +6,11 @@ For frame N (4-digit, e.g. 0012) ``export_frames`` writes into the output folder
     render.0012.exr                 presets "blender" and "nuke": every pass in one multilayer EXR
     <pass>.0012.exr                 preset "after-effects": one EXR per pass (color holds RGBA)
     frame_0012/void_map.png         8-bit, 255 where the camera sees what the photo never saw
+                                    (disocclusions and out of frame; the sky it saw is not void)
     frame_0012/proxy_render.png     the beauty pass, sRGB 8-bit
     frame_0012/region_masks/<id>.png  one 8-bit mask per region (255 inside)
-    frame_0012/metadata.json        camera, metric scale, regions (planes, locks), confidence,
+    frame_0012/metadata.json        camera, metric scale, regions (planes, locks), confidence (the
+                                    shot's number, its parts and level, see anchorstage.confidence),
                                     generation parameters, files
 
 Camera sequences come as a list of cameras or a camera-list JSON file (see
@@ -138,7 +140,8 @@ def _blender_rotation(cam: Camera) -> tuple[list[float], list[float]]:
 
 def frame_metadata(frame: int, camera: Camera, passes: Mapping[str, Any], *, regions: Sequence[Any] = (),
                    metric_scale: float = 1.0, reference: Optional[Camera] = None,
-                   generation: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+                   generation: Optional[Mapping[str, Any]] = None,
+                   confidence: Optional[Any] = None) -> dict[str, Any]:
     """The JSON-ready metadata of one frame.
 
     Args:
@@ -149,6 +152,8 @@ def frame_metadata(frame: int, camera: Camera, passes: Mapping[str, Any], *, reg
         metric_scale: metres per scene unit of the reconstruction (1.0 = metric).
         reference: the photo's camera, for the view angle.
         generation: generation parameters to record (prompt, seed, model ...).
+        confidence: the shot's :class:`~anchorstage.confidence.Confidence` (its number, parts, level and
+            thresholds go into ``confidence``).
     """
     quat, euler = _blender_rotation(camera)
     cam = camera.to_json_dict()
@@ -169,6 +174,8 @@ def frame_metadata(frame: int, camera: Camera, passes: Mapping[str, Any], *, reg
         cosang = float(np.clip(np.dot(reference.forward, camera.forward), -1.0, 1.0))
         conf["view_angle_deg"] = math.degrees(math.acos(cosang))
         conf["baseline_m"] = float(np.linalg.norm(camera.position - reference.position))
+    if confidence is not None:
+        conf.update(confidence.to_json_dict())
     region_pass = _np(passes.get("region"))
     regs = []
     for r in regions:
@@ -327,9 +334,18 @@ def export_frames(
 
         res = render(splats, cam, passes, backend=backend, device=device, void_threshold=void_threshold)
         res = {name: t.detach().cpu().numpy() for name, t in res.items()}
+        conf = None
+        if getattr(scene, "depth_m", None) is not None:  # a stage with its witness: void and confidence from it
+            from .confidence import from_warp
+            from .witness import warp_witness
+
+            warp = warp_witness(scene, cam, backend=backend, device=device)
+            conf = from_warp(warp)
+            if "void" in res:
+                res["void"] = warp.void.astype(np.float32)
         report(step, 0.6, f"frame {frame}: write")
         md = frame_metadata(frame, cam, res, regions=regions, metric_scale=meta.get("metric_scale", 1.0),
-                            reference=getattr(scene, "camera", None), generation=generation)
+                            reference=getattr(scene, "camera", None), generation=generation, confidence=conf)
         md.update({"preset": preset, "passes": list(res), "render": {"backend": backend, "void_threshold": void_threshold}})
         _write_frame(out, frame, cam, res, md, naming, regions)
         results.append(md)

@@ -178,8 +178,9 @@ REGISTRY: tuple[PassSpec, ...] = (
              _confidence_channels, "unit", "per-splat depth confidence composited like colour (0 in voids)"),
     PassSpec("region", 1, "int32", "Region", "X", "VALUE", -1.0, False, None, "classes", _region, None, "ids",
              "region id of the dominant region's weight (-1: background or unassigned), never blended"),
-    PassSpec("void", 1, "float32", "Void", "X", "VALUE", 1.0, True, None, "alpha", _void, None, None,
-             "1 where alpha < void_threshold (what the photo never saw), else 0"),
+    PassSpec("void", 1, "float32", "Void", "X", "VALUE", 1.0, True, None, "alpha", _void, None, "unit",
+             "1 where the photo (the witness) never saw the pixel: disocclusions and out of frame, never the sky "
+             "it saw (a stage's renders compute it from the witness; bare splats: alpha < void_threshold)"),
 )
 
 #: Pass names in registry order.

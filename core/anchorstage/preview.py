@@ -5,7 +5,7 @@ pass the registry marks with a ``preview``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -46,7 +46,8 @@ def preview_image(kind: str, name: str, passes: dict, depth_range: tuple[float, 
     """[H, W, 3] sRGB floats in [0, 1] showing one pass.
 
     Args:
-        kind: the registry's ``preview`` (``"srgb"``, ``"depth"``, ``"normal"``, ``"unit"``, ``"ids"``).
+        kind: the registry's ``preview`` (``"srgb"``, ``"depth"``, ``"normal"``, ``"unit"``, ``"ids"``), or
+            ``"image"`` for a ready sRGB image.
         name: the pass name.
         passes: pass name → numpy array (``alpha`` is used to blank the background of normals).
         depth_range: (near, far) metres of the depth colour ramp.
@@ -61,17 +62,22 @@ def preview_image(kind: str, name: str, passes: dict, depth_range: tuple[float, 
         else p * 0.5 + 0.5,
         "unit": lambda: np.repeat(np.clip(p, 0, 1)[..., None], 3, axis=-1),
         "ids": lambda: region_colors(p),
+        "image": lambda: np.asarray(p, dtype=np.float32),
     }
     return views[kind]()
 
 
-def contact_sheet(rows: list[tuple[str, dict]], path: Path, tile_width: int = 320) -> Path:
+def contact_sheet(rows: list[tuple[str, dict]], path: Path, tile_width: int = 320,
+                  columns: Optional[Sequence[str]] = None) -> Path:
     """Write a labelled grid PNG: one row per frame, one column per previewed pass of the registry.
 
     Args:
         rows: (label, passes) per frame; passes as numpy arrays (e.g. from :func:`anchorstage.read_exr`).
         path: output PNG.
         tile_width: width of each tile in pixels.
+        columns: the columns in order (default: every previewed registry pass the rows hold): registry
+            pass names, or other keys of the rows' dicts holding ready [H, W, 3] sRGB images in [0, 1]
+            (e.g. a refreshed witness).
     """
     from PIL import Image, ImageDraw
 
@@ -80,7 +86,13 @@ def contact_sheet(rows: list[tuple[str, dict]], path: Path, tile_width: int = 32
 
     if not rows:
         raise InputError("contact sheet: no frames to show")
-    columns = [p for p in REGISTRY if p.preview and all(p.name in passes for _, passes in rows)]
+    kinds = {p.name: p.preview for p in REGISTRY if p.preview}
+    if columns is None:
+        columns = [p.name for p in REGISTRY if p.preview and all(p.name in passes for _, passes in rows)]
+    missing = [c for c in columns if not all(c in passes for _, passes in rows)]
+    if missing:
+        raise InputError(f"contact sheet: rows lack the column(s) {', '.join(missing)}")
+    columns = [(c, kinds.get(c, "image")) for c in columns]  # (name, how it is shown)
     if "depth" in rows[0][1]:
         depths = np.concatenate([p["depth"][p["depth"] < 1e9].ravel() for _, p in rows])
     else:
@@ -92,15 +104,15 @@ def contact_sheet(rows: list[tuple[str, dict]], path: Path, tile_width: int = 32
     sheet = Image.new("RGB", (len(columns) * (tile_width + pad) + pad + 60, len(rows) * (th + pad) + pad + label_h),
                       (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
-    for c, col in enumerate(columns):
-        draw.text((60 + pad + c * (tile_width + pad) + 4, 3), col.name, fill=(230, 230, 230))
+    for c, (name, _) in enumerate(columns):
+        draw.text((60 + pad + c * (tile_width + pad) + 4, 3), name.replace("_", " "), fill=(230, 230, 230))
     for r, (label, passes) in enumerate(rows):
         y = label_h + pad + r * (th + pad)
         draw.text((4, y + th // 2 - 6), label, fill=(230, 230, 230))
-        for c, col in enumerate(columns):
-            tile = preview_image(col.preview, col.name, passes, (lo, hi))
+        for c, (name, kind) in enumerate(columns):
+            tile = preview_image(kind, name, passes, (lo, hi))
             im = Image.fromarray(np.round(np.clip(tile, 0, 1) * 255).astype(np.uint8))
-            resample = Image.NEAREST if col.preview == "ids" else Image.BILINEAR
+            resample = Image.NEAREST if kind == "ids" else Image.BILINEAR
             sheet.paste(im.resize((tile_width, th), resample), (60 + pad + c * (tile_width + pad), y))
     with atomic_file(path, "contact sheet") as tmp:
         sheet.save(tmp, format="PNG")

@@ -14,6 +14,7 @@ reconstruct        :func:`build_stage`                         :class:`~anchorst
 segment            :func:`segment_stage`                       :class:`~anchorstage.scene.Scene`
 open a source      :func:`open_source`                         ``Scene`` or ``Splats``
 render             :func:`render_frame`                        :class:`Frame`
+witness refresh    :func:`refresh`                             :class:`~anchorstage.witness.Refresh`
 export             :func:`anchorstage.export.export_frames`    per-frame metadata
 camera paths       :func:`anchorstage.camera.camera_path`      cameras
 =================  ==========================================  ===============================
@@ -44,9 +45,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .image_io import LoadedImage
     from .scene import Scene
     from .splats import Splats
+    from .witness import Refresh
 
 __all__ = ["Photo", "Frame", "load_photo", "with_camera", "metric_depth", "depth_from_file", "stage_camera", "build_stage",
-           "segment_stage", "open_source", "render_frame", "camera_from_fov"]
+           "segment_stage", "open_source", "render_frame", "camera_from_fov", "refresh"]
 
 
 @dataclass
@@ -300,7 +302,8 @@ def render_frame(source: Union["Scene", "Splats"], camera: Camera, passes: Union
         passes: pass names (default: every pass of the registry).
         backend: ``"auto"``, ``"torch"`` or ``"gsplat"``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        void_threshold: alpha below which a pixel is void (default 0.5).
+        void_threshold: for bare splats, alpha below which a pixel is void (default 0.5); a scene's
+            Void pass marks what its witness never saw (:mod:`anchorstage.witness`).
 
     Returns:
         A :class:`Frame` with numpy passes.
@@ -311,4 +314,81 @@ def render_frame(source: Union["Scene", "Splats"], camera: Camera, passes: Union
     splats = getattr(source, "splats", source)
     out = render(splats, camera, PASSES if passes is None else passes, backend=backend, device=device,
                  void_threshold=DEFAULT_VOID_THRESHOLD if void_threshold is None else void_threshold)
-    return Frame({k: v.detach().cpu().numpy() for k, v in out.items()}, camera)
+    frame = Frame({k: v.detach().cpu().numpy() for k, v in out.items()}, camera)
+    if "void" in frame.passes and getattr(source, "depth_m", None) is not None:
+        from .witness import void_pass
+
+        frame.passes["void"] = void_pass(source, camera, backend=backend, device=device)
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------- refresh
+def refresh(scene: "Scene", camera: Camera, *, locks: Sequence[str] = (), inpaint: str = "classical",
+            update_scene: bool = False, diffusion: Optional[Any] = None, feather_px: Optional[int] = None,
+            backend: str = "auto", device: str = "auto", progress: Optional[ProgressFn] = None) -> "Refresh":
+    """Refresh the witness for a camera: warp it through the metric proxy, lock, inpaint, assess.
+
+    Args:
+        scene: the stage (:class:`~anchorstage.scene.Scene` with its photo, depth, regions, splats).
+        camera: the target camera (OpenCV frame, metres).
+        locks: region ids or labels to lock (besides the regions the scene already locks); their
+            pixels stay bit-identical to the warp.
+        inpaint: ``"classical"`` (no weights) or ``"diffusion"`` (diffusers ControlNet inpainting).
+        update_scene: append the filled pixels as splats (and the locks) to a copy of the scene,
+            returned as ``Refresh.scene``, so the next refresh sees them.
+        diffusion: :class:`~anchorstage.inpaint_diffusion.DiffusionSettings` (model ids or folders,
+            steps, prompt, seed ...) for ``inpaint="diffusion"``.
+        feather_px: width of the seam feather in pixels (default :data:`anchorstage.witness.FEATHER_PX`).
+        backend: render backend. device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: optional progress callback.
+
+    Returns:
+        The :class:`~anchorstage.witness.Refresh`: refreshed witness [H, W, 3] linear, void, locks,
+        confidence (number, map), the scene after the step.
+
+    Raises:
+        InputError: bad camera, unknown lock, unknown method. MissingDependencyError: diffusion weights
+        or diffusers missing.
+    """
+    from . import witness as wit
+    from .confidence import from_warp
+    from .progress import report
+
+    if inpaint not in wit.INPAINT_METHODS:
+        raise InputError(f"refresh: inpaint must be one of {', '.join(wit.INPAINT_METHODS)} (got {inpaint!r})")
+    locked = wit.resolve_locks(scene, locks)
+    settings = None
+    if inpaint == "diffusion":
+        from .inpaint_diffusion import DiffusionSettings
+
+        settings = diffusion if diffusion is not None else DiffusionSettings()
+        if not isinstance(settings, DiffusionSettings):
+            raise InputError(f"refresh: diffusion must be DiffusionSettings (got {type(settings).__name__})")
+    report(progress, 0.0, "warp")
+    warp = wit.warp_witness(scene, camera, backend=backend, device=device)
+    lock_px = wit.lock_mask(warp, locked)
+    report(progress, 0.3 if settings else 0.6, "inpaint")
+    fill = wit.fill_classical(warp, lock_px)
+    image = wit.composite_fill(warp, fill, lock_px, wit.FEATHER_PX if feather_px is None else int(feather_px))
+    notes: list[str] = []
+    if settings is not None:
+        from .inpaint_diffusion import inpaint_warp
+
+        image, fill = inpaint_warp(scene, warp, fill, image, lock_px, settings, device=device,
+                                   progress=scaled(progress, 0.3, 0.9))
+    notes += fill.notes
+    conf = from_warp(warp)
+    names = [r.id for r in scene.regions if r.index in set(locked)]
+    out_scene, added = scene, 0
+    if update_scene:
+        report(progress, 0.9, "new splats")
+        step = {"step": len(wit.refresh_steps(scene)) + 1, "camera": camera.to_json_dict(), "inpaint": inpaint,
+                "locked_regions": names, "filled_px": int(fill.mask.sum()), "confidence": round(conf.value, 6)}
+        out_scene, added = wit.append_fill(scene, warp, fill, image, step=step, device=device)
+        for r in out_scene.regions:
+            r.locked = r.locked or r.index in set(locked)
+    report(progress, 1.0, f"confidence {conf.value:.2f} ({conf.level})")
+    filled = fill.mask if fill.written is None else fill.written
+    return wit.Refresh(camera=camera, witness=image, warp=warp, void=warp.void, locks=lock_px, filled=filled,
+                       confidence=conf, scene=out_scene, added_splats=added, inpaint=inpaint, locked_regions=names,
+                       notes=notes)

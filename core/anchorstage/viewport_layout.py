@@ -93,8 +93,8 @@ def splat_arrays(splats: "Splats", width: int = TEXTURE_WIDTH) -> dict[str, np.n
 
 
 def display_kind(name: str) -> str:
-    """How a viewport shows a pass: the registry row's ``preview`` (``"srgb"``, ``"depth"``,
-    ``"normal"``, ``"unit"``, ``"ids"``), or ``"void"`` for the void mask.
+    """How a viewport shows a pass: ``"void"`` for the void mask (a pass made from alpha), else the
+    registry row's ``preview`` (``"srgb"``, ``"depth"``, ``"normal"``, ``"unit"``, ``"ids"``).
 
     Raises:
         InputError: not a viewport pass.
@@ -102,10 +102,10 @@ def display_kind(name: str) -> str:
     if name not in VIEWPORT_PASSES:
         raise InputError(f"viewport: unknown pass {name!r}; valid passes: {', '.join(VIEWPORT_PASSES)}")
     row = spec(name)
+    if row.needs == "alpha":  # the void mask: painted over the colour view
+        return "void"
     if row.preview is not None:
         return row.preview
-    if row.needs == "alpha":
-        return "void"
     raise InputError(f"viewport: pass {name!r} has no way to be shown")  # pragma: no cover - registry guard
 
 

@@ -137,6 +137,9 @@ def test_render_engine_writes_multilayer_exr_matching_core_depth(stage, tmp_path
         camera = boundary.camera_from_blender(scene.camera, scene)
         assert camera.resolution == (160, 90)
         ref = render(boundary.splats_from_mesh(obj.data, obj.matrix_world), camera, device="cpu")
+        from anchorstage.witness import void_pass
+
+        witness_void = void_pass(boundary.scene_from_mesh(obj.data, obj.matrix_world), camera, device="cpu")
     finally:
         scene.render.resolution_percentage = 100
     for name in ("ViewLayer.Combined.R", "ViewLayer.Combined.A", "ViewLayer.Depth.Z", "ViewLayer.Normal.X",
@@ -147,7 +150,8 @@ def test_render_engine_writes_multilayer_exr_matching_core_depth(stage, tmp_path
     np.testing.assert_allclose(depth, ref["depth"].numpy(), rtol=1e-5)
     np.testing.assert_allclose(ch["ViewLayer.Combined.G"], ref["color"][..., 1].numpy(), atol=1e-5)
     np.testing.assert_array_equal(ch["ViewLayer.Region.X"], ref["region"].numpy().astype(np.float32))
-    np.testing.assert_allclose(ch["ViewLayer.Void.X"], ref["void"].numpy(), atol=1e-6)
+    # the Void pass is what the witness stored on the splat object never saw (not alpha < 0.5)
+    np.testing.assert_array_equal(ch["ViewLayer.Void.X"], witness_void)
     # Not flipped, and metric: the render's depth agrees with Cycles' own at the reference camera.
     gt = load_view("v0")["depth_m"][::2, ::2]
     both = np.isfinite(gt) & (depth < 1e9)

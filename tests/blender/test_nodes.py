@@ -48,7 +48,8 @@ def test_nodes_are_registered_in_the_add_menu(fresh_scene):
     items = {item.nodetype for cat in cats for item in cat.items(None)}
     assert items == {"AnchorStageImageNode", "AnchorStageCameraNode", "AnchorStageDepthNode",
                      "AnchorStageRegressionNode", "AnchorStageRegionsNode", "AnchorStageRenderNode",
-                     "AnchorStageSplatObjectNode", "AnchorStageExportNode"}
+                     "AnchorStageSplatObjectNode", "AnchorStageExportNode", "AnchorStageRefreshNode",
+                     "AnchorStageConfidenceNode"}
     for idname in items:
         assert bpy.types.Node.bl_rna_get_subclass_py(idname) is not None
     # nodes belong to the AnchorStage tree only

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-NAMES = ("reconstruct", "render", "depth", "segment", "viewport")
+NAMES = ("reconstruct", "render", "depth", "segment", "refresh", "viewport")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

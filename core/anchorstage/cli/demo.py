@@ -9,10 +9,12 @@ from ._common import add_backend_arg, add_device_arg, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the main job on the bundled sample (reconstruct, camera move, EXRs, contact sheet)",
+    p = sub.add_parser("demo", help="run the main job on the bundled sample (reconstruct, camera move, EXRs, refresh, "
+                                    "contact sheet)",
                        description="Reconstruct the sample photo with its metric depth, render a metric camera move "
                                    "(orbit, then dolly) to multilayer EXRs with void maps, region masks and metadata, "
-                                   "and write contact_sheet.png.")
+                                   "refresh the witness for every camera (classical inpainting, no weights) and write "
+                                   "contact_sheet.png (raw render, void, refreshed witness, confidence).")
     p.add_argument("--out", default="out/demo", metavar="DIR", help="output folder (default out/demo)")
     p.add_argument("--sample", metavar="DIR", help="sample folder (photo, depth, camera JSON); default: the bundled one")
     p.add_argument("--frames", type=int, default=12, metavar="N", help="frames in the move (default 12: 6 orbit + 6 dolly)")
@@ -32,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     with cli_progress("demo", enabled=progress_enabled()) as bar:
         res = run_demo(args.out, sample=args.sample, frames=args.frames, orbit_deg=args.orbit_deg, dolly_m=args.dolly_m,
                        backend=args.backend, device=args.device, force=args.force, progress=bar)
+    worst = min(res.refresh, key=lambda r: r["confidence"])
     print(f"{args.out}: {res.splat_count} splats; {len(res.frames)} frames (orbit {res.orbit_deg:g}°, dolly "
-          f"{res.dolly_m:.2f} m) in {args.out}/frames; contact sheet {res.contact_sheet}")
+          f"{res.dolly_m:.2f} m) in {args.out}/frames; refreshed witnesses in {args.out}/refresh (lowest confidence "
+          f"{worst['confidence']:.2f}, {worst['level']}, frame {worst['frame']}); contact sheet {res.contact_sheet}")
     return 0
