@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> list[str]:
     """Do the work; returns the files written. Raises BatchError with a message."""
     from anchorstage.camera import MOVES
 
+    from .compat import set_multilayer_exr
     from .preferences import get_prefs
     from .splat_object import splat_objects
 
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> list[str]:
     if args.resolution_percentage:
         scene.render.resolution_percentage = args.resolution_percentage
     scene.render.engine = "ANCHORSTAGE"
-    scene.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
+    set_multilayer_exr(scene.render.image_settings)
     scene.render.use_file_extension = True
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
