@@ -6,7 +6,8 @@
 // `frameChunker(frames, chunkSize)`, `path` (join, dirname, basename, stem), `print`, `alert`.
 // This harness provides the same calls with Flamenco's semantics (frameChunker as in its
 // js_globals.go: "A-B" for runs of 3+, "A,B" for two frames, "A" for one; chunks in frame order),
-// applies setting defaults and refuses missing required settings, then calls compileJob(job).
+// applies setting defaults and refuses missing required settings, then calls compileJob(job) and
+// returns the job as plain data (tasks with their commands, dependencies by task name).
 
 "use strict";
 
@@ -102,7 +103,8 @@ function compile(jobType, settings, name = "test job") {
     }
     const job = { name, created: new Date(0), settings: full, tasks: [], addTask(t) { this.tasks.push(t); } };
     jobType.compileJob(job);
-    return job;
+    // Plain data of this realm (the script's arrays come from the VM's own Array), as the manager stores it.
+    return JSON.parse(JSON.stringify(toPlain(job)));
 }
 
 // A JSON view of a compiled job: dependencies by task name.
@@ -117,14 +119,14 @@ function toPlain(job) {
     };
 }
 
-module.exports = { loadJobType, compile, toPlain, frameChunker };
+module.exports = { loadJobType, compile, frameChunker };
 
 // `node harness.js JOB_TYPE.js SETTINGS.json` prints the compiled job as JSON (exit 1 + message on error).
 if (require.main === module) {
     try {
         const jobType = loadJobType(process.argv[2]);
         const settings = JSON.parse(fs.readFileSync(process.argv[3], "utf8"));
-        process.stdout.write(JSON.stringify(toPlain(compile(jobType, settings)), null, 1) + "\n");
+        process.stdout.write(JSON.stringify(compile(jobType, settings), null, 1) + "\n");
     } catch (e) {
         process.stderr.write(`${e.message}\n`);
         process.exit(1);
