@@ -205,11 +205,12 @@ def main(argv: list[str] | None = None) -> int:
             ok &= row["returncode"] == 0
         WORK.mkdir(exist_ok=True)
         (WORK / "summary.json").write_text(json.dumps(rows, indent=1))
-        print("\n| Blender | bpy | Python | tests | passed | failed | skipped | time |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("\n| Blender | bpy | Python | tests | passed | failed | skipped | time | result |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
+            result = "ok" if r["returncode"] == 0 else f"FAILED (exit {r['returncode']}, see {r['log']})"
             print(f"| {r['blender']} | {r['bpy']} | {r['python']} | {r['scope']} | {r.get('passed', 0)} | "
-                  f"{r.get('failed', 0) + r.get('error', 0)} | {r.get('skipped', 0)} | {r['seconds']:.0f} s |")
+                  f"{r.get('failed', 0) + r.get('error', 0)} | {r.get('skipped', 0)} | {r['seconds']:.0f} s | {result} |")
     return 0 if ok else 1
 
 
