@@ -7,17 +7,20 @@ killed while writing leaves a truncated EXR there, and with *Overwrite* off a re
 hidden temporary name beside the final one, renames the finished file into place, and skips frames
 whose final file exists (only a rename ever creates one). Temporary files of a killed run are
 removed when the chunk runs again. The batch entry (``batch.py --skip-existing``) calls it; farm jobs
-(``anchorstage farm openjd``, the Flamenco job type) run that batch entry. See docs/farm.md.
+(``anchorstage farm openjd``, the Flamenco job type) run that batch entry through :func:`main`, which
+then ends Blender with the batch's exit status (:func:`exit_process`). See docs/farm.md.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import shutil
+import sys
 
 import bpy
 
-__all__ = ["render_chunk", "partial_prefix"]
+__all__ = ["render_chunk", "partial_prefix", "main", "exit_process"]
 
 
 def partial_prefix(final: str) -> str:
@@ -72,3 +75,30 @@ def render_chunk(scene: "bpy.types.Scene", first: int, last: int) -> tuple[list[
         render.filepath = pattern
         scene.frame_set(frame_was)
     return written, skipped
+
+
+def exit_process(code: int) -> None:
+    """End Blender (or the ``bpy`` module's Python) with ``code`` after a farm chunk.
+
+    Blender 4.2 can crash while it shuts down after an AnchorStage node tree was in the scene's
+    depsgraph: it unregisters the add-on's node types, then frees the depsgraph's copy of the tree
+    through their stale callbacks (fixed by 4.5). The frames are written by then, but a farm would see
+    the chunk fail. Before 4.5 the process therefore ends at once, after flushing its output and
+    removing Blender's session temporary folder (what the normal shutdown would have removed).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if bpy.app.version < (4, 5, 0):
+        tmp = bpy.app.tempdir
+        if tmp and os.path.basename(os.path.normpath(tmp)).startswith("blender_"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        os._exit(code)
+    sys.exit(code)
+
+
+def main(argv: list[str]) -> None:
+    """A farm chunk: the batch entry with ``argv`` (``--frames A-B --out DIR --skip-existing ...``),
+    then the process ends with its exit status (0 done, 2 bad input, 1 internal error)."""
+    from .batch import main as batch_main
+
+    exit_process(batch_main(argv))

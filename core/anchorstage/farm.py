@@ -44,14 +44,14 @@ _PATH_PARAMS = ("SceneDir", "CameraList", "BlendFile", "OutputDir")
 
 #: What ``blender --python-expr`` runs on a worker: find the installed AnchorStage extension
 #: (enabling it if the worker's preferences have not), then hand the arguments after ``--`` to its
-#: batch entry and exit with its status (0 done, 2 bad input, 1 internal error). One line, no file:
+#: farm entry (the batch, then exit with its status: 0 done, 2 bad input, 1 internal error). One line, no file:
 #: a Flamenco or Deadline worker needs nothing but Blender with the extension installed.
 BLENDER_ENTRY = (
     "import sys, importlib, addon_utils; "
     "n = [m.__name__ for m in addon_utils.modules(refresh=True) if m.__name__.rsplit('.', 1)[-1] == 'anchorstage']; "
     "n or sys.exit('AnchorStage farm: error: the AnchorStage extension is not installed in this Blender'); "
     "addon_utils.check(n[0])[1] or addon_utils.enable(n[0], default_set=True); "
-    "sys.exit(importlib.import_module(n[0] + '.batch').main(sys.argv[sys.argv.index('--') + 1:]))"
+    "importlib.import_module(n[0] + '.farm').main(sys.argv[sys.argv.index('--') + 1:])"
 )
 
 

@@ -23,7 +23,7 @@ const BLENDER_ENTRY =
     "n = [m.__name__ for m in addon_utils.modules(refresh=True) if m.__name__.rsplit('.', 1)[-1] == 'anchorstage']; " +
     "n or sys.exit('AnchorStage farm: error: the AnchorStage extension is not installed in this Blender'); " +
     "addon_utils.check(n[0])[1] or addon_utils.enable(n[0], default_set=True); " +
-    "sys.exit(importlib.import_module(n[0] + '.batch').main(sys.argv[sys.argv.index('--') + 1:]))";
+    "importlib.import_module(n[0] + '.farm').main(sys.argv[sys.argv.index('--') + 1:])";
 
 const JOB_TYPE = {
     label: "AnchorStage Render",
