@@ -2,29 +2,35 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Run the Blender tests (tests/blender/) on every Blender version the add-on claims.
 
-Blender 5.0 runs in the project's own ``.venv`` (``scripts/test.sh``); this script adds the
-other versions, each as the ``bpy`` module in a virtual environment of its own under
-``.blender-matrix/`` (kept between runs; rebuilt when its requirements change):
+Blender 5.0 runs in the project's own ``.venv`` (``scripts/test.sh``); this script adds the others,
+each as the ``bpy`` module from PyPI:
 
-=======  ==============  ======  ===============================================
-Blender  bpy             Python  what runs
-=======  ==============  ======  ===============================================
-4.2 LTS  bpy==4.2.23     3.11    every Blender test
-4.5 LTS  bpy==4.5.15     3.11    every Blender test
-5.3      bpy==5.3.0      3.13    tests marked ``no_torch``: install, enable,
-                                 registration, UI draw, preferences, dependency
-                                 check (torch for Python 3.13 is a multi-GB CUDA
-                                 download; the rest of tests/blender needs it)
-=======  ==============  ======  ===============================================
+=======  ============  ======  ==================================================================
+Blender  bpy           Python  how, and what runs
+=======  ============  ======  ==================================================================
+4.2 LTS  bpy==4.2.23   3.11    ``.venv`` (the project's dependencies, torch included) with this
+                               bpy in a folder of its own put first on ``PYTHONPATH``: every
+                               Blender test
+4.5 LTS  bpy==4.5.15   3.11    the same
+5.3      bpy==5.3.0    3.13    a virtual environment of its own (bpy and pytest): the tests marked
+                               ``no_torch`` (install, enable, registration, UI draw, preferences,
+                               dependency check); torch for Python 3.13 is a multi-GB CUDA build,
+                               so the rest of tests/blender skips there
+=======  ============  ======  ==================================================================
+
+Sharing ``.venv`` for 4.2 and 4.5 means the same dependency versions as on 5.0 and no second and
+third copy of torch to install. Everything lives under ``.blender-matrix/`` and is kept between runs
+(rebuilt when its requirement changes).
 
 Usage::
 
     python scripts/blender_matrix.py [install|test|all] [--only 4.2,5.3] [-- PYTEST_ARGS]
 
-``install`` creates the environments (in parallel: the downloads overlap); ``test`` runs the
-tests one version after another (the machine has 2 cores) and prints a table; ``all`` does
-both. Logs go to ``.blender-matrix/logs/``, the table also to ``.blender-matrix/summary.json``.
-Exit status 0 only when every version ran and nothing failed.
+``install`` fetches the bpy folders and the 5.3 environment (in parallel; it needs no ``.venv``, so
+``scripts/test.sh`` runs it while ``.venv`` is set up); ``test`` runs the tests one version after
+another (the machine has 2 cores; 4.2 and 4.5 need ``.venv``: ``scripts/bootstrap.sh test``) and
+prints a table; ``all`` does both. Logs go to ``.blender-matrix/logs/``, the table also to
+``.blender-matrix/summary.json``. Exit status 0 only when every version ran and nothing failed.
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import glob
-import hashlib
 import json
 import os
 import re
@@ -45,6 +50,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".blender-matrix"
+PROJECT_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
 @dataclass(frozen=True)
@@ -52,11 +58,20 @@ class Target:
     blender: str      # "4.2"
     bpy: str          # the pip requirement
     python: str       # "3.11"
-    full: bool        # every Blender test (True) or only those marked no_torch (False)
+    overlay: bool     # True: bpy in a folder over .venv, every Blender test; False: own venv, no_torch tests
 
     @property
-    def venv(self) -> Path:
+    def home(self) -> Path:
+        """The bpy folder (overlay) or the virtual environment."""
         return WORK / f"bpy{self.blender.replace('.', '')}"
+
+    @property
+    def python_exe(self) -> Path:
+        return PROJECT_PYTHON if self.overlay else self.home / "bin" / "python"
+
+    @property
+    def requirements(self) -> list[str]:
+        return [self.bpy] if self.overlay else [self.bpy, "pytest>=8"]
 
 
 MATRIX = (
@@ -66,36 +81,19 @@ MATRIX = (
 )
 
 
-def _pyproject() -> dict:
-    import tomllib
-
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        return tomllib.load(f)["project"]
-
-
-def requirements(t: Target) -> list[str]:
-    """What the target's environment holds: its bpy, and for full targets the core's dependencies
-    and the test extra (less the 5.0 bpy pin), so the same tests run as on 5.0."""
-    if not t.full:
-        return [t.bpy, "pytest>=8"]
-    project = _pyproject()
-    test = [r for r in project["optional-dependencies"]["test"] if not r.replace(" ", "").startswith("bpy")]
-    return [t.bpy, *project["dependencies"], *test]
-
-
 def find_python(version: str) -> str | None:
     """An interpreter of that version: on PATH, else under pyenv's root (these machines have one)."""
-    for name in (f"python{version}",):
-        found = shutil.which(name)
-        if found and _version_of(found) == version:
-            return found
+    found = shutil.which(f"python{version}")
+    if found and _version_of(found) == version:
+        return found
     roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv")]
     try:
         roots.insert(0, subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=30).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
     for root in filter(None, roots):
-        for cand in sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", f"python{version}")), reverse=True):
+        for cand in sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", f"python{version}")),
+                           reverse=True):
             if _version_of(cand) == version:
                 return cand
     return None
@@ -103,11 +101,10 @@ def find_python(version: str) -> str | None:
 
 def _version_of(python: str) -> str:
     try:
-        out = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=60).stdout.strip()
+        return subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                              capture_output=True, text=True, timeout=60).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
-    return out
 
 
 def _log(t: Target, what: str) -> Path:
@@ -116,24 +113,24 @@ def _log(t: Target, what: str) -> Path:
 
 
 def install(t: Target) -> tuple[Target, bool, float, str]:
-    """Create (or keep) the target's environment. Returns (target, ok, seconds, message)."""
+    """Fetch (or keep) the target's bpy folder or environment. Returns (target, ok, seconds, message)."""
     t0 = time.monotonic()
-    reqs = requirements(t)
-    stamp = t.venv / "anchorstage-requirements.txt"
-    want = "\n".join(reqs) + "\n"
-    py = t.venv / "bin" / "python"
-    if py.exists() and stamp.exists() and stamp.read_text() == want:
+    want = "\n".join(t.requirements) + "\n"
+    stamp = WORK / f"{t.home.name}.requirements"
+    if t.home.is_dir() and stamp.exists() and stamp.read_text() == want:
         return t, True, time.monotonic() - t0, "up to date"
     base = find_python(t.python)
     if base is None:
         return t, False, 0.0, f"no Python {t.python} interpreter found (PATH or pyenv)"
     log = _log(t, "install")
+    stamp.unlink(missing_ok=True)
+    shutil.rmtree(t.home, ignore_errors=True)
+    pip = ["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
+    if t.overlay:  # bpy alone; its own dependencies (numpy, cython, requests, zstandard) are .venv's
+        steps = [[base, *pip, "--no-deps", "--target", str(t.home), *t.requirements]]
+    else:
+        steps = [[base, "-m", "venv", str(t.home)], [str(t.home / "bin" / "python"), *pip, *t.requirements]]
     with open(log, "w") as f:
-        shutil.rmtree(t.venv, ignore_errors=True)
-        steps = [[base, "-m", "venv", str(t.venv)],
-                 # torch==2.13.0 comes from the wheel on this machine's disk (pip's find-links);
-                 # the bpy wheels and the rest from the package index, through pip's cache.
-                 [str(py), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *reqs]]
         for cmd in steps:
             f.write("$ " + " ".join(cmd) + "\n")
             f.flush()
@@ -153,23 +150,25 @@ _COUNTS = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|x
 
 
 def run_tests(t: Target, extra: list[str]) -> dict:
-    py = t.venv / "bin" / "python"
-    paths = ["tests/blender"] if t.full else no_torch_files()
-    cmd = [str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *paths, *extra]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "core") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    paths = ["tests/blender"] if t.overlay else no_torch_files()
+    cmd = [str(t.python_exe), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *paths, *extra]
+    first = [str(t.home)] if t.overlay else []  # this bpy before .venv's own (5.0.1)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*first, str(ROOT / "core"), os.environ.get("PYTHONPATH", "")]))
     env.pop("BLENDER_USER_RESOURCES", None)  # tests/conftest.py gives each run a fresh temporary one
     log = _log(t, "tests")
     t0 = time.monotonic()
     with open(log, "w") as f:
-        f.write("$ " + " ".join(cmd) + "\n")
+        f.write(f"$ PYTHONPATH={env['PYTHONPATH']} " + " ".join(cmd) + "\n")
         f.flush()
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env).returncode
-    text = log.read_text(errors="replace")
-    tail = text.strip().splitlines()[-1] if text.strip() else ""
-    counts = {k.rstrip("s") if k.startswith("error") else k: int(n) for n, k in _COUNTS.findall(tail)}
-    return {"blender": t.blender, "bpy": t.bpy, "python": t.python, "scope": "all" if t.full else "no_torch",
-            "returncode": rc, "seconds": round(time.monotonic() - t0, 1), "summary": tail,
-            "log": str(log.relative_to(ROOT)), **counts}
+    text = log.read_text(errors="replace").strip()
+    tail = text.splitlines()[-1] if text else ""
+    counts = {("error" if k.startswith("error") else k): int(n) for n, k in _COUNTS.findall(tail)}
+    version = subprocess.run([str(t.python_exe), "-c", "import bpy; print(bpy.app.version_string)"], env=env,
+                             capture_output=True, text=True).stdout.strip().splitlines()
+    return {"blender": t.blender, "bpy": t.bpy, "python": t.python, "scope": "all" if t.overlay else "no_torch",
+            "version_string": version[-1] if version else "", "returncode": rc,
+            "seconds": round(time.monotonic() - t0, 1), "summary": tail, "log": str(log.relative_to(ROOT)), **counts}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     targets = [t for t in MATRIX if not args.only or t.blender in args.only.split(",")]
     if not targets:
-        print(f"blender matrix: no version in {args.only!r}; known: {', '.join(t.blender for t in MATRIX)}", file=sys.stderr)
+        print(f"blender matrix: no version in {args.only!r}; known: {', '.join(t.blender for t in MATRIX)}",
+              file=sys.stderr)
         return 2
     ok = True
     if args.action in ("install", "all"):
@@ -195,13 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.action in ("test", "all"):
         rows = []
         for t in targets:
-            if not (t.venv / "bin" / "python").exists():
-                print(f"blender matrix: {t.blender}: not installed (run: python scripts/blender_matrix.py install)",
-                      file=sys.stderr)
+            if not t.home.is_dir() or not t.python_exe.exists():
+                need = "scripts/bootstrap.sh test" if t.overlay and not t.python_exe.exists() else \
+                    "python scripts/blender_matrix.py install"
+                print(f"blender matrix: {t.blender}: not ready (run: {need})", file=sys.stderr)
                 return 1
             row = run_tests(t, extra)
             rows.append(row)
-            print(f"blender matrix: Blender {t.blender}: {row['summary']} [{row['log']}]", flush=True)
+            print(f"blender matrix: Blender {row['version_string'] or t.blender}: {row['summary']} [{row['log']}]",
+                  flush=True)
             ok &= row["returncode"] == 0
         WORK.mkdir(exist_ok=True)
         (WORK / "summary.json").write_text(json.dumps(rows, indent=1))
