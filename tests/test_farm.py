@@ -12,7 +12,7 @@ import pytest
 from anchorstage import InputError, OutputError
 from anchorstage.cli import main
 from anchorstage.export import export_frames, frame_is_complete, save_camera_list
-from anchorstage.farm import BLENDER_ENTRY, check_template, openjd_template, write_openjd_bundle
+from anchorstage.farm import BLENDER_ENTRY, check_template, write_openjd_bundle
 from anchorstage.scene import save_scene
 from farm_support import anchorstage_launcher, exr_channels, openjd_exe, openjd_run
 from test_export import _moves, _scene
