@@ -12,7 +12,7 @@ import pytest
 from anchorstage import InputError, OutputError
 from anchorstage.cli import main
 from anchorstage.export import export_frames, frame_is_complete, save_camera_list
-from anchorstage.farm import BLENDER_ENTRY, check_template, write_openjd_bundle
+from anchorstage.farm import BLENDER_ENTRY, check_template, openjd_template, write_openjd_bundle
 from anchorstage.scene import save_scene
 from farm_support import anchorstage_launcher, exr_channels, openjd_exe, openjd_run
 from test_export import _moves, _scene
@@ -99,6 +99,10 @@ def test_blender_engine_template(tmp_path):
     assert res["values"]["BlenderCommand"] == "/opt/blender/blender"
     compile(BLENDER_ENTRY, "<BLENDER_ENTRY>", "exec")  # valid Python, one line
     assert "\n" not in BLENDER_ENTRY
+    with pytest.raises(InputError, match="unknown blender job parameter"):
+        openjd_template("blender", name="x", defaults={"SceneDir": "scene"})
+    with pytest.raises(InputError, match="engine"):
+        openjd_template("cycles", name="x")
 
 
 def test_bad_input_names_the_input(stage, tmp_path, capsys):
