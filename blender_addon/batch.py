@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     p.add_argument("--save-blend", default=None, help="save the prepared .blend (for `blender -b file.blend -a` later)")
     p.add_argument("--no-render", action="store_true", help="prepare (and save) only")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="resumable farm chunk: keep frames already written, write each frame to a temporary name "
+                        "and rename it into place (see farm.py)")
     return p
 
 
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> list[str]:
     """Do the work; returns the files written. Raises BatchError with a message."""
     from anchorstage.camera import MOVES
 
+    from .compat import set_multilayer_exr
     from .preferences import get_prefs
     from .splat_object import splat_objects
 
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace) -> list[str]:
     if args.resolution_percentage:
         scene.render.resolution_percentage = args.resolution_percentage
     scene.render.engine = "ANCHORSTAGE"
-    scene.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
+    set_multilayer_exr(scene.render.image_settings)
     scene.render.use_file_extension = True
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -135,6 +139,16 @@ def run(args: argparse.Namespace) -> list[str]:
     first, last = chunk or (scene.frame_start, scene.frame_end)
     shot = (scene.frame_start, scene.frame_end)
     written = []
+    if args.skip_existing:
+        from .farm import render_chunk
+
+        try:
+            done, kept = render_chunk(scene, first, last)
+        except RuntimeError as e:
+            raise BatchError(f"render frames {first}-{last}: {str(e).strip()}") from None
+        if kept:
+            print(f"AnchorStage batch: kept {len(kept)} complete frame(s): {', '.join(map(str, kept))}", flush=True)
+        return done
     try:
         scene.frame_start, scene.frame_end = first, last
         _op(lambda: bpy.ops.render.render(animation=True), f"render frames {first}-{last}")

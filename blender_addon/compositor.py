@@ -13,13 +13,11 @@ import os
 
 import bpy
 
+from .compat import uses_compositor_node_groups as _uses_node_groups
+
 TREE_NAME = "AnchorStage Compositor"
 RLAYERS_NODE = "AnchorStage Render Layers"
 _TAG = "anchorstage_compositor"
-
-
-def _uses_node_groups() -> bool:
-    return bpy.app.version >= (5, 0, 0)
 
 
 def compositor_tree(scene: bpy.types.Scene):

@@ -50,8 +50,10 @@ def main() -> int:
         zip_path = argv[i + 1] if i + 1 < len(argv) else None
         del argv[i:i + 2]
     module = _enable(zip_path)
-    batch = importlib.import_module(f"{module}.batch")
-    return batch.main(argv)
+    code = importlib.import_module(f"{module}.batch").main(argv)
+    # Ends the process with that status (at once on Blender 4.2, whose shutdown can crash: see farm.exit_process).
+    importlib.import_module(f"{module}.farm").exit_process(code)
+    return code
 
 
 if __name__ == "__main__":

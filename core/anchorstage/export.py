@@ -278,6 +278,7 @@ def export_frames(
     device: str = "auto",
     void_threshold: float = DEFAULT_VOID_THRESHOLD,
     generation: Optional[Mapping[str, Any]] = None,
+    skip_existing: bool = False,
     progress: Optional[ProgressFn] = None,
 ) -> list[dict[str, Any]]:
     """Render and export a camera sequence (or one camera) of a scene.
@@ -295,10 +296,14 @@ def export_frames(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         void_threshold: alpha below which a pixel is void.
         generation: generation parameters recorded in each frame's metadata.
+        skip_existing: leave frames that are already complete in ``out_dir``
+            (:func:`frame_is_complete`) as they are, so a re-run of a farm chunk renders only
+            what an earlier, interrupted run did not finish.
         progress: optional progress callback.
 
     Returns:
-        Each exported frame's metadata (as written to its metadata.json, with ``files``).
+        Each exported frame's metadata (as written to its metadata.json, with ``files``); frames
+        skipped as complete are not in the list.
 
     Raises:
         InputError: unknown preset, no frames in the chunk, bad cameras or passes.
@@ -323,6 +328,8 @@ def export_frames(
         if not numbered:
             raise InputError(f"export: no frames in the chunk {lo}-{hi}")
     out = ensure_writable_dir(out_dir, "export folder")
+    if skip_existing:
+        numbered = [(f, c) for f, c in numbered if not frame_is_complete(out, f)]
     splats, regions = scene.splats, list(getattr(scene, "regions", []) or [])
     meta = dict(getattr(scene, "meta", {}) or {})
     naming = _NAMING[preset]

@@ -5,6 +5,7 @@ The extension is built with build_addon.py and installed from its zip into the
 temporary user folder set up in tests/conftest.py, the way a user installs it.
 """
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 from blender_support import ADDON_MODULE, factory_reset  # noqa: E402
 
 
+#: Blender 5.1+ runs Python 3.13, for which torch is a multi-GB CUDA download: there (see
+#: scripts/blender_matrix.py) only the tests marked ``no_torch`` run, the others skip.
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
 def pytest_collection_modifyitems(items):
+    needs_torch = pytest.mark.skip(reason="needs torch, not installed for this Blender's Python")
     for item in items:
         if "tests/blender/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.blender)
+            if not HAS_TORCH and item.get_closest_marker("no_torch") is None:
+                item.add_marker(needs_torch)
 
 
 @pytest.fixture(scope="session")

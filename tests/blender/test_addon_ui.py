@@ -127,6 +127,7 @@ def test_node_bodies_draw(stage_scene):
     assert sum(1 for kind, _ in log if kind == "label") >= 2  # long messages wrap
 
 
+@pytest.mark.no_torch
 def test_preferences_draw(fresh_scene):
     prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
     log = []

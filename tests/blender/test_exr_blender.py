@@ -21,7 +21,9 @@ def test_exr_is_multilayer_with_one_socket_per_pass(tmp_path):
               "region": torch.randint(-1, 5, (h, w), generator=g, dtype=torch.int32)}
     path = write_exr(tmp_path / "frame.exr", passes)
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    from blender_support import read_factory_settings
+
+    read_factory_settings()
     img = bpy.data.images.load(str(path))
     img.size[:]  # reading an attribute that needs the buffer makes Blender open the file
     assert img.type == "MULTILAYER"

@@ -7,6 +7,7 @@ import bpy
 import pytest
 
 
+@pytest.mark.no_torch
 def test_zip_layout(addon_zip):
     with zipfile.ZipFile(addon_zip) as z:
         names = set(z.namelist())
@@ -34,6 +35,7 @@ def test_installs_enables_and_unregisters_cleanly(fresh_scene, installed_addon):
     assert registered_addon_classes() == before
 
 
+@pytest.mark.no_torch
 def test_core_comes_from_the_bundled_wheel_or_environment(installed_addon):
     import anchorstage
 

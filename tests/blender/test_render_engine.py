@@ -57,7 +57,7 @@ def small_stage(fresh_scene):
     scene.render.engine = "ANCHORSTAGE"
     scene.view_layers[0].use_pass_z = True
     scene.view_layers[0].use_pass_normal = True
-    scene.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
+    _addon("compat").set_multilayer_exr(scene.render.image_settings)
     return scene, obj, cam_obj
 
 
@@ -144,7 +144,7 @@ def test_cli_exr_becomes_a_multilayer_compositor_image_node(small_stage, tmp_pat
     bpy.ops.render.render(write_still=True)
     assert bpy.ops.anchorstage.import_exr(filepath=str(path)) == {"FINISHED"}
     assert bpy.ops.anchorstage.import_exr(filepath=str(path)) == {"FINISHED"}  # reused, not duplicated
-    tree = scene.compositing_node_group
+    tree = _addon("compositor").compositor_tree(scene)
     nodes = [n for n in tree.nodes if n.bl_idname == "CompositorNodeImage"]
     assert len(nodes) == 1
     assert nodes[0].image.type == "MULTILAYER"
@@ -237,7 +237,7 @@ def test_core_written_exr_imports_as_multilayer(small_stage, tmp_path):
     passes = render(boundary.splats_from_mesh(obj.data, obj.matrix_world), camera, device="cpu")
     path = write_exr(tmp_path / "cli.exr", passes, camera=camera)
     assert bpy.ops.anchorstage.import_exr(filepath=str(path)) == {"FINISHED"}
-    node = next(n for n in scene.compositing_node_group.nodes if n.bl_idname == "CompositorNodeImage")
+    node = next(n for n in _addon("compositor").compositor_tree(scene).nodes if n.bl_idname == "CompositorNodeImage")
     assert node.image.type == "MULTILAYER"
     names = {s.name for s in node.outputs if s.enabled}
     assert {"Combined", "Depth", "Normal", "Confidence", "Void", "Region"} <= names, names
@@ -249,7 +249,7 @@ def test_proxies_render_in_cycles_with_splat_colours(small_stage, tmp_path):
     scene.render.engine = "CYCLES"
     scene.cycles.samples = 1
     scene.cycles.device = "CPU"
-    scene.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
+    _addon("compat").set_multilayer_exr(scene.render.image_settings)
     scene.render.filepath = str(tmp_path / "cycles.exr")
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
     ch = _read_exr(tmp_path / "cycles.exr")

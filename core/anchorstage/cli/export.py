@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", metavar="A-B", help="only this inclusive frame chunk, e.g. 10-19 (render-farm split)")
     p.add_argument("--first-frame", type=int, default=1, metavar="N", help="number of the first camera when the list has no frame numbers")
     p.add_argument("--passes", default=",".join(PASSES), metavar="LIST", help="comma-separated passes (default: all)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave frames already complete in --out as they are (resume an interrupted farm chunk)")
     add_backend_arg(p)
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..camera import load_camera_json
-    from ..export import export_frames, parse_frame_range
+    from ..export import export_frames, frame_is_complete, parse_frame_range
     from ..progress import cli_progress
     from ..passes import check_passes
     from ..scene import load_scene
@@ -42,9 +44,17 @@ def run(args: argparse.Namespace) -> int:
     passes = check_passes(args.passes, "--passes")
     cameras = args.cameras if args.cameras else [(args.first_frame, load_camera_json(args.camera))]
     scene = load_scene(args.scene)
+    kept = []
+    if args.skip_existing and frames is not None:
+        kept = [f for f in range(frames[0], frames[1] + 1) if frame_is_complete(args.out, f)]
     with cli_progress("export", enabled=progress_enabled()) as bar:
         done = export_frames(scene, cameras, args.out, preset=args.preset, frames=frames, first_frame=args.first_frame,
-                             passes=passes, backend=args.backend, device=args.device, progress=bar)
+                             passes=passes, backend=args.backend, device=args.device, skip_existing=args.skip_existing,
+                             progress=bar)
+    if not done:
+        print(f"{args.out}: every frame{f' of {args.frames}' if frames else ''} is already complete, nothing to do")
+        return 0
     first, last = done[0]["frame"], done[-1]["frame"]
-    print(f"{args.out}: {len(done)} frame(s) {first}-{last}, preset {args.preset}")
+    note = f" ({len(kept)} already complete, kept)" if kept else ""
+    print(f"{args.out}: {len(done)} frame(s) {first}-{last}, preset {args.preset}{note}")
     return 0
