@@ -65,16 +65,26 @@ TRUTH["sphere"]["max_facet_error_m"] = TRUTH["sphere"]["radius"] * (1.0 - math.c
 
 _EYE = (0.0, 0.0, 1.6)
 _TARGET = (0.0, 10.0, 1.2)
+#: The point the ``orbit`` view turns about (world metres): between the sphere and the box.
+ORBIT_PIVOT = (0.0, 5.5, 0.8)
 
 
 def view_camera(name: str, width: int, height: int) -> Camera:
-    """The named view: v0 reference; v1 trucked 0.5 m right and panned 5° left; v2 dollied 1 m and raised 0.3 m."""
+    """The named view.
+
+    v0 is the reference; v1 trucked 0.5 m right and panned 5° left; v2 dollied 1 m and raised 0.3 m.
+    The fidelity benchmark's moves: ``dolly`` 1 m forward, ``orbit`` 8° about a point between the
+    sphere and the box (5.5 m ahead, 0.8 m up), ``truck_zoom`` trucked 0.4 m left with a 35 → 45 mm lens.
+    """
     ref = Camera(width=width, height=height, lens_mm=LENS_MM, sensor_width_mm=SENSOR_MM,
                  clip_start=0.05, clip_end=200.0, world_from_cam=look_at(_EYE, _TARGET))
     moves: dict[str, Callable[[Camera], Camera]] = {
         "v0": lambda c: c,
         "v1": lambda c: c.truck(0.5).pan(5.0),
         "v2": lambda c: c.dolly(1.0).pedestal(0.3),
+        "dolly": lambda c: c.dolly(1.0),
+        "orbit": lambda c: c.orbit(ORBIT_PIVOT, yaw_deg=8.0),
+        "truck_zoom": lambda c: c.truck(-0.4).with_lens(45.0),
     }
     if name not in moves:
         raise SystemExit(f"unknown view {name!r}; known: {', '.join(moves)}")

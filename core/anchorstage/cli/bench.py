@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-NAMES = ("reconstruct", "render", "depth", "segment")
+NAMES = ("reconstruct", "render", "depth", "segment", "fidelity")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

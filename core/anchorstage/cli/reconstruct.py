@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-splats", type=int, metavar="N", help="splat budget (default ≈ 1M for a 1080p photo)")
     p.add_argument("--far-limit", type=float, metavar="M", help="depth beyond this many metres is sky (default 1000)")
     p.add_argument("--no-second-layer", action="store_true", help="no background splats behind depth edges")
+    p.add_argument("--no-color-fit", action="store_true",
+                   help="keep each splat's pixel colour instead of fitting colours so the photo's own view reproduces it")
     p.add_argument("--depth-model", metavar="ID_OR_PATH", help="depth model hub id, alias or local folder (without --depth)")
     p.add_argument("--no-regions", action="store_true", help="skip region segmentation (sky/ground/facades/objects)")
     add_device_arg(p)
@@ -114,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
             meta["notes"] += list(est.notes)
             regress = scaled(bar, 0.7, 0.95)
         scene = reconstruct(image, depth, camera, max_splats=args.max_splats, confidence=confidence, far_limit_m=far,
-                            second_layer=not args.no_second_layer, device=args.device, progress=regress, meta=meta)
+                            second_layer=not args.no_second_layer, fit_colors=not args.no_color_fit, device=args.device,
+                            progress=regress, meta=meta)
         if not args.no_regions:
             from ..segmentation import segment
 
