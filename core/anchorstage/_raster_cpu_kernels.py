@@ -279,7 +279,7 @@ def pair_rows(r0, r1, width, members, y0, y1, order, means2d, conics, op, ids, p
     for i in range(slot_s.shape[0]):
         slot_id[i] = ids[slot_s[i]]
     indptr = np.zeros(n_rows * width + 1, np.int64)
-    cap = max(1024, 3 * recs.shape[0])  # ~3 kept pairs per (splat, row) record; grows when short
+    cap = max(1024, 4 * recs.shape[0])  # ~3-5 kept pairs per (splat, row) record; grows when short
     splat = np.empty(cap, np.int32)
     weight = np.empty(cap, np.float32)
     row_cap = 16 * width
@@ -313,6 +313,8 @@ def pair_rows(r0, r1, width, members, y0, y1, order, means2d, conics, op, ids, p
             count[row_x[i]] = j + 1
             splat[j], weight[j] = row_s[i], row_w[i]
         nnz += n
+    if cap > nnz + nnz // 8:  # hand back compact arrays, not views of mostly unused ones
+        return indptr, splat[:nnz].copy(), weight[:nnz].copy()
     return indptr, splat[:nnz], weight[:nnz]
 
 

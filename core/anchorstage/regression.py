@@ -62,11 +62,6 @@ _MERGE_MAX_DEV = 0.1  # max off-plane deviation of a block's children, in child 
 _MERGE_MIN_AGREE = math.cos(math.radians(15.0))  # |mean of unit normals| of a mergeable block
 _MAX_LEVELS = 4  # up to 16x16-pixel splats
 _FLAT_COST = 1e-3  # merge cost under which a block counts as flat (colour std ≲ 2 % of its mean)
-# A merged splat blends into its neighbours about one cell beyond its block (sigma 0.6 of its
-# span): its texture cost is the colour variance over its block plus a ring this many child
-# cells wide, so blocks merge where their surroundings are flat too (a witness fit cannot undo
-# a big splat painted over fine texture next to it).
-_TEXTURE_RING = 2
 _L2_JUMP = 0.05  # relative depth jump that makes a depth edge for the second layer
 _L2_BAND = 0.008  # second-layer band width, fraction of the larger image side
 _L2_OPACITY = 0.8
@@ -380,28 +375,31 @@ def _level_from_cells(child: _Level, span: int, f: float) -> _Level:
     dev = torch.stack([((sc[..., _P] / sc[..., _CNT].clamp_min(1.0)[..., None] - pm) * nbar).sum(-1).abs() for sc in sq], -1).amax(-1)
     dev_rel = dev / (span * pm[..., 2].clamp_min(1e-30) / f)
     agree = nlen / cnt
-    texture = _window_texture(child.sums[..., _CNT], child.sums[..., _C], child.sums[..., _C2], parent.shape[:2])
+    texture = _window_texture(parent[..., _CNT], parent[..., _C], parent[..., _C2])
     pmin = torch.minimum(torch.minimum(cq[0], cq[1]), torch.minimum(cq[2], cq[3]))
     ok = (pmin >= _MERGE_MIN_CONF) & (dev_rel < _MERGE_MAX_DEV) & (agree > _MERGE_MIN_AGREE)
     return _Level(parent, pmin, texture + (1.0 - agree) + 0.1 * dev_rel, ok, torch.zeros_like(ok))
 
 
-def _window_texture(cnt: torch.Tensor, csum: torch.Tensor, c2sum: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """Relative colour variance over each 2x2 block of cells and a ring of ``_TEXTURE_RING`` cells around it.
+def _window_texture(cnt: torch.Tensor, csum: torch.Tensor, c2sum: torch.Tensor) -> torch.Tensor:
+    """Texture cost of merging each block: relative colour variance over the block and the ring of
+    blocks around it.
+
+    A merged splat (std 0.6 of its span) blends into its neighbours about a block's width beyond
+    its own block, so a block merges cheaply only where its surroundings are flat too: the colour
+    fit cannot undo a big splat painted over fine texture next to it.
 
     Args:
-        cnt: [h, w] valid pixels per cell (0 for none).
-        csum: [h, w, 3] sums of the cells' linear colours.
+        cnt: [h, w] valid pixels per block.
+        csum: [h, w, 3] sums of their linear colours.
         c2sum: [h, w, 3] sums of their squares.
-        hw: (h // 2, w // 2), the parent grid.
 
     Returns:
-        [h // 2, w // 2] summed channel variance / (squared mean + 1e-4).
+        [h, w] summed channel variance / (squared mean + 1e-4) over each 3x3 window of blocks.
     """
-    k = 2 + 2 * _TEXTURE_RING
     x = torch.cat([cnt[..., None], csum, c2sum], -1).permute(2, 0, 1)[None]
     # Window means of the sums (zero padding adds nothing); ratios of them are ratios of sums.
-    m = F.avg_pool2d(x, k, stride=2, padding=_TEXTURE_RING)[0, :, :hw[0], :hw[1]]
+    m = F.avg_pool2d(x, 3, stride=1, padding=1)[0]
     n = m[0].clamp_min(1e-30)
     cm = m[1:4] / n
     var = (m[4:7] / n - cm * cm).clamp_min(0.0).sum(0)
@@ -445,15 +443,18 @@ def _level_from_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, f:
     dev_rel = twist * (f / 4.0)
     nsum = [q[0] + q[1] + q[2] + q[3] for q in nq]
     agree = torch.sqrt(nsum[0] * nsum[0] + nsum[1] * nsum[1] + nsum[2] * nsum[2]) / 4.0
-    csum = rq[0] + rq[1] + rq[2] + rq[3]
-    c2sum = rq[0] * rq[0] + rq[1] * rq[1] + rq[2] * rq[2] + rq[3] * rq[3]
-    vf = px.valid.to(rgb.dtype)
-    texture = _window_texture(vf, rgb * vf[..., None], rgb * rgb * vf[..., None], (h2, w2))
+    # Colour sums over the block's valid pixels (only fully valid blocks merge; the others' sums
+    # count in their neighbours' texture windows).
+    vw = [q[..., None].to(rgb.dtype) for q in vq]
+    csum = rq[0] * vw[0] + rq[1] * vw[1] + rq[2] * vw[2] + rq[3] * vw[3]
+    c2sum = rq[0] * rq[0] * vw[0] + rq[1] * rq[1] * vw[1] + rq[2] * rq[2] * vw[2] + rq[3] * rq[3] * vw[3]
+    count = (vw[0] + vw[1] + vw[2] + vw[3])[..., 0]
+    texture = _window_texture(count, csum, c2sum)
     pmin = torch.minimum(torch.minimum(cq[0], cq[1]), torch.minimum(cq[2], cq[3]))
     ok = vq[0] & vq[1] & vq[2] & vq[3] & (pmin >= _MERGE_MIN_CONF) & (dev_rel < _MERGE_MAX_DEV) & (agree > _MERGE_MIN_AGREE)
     zsum = zq[0] + zq[1] + zq[2] + zq[3]
     sums = torch.cat([
-        torch.full_like(zsum, 4.0)[..., None],
+        count[..., None],
         torch.stack([sum(zq[k] * xq[k] for k in range(4)), sum(zq[k] * yq[k] for k in range(4)), zsum], -1),
         csum, c2sum, torch.stack(nsum, -1),
         (oq[0] + oq[1] + oq[2] + oq[3])[..., None],
@@ -649,6 +650,7 @@ def reconstruct(
     in_camera = Splats(means=rec["p"].T, quats=quats, scales=scales,
                        opacities=rec["o"].clamp(1e-4, _OPACITY_MAX).contiguous(), colors=rec["c"].contiguous(),
                        confidence=rec["conf"].clamp(0.0, 1.0).contiguous())
+    del rec  # the fit's pairs need the room
     fit_info = None
     if fit_colors and n_out:
         report(progress, 0.75, "fitting colours to the photo")
