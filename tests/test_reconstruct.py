@@ -239,6 +239,7 @@ def test_quaternions_from_axes_are_exact_for_random_rotations():
     (dict(max_splats=2.5), "max_splats"),
     (dict(far_limit_m=-1.0), "far_limit_m"),
     (dict(confidence=np.ones((H, 3), np.float32)), "confidence"),
+    (dict(fit_colors="no"), "fit_colors"),
 ])
 def test_bad_input_names_the_input(bad, message):
     args = dict(image=_image(), depth=_wall(_camera()), camera=_camera())

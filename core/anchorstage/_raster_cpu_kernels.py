@@ -325,7 +325,8 @@ def _pair_row(band, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans,
     again with larger arrays). A function of its own so the arrays stay fixed inside its loops
     (reassigning them in the loops slows the walk by half)."""
     trans[:] = 1.0
-    done[:] = False
+    for x in range(width):
+        done[x] = not pixel_ok[y * width + x]  # pixels left out: nothing to walk there
     count[:] = 0
     n = 0
     cap = row_x.shape[0]
@@ -346,7 +347,7 @@ def _pair_row(band, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans,
                 continue
             trans[x] = t_next
             w = np.float32(alpha * t)
-            if w < w_min or not pixel_ok[y * width + x]:
+            if w < w_min:
                 continue
             if n < cap:
                 row_x[n], row_s[n], row_w[n] = x, sid, w

@@ -39,7 +39,7 @@ DEFAULT_ITERATIONS = 5
 #: reproduces the photo closer (its sharpest detail) with more extreme colours, which moved
 #: cameras then show (docs/reconstruction.md has the measured trade-off).
 DEFAULT_TIKHONOV = 0.04
-#: Pairs blending less than this are left out of the fit (about half of them; the render keeps them).
+#: Pairs blending less than this are left out of the fit (about 40 % of them; the render keeps them).
 MIN_WEIGHT = 2e-3
 
 
@@ -97,7 +97,7 @@ def witness_weights(
     Returns:
         The weights on the splats' device: compiled CSR bands on the CPU with numba, else torch triples.
     """
-    from . import raster_cpu, raster_torch
+    from . import raster_cpu
 
     dev = means.device
     ok = torch.ones(height * width, dtype=torch.bool, device=dev) if pixel_ok is None else pixel_ok.reshape(-1).to(dev)
@@ -133,6 +133,9 @@ class _PairWeights:
                  n_pixels: int) -> None:
         self.pixel, self.splat, self.weight = pixel, splat, weight
         self.n_splats, self.n_pixels = n_splats, n_pixels
+        # Only pixels with pairs take part in the fit (as in the compiled path).
+        self.has_pairs = torch.zeros(n_pixels, dtype=torch.bool, device=weight.device)
+        self.has_pairs[pixel] = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(self.n_pixels, x.shape[1], dtype=torch.float32, device=x.device)
@@ -145,11 +148,7 @@ class _PairWeights:
     def normal(self, x: torch.Tensor, target: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         v = self.forward(x)
         if target is not None:
-            v = target - v
-        # Only pixels with pairs count (the compiled path's convention): the others are outside the fit.
-        has = torch.zeros(self.n_pixels, dtype=torch.bool, device=x.device)
-        has[self.pixel] = True
-        v = v * has[:, None]
+            v = (target.to(v.device) - v) * self.has_pairs[:, None]
         return self.adjoint(v), (v.double() ** 2).sum(0)
 
     def column_sumsq(self) -> torch.Tensor:
@@ -236,25 +235,14 @@ class _BandWeights:
         return np.sum(self._run(group, list(range(len(self.groups)))), axis=0)
 
     def normal(self, x: torch.Tensor, target: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        kern = _kernels()
         targets = dict(_triples(target)) if target is not None else {}
-        none = np.zeros((0, 3), np.float32)
         parts, sums = [], []
         for c, xs in _triples(x):
-            ts = targets.get(c)
-
-            def run(k: int, acc: np.ndarray) -> np.ndarray:
-                _, indptr, splat, weight = self.bands[k]
-                sumsq = np.zeros(3, np.float64)
-                kern.normal(indptr, splat, weight, xs, none if ts is None else ts[self.pixels[k]], acc, sumsq)
-                return sumsq
-
-            acc, per_band = self._accumulate(run, (self.n_splats, 3))
-            parts.append(acc)
-            sums.append(np.sum(per_band, axis=0))
+            acc = np.zeros((len(self.groups), self.n_splats, 3), np.float32)
+            sums.append(self._normal_into(xs, targets.get(c), acc))
+            parts.append(acc.sum(axis=0))
         n = x.shape[1]
-        acc = np.concatenate(parts, axis=1)[:, :n] if len(parts) > 1 else parts[0]
-        return torch.from_numpy(acc), torch.from_numpy(np.concatenate(sums)[:n])
+        return torch.from_numpy(np.concatenate(parts, axis=1)[:, :n]), torch.from_numpy(np.concatenate(sums)[:n])
 
     def column_sumsq(self) -> torch.Tensor:
         kern = _kernels()

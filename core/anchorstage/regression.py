@@ -507,10 +507,12 @@ def _fit_colors(sp: Splats, cam: Camera, rgb: torch.Tensor, valid: torch.Tensor)
         [N, 3] float32 fitted linear colours (may leave [0, 1]) and a summary for ``Scene.meta``.
     """
     dev = sp.device
-    W = witness_weights(sp.means, sp.quats, sp.scales, sp.opacities, torch.eye(4, device=dev),
-                        torch.as_tensor(cam.K, dtype=torch.float32, device=dev), cam.width, cam.height,
-                        near=cam.clip_start, far=cam.clip_end, pixel_ok=valid, min_weight=MIN_WEIGHT)
-    colors = solve_colors(W, sp.colors, rgb.reshape(-1, 3), iterations=DEFAULT_ITERATIONS, tikhonov=DEFAULT_TIKHONOV)
+    # The splats are in the camera frame: the witness camera is the identity pose.
+    weights = witness_weights(sp.means, sp.quats, sp.scales, sp.opacities, torch.eye(4, device=dev),
+                              torch.as_tensor(cam.K, dtype=torch.float32, device=dev), cam.width, cam.height,
+                              near=cam.clip_start, far=cam.clip_end, pixel_ok=valid, min_weight=MIN_WEIGHT)
+    colors = solve_colors(weights, sp.colors, rgb.reshape(-1, 3), iterations=DEFAULT_ITERATIONS,
+                          tikhonov=DEFAULT_TIKHONOV)
     return colors.contiguous(), {"iterations": DEFAULT_ITERATIONS, "tikhonov": DEFAULT_TIKHONOV,
                                  "min_weight": MIN_WEIGHT}
 
@@ -581,6 +583,8 @@ def reconstruct(
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise InputError(f"max_splats must be a positive integer (got {max_splats!r})")
     budget = int(budget)
+    if not isinstance(fit_colors, (bool, np.bool_)):
+        raise InputError(f"fit_colors must be True or False (got {fit_colors!r})")
     dev = resolve_device(device)
 
     report(progress, 0.05, "back-projecting depth")
