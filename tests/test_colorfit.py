@@ -142,9 +142,13 @@ def test_adjoint_is_the_transpose(path, channels):
         assert float(diag[i]) == pytest.approx(float((Wm.forward(e) ** 2).sum()), rel=1e-5, abs=1e-9)
 
 
-def test_compiled_and_torch_solvers_agree(monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_compiled_and_torch_solvers_agree(monkeypatch, threads):
     if not raster_cpu.available():
         pytest.skip("numba is not installed")
+    # Three workers even on a small runner: the compiled passes split bands between threads.
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     sp, cam = _stage()
     target = torch.rand(H * W, 3, generator=torch.Generator().manual_seed(5))
     fits = {}

@@ -169,6 +169,20 @@ class _BandWeights:
         b = len(bands)
         self.groups = [list(range(b * k // self.n_threads, b * (k + 1) // self.n_threads)) for k in range(self.n_threads)]
         self.pixels = [slice(r0 * width, r0 * width + indptr.shape[0] - 1) for r0, indptr, _, _ in bands]
+        # For the solver's passes: one run of pixels per thread with equal numbers of pairs (the
+        # bands' pairs are uneven: sky rows have none), as (band, first pixel, end pixel) pieces.
+        # A pixel goes with the thread that its first pair falls to.
+        sizes = [int(band[1][-1]) for band in bands]
+        total, first = sum(sizes), np.cumsum([0] + sizes[:-1])
+        self.pieces: list[list[tuple[int, int, int]]] = []
+        for g in range(self.n_threads):
+            lo, hi, run = total * g // self.n_threads, total * (g + 1) // self.n_threads, []
+            for k, (_, indptr, _, _) in enumerate(bands):
+                a, z = (min(max(v - int(first[k]), 0), sizes[k]) for v in (lo, hi))
+                p0, p1 = (int(np.searchsorted(indptr[:-1], v, side="left")) for v in (a, z))
+                if p1 > p0:
+                    run.append((k, p0, p1))
+            self.pieces.append(run)
 
     @property
     def nnz(self) -> int:
@@ -227,18 +241,20 @@ class _BandWeights:
 
         def group(g: int) -> np.ndarray:
             sumsq = np.zeros(3, np.float64)
-            for k in self.groups[g]:
+            for k, p0, p1 in self.pieces[g]:
                 _, indptr, splat, weight = self.bands[k]
-                kern.normal(indptr, splat, weight, xs, none if ts is None else ts[self.pixels[k]], acc[g], sumsq)
+                px = self.pixels[k].start
+                kern.normal(indptr[p0:p1 + 1], splat, weight, xs, none if ts is None else ts[px + p0:px + p1], acc[g],
+                            sumsq)
             return sumsq
 
-        return np.sum(self._run(group, list(range(len(self.groups)))), axis=0)
+        return np.sum(self._run(group, list(range(self.n_threads))), axis=0)
 
     def normal(self, x: torch.Tensor, target: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         targets = dict(_triples(target)) if target is not None else {}
         parts, sums = [], []
         for c, xs in _triples(x):
-            acc = np.zeros((len(self.groups), self.n_splats, 3), np.float32)
+            acc = np.zeros((self.n_threads, self.n_splats, 3), np.float32)
             sums.append(self._normal_into(xs, targets.get(c), acc))
             parts.append(acc.sum(axis=0))
         n = x.shape[1]
@@ -369,7 +385,7 @@ class _CompiledCG:
         self.target = target.detach().to(torch.float32).contiguous().numpy()
         n = self.x0.shape[0]
         self.inv_d = 1.0 / np.sqrt(np.maximum(weights.column_sumsq().numpy() + np.float32(lam), np.float32(1e-12)))
-        self.acc = np.zeros((len(weights.groups), n, 3), np.float32)
+        self.acc = np.zeros((weights.n_threads, n, 3), np.float32)
         self.r, self.p, self.u, self.z = (np.empty((n, 3), np.float32) for _ in range(4))
         self.z[:] = 0.0
         self.ranges = [(n * k // weights.n_threads, n * (k + 1) // weights.n_threads) for k in range(weights.n_threads)]
