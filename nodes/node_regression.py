@@ -17,6 +17,8 @@ class AnchorStageRegressionNode(AnchorStageNode, bpy.types.Node):
                                       description="Splat budget; 0: about 1M for a 1080p photo, proportional to pixels")
     second_layer: bpy.props.BoolProperty(name="Background Layer", default=True,
                                          description="Add splats behind depth edges so small moves reveal background")
+    fit_colors: bpy.props.BoolProperty(name="Colour Fit", default=True,
+                                       description="Fit the splat colours so the photo's own view reproduces the photo")
 
     required_inputs = ("image", "depth")
 
@@ -29,10 +31,11 @@ class AnchorStageRegressionNode(AnchorStageNode, bpy.types.Node):
     def draw_props(self, context, layout):
         layout.prop(self, "max_splats")
         layout.prop(self, "second_layer")
+        layout.prop(self, "fit_colors")
 
     def job_params(self, context, services):
         return {"max_splats": self.max_splats or None, "second_layer": self.second_layer,
-                "device": services.device(context)}
+                "fit_colors": self.fit_colors, "device": services.device(context)}
 
     @staticmethod
     def compute(params, inputs, ctx):
@@ -42,7 +45,7 @@ class AnchorStageRegressionNode(AnchorStageNode, bpy.types.Node):
         if "camera" in inputs:  # a linked camera overrides the photo's own
             photo = with_camera(photo, inputs["camera"], "camera input")
         scene = build_stage(photo, inputs["depth"], max_splats=params["max_splats"], second_layer=params["second_layer"],
-                            regions=False, device=params["device"], progress=ctx.report)
+                            fit_colors=params["fit_colors"], regions=False, device=params["device"], progress=ctx.report)
         ctx.note(f"{len(scene.splats):,} splats; camera: {scene.meta['intrinsics_source']}")
         return {"scene": scene}
 

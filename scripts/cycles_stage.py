@@ -65,12 +65,19 @@ TRUTH["sphere"]["max_facet_error_m"] = TRUTH["sphere"]["radius"] * (1.0 - math.c
 
 _EYE = (0.0, 0.0, 1.6)
 _TARGET = (0.0, 10.0, 1.2)
+#: The point the ``orbit`` view turns about (world metres): between the sphere and the box.
+ORBIT_PIVOT = (0.0, 5.5, 0.8)
 
 
 def view_camera(name: str, width: int, height: int) -> Camera:
-    """The named view: v0 reference; v1 trucked 0.5 m right and panned 5° left; v2 dollied 1 m and raised 0.3 m;
-    the witness-refresh moves from v0: ``dolly`` 1.5 m forward, ``orbit`` 10° about a pivot 7 m ahead,
-    ``truckzoom`` trucked 0.6 m left and zoomed 1.2x."""
+    """The named view.
+
+    v0 is the reference; v1 trucked 0.5 m right and panned 5° left; v2 dollied 1 m and raised 0.3 m.
+    The witness-refresh moves (committed fixtures): ``dolly`` 1.5 m forward, ``orbit`` 10° about a pivot
+    7 m ahead, ``truckzoom`` trucked 0.6 m left and zoomed 1.2x. The fidelity benchmark's moves:
+    ``fit_dolly`` 1 m forward, ``fit_orbit`` 8° about a point between the sphere and the box (5.5 m
+    ahead, 0.8 m up), ``fit_truck_zoom`` trucked 0.4 m left with a 35 → 45 mm lens.
+    """
     ref = Camera(width=width, height=height, lens_mm=LENS_MM, sensor_width_mm=SENSOR_MM,
                  clip_start=0.05, clip_end=200.0, world_from_cam=look_at(_EYE, _TARGET))
     moves: dict[str, Callable[[Camera], Camera]] = {
@@ -80,6 +87,9 @@ def view_camera(name: str, width: int, height: int) -> Camera:
         "dolly": lambda c: c.dolly(1.5),
         "orbit": lambda c: c.orbit(c.position + 7.0 * c.forward, 10.0),
         "truckzoom": lambda c: c.truck(-0.6).zoom(1.2),
+        "fit_dolly": lambda c: c.dolly(1.0),
+        "fit_orbit": lambda c: c.orbit(ORBIT_PIVOT, yaw_deg=8.0),
+        "fit_truck_zoom": lambda c: c.truck(-0.4).with_lens(45.0),
     }
     if name not in moves:
         raise SystemExit(f"unknown view {name!r}; known: {', '.join(moves)}")

@@ -30,7 +30,7 @@ import numpy as np
 from anchorstage.camera import Camera, load_camera_json
 
 __all__ = ["FIXTURE_DIR", "TRUTH", "VIEWS", "PASS_INDEX", "load_view", "surface_distance", "reference_camera",
-           "witness_sees"]
+           "witness_sees", "covisible"]
 
 FIXTURE_DIR = Path(__file__).resolve().parent / "data" / "cycles_gt"
 TRUTH: dict[str, Any] = json.loads((FIXTURE_DIR / "truth.json").read_text(encoding="utf-8"))
@@ -40,38 +40,61 @@ PASS_INDEX: dict[str, int] = {k: TRUTH[k]["pass_index"] for k in ("sky", "ground
 
 
 @functools.lru_cache(maxsize=None)
-def _load(name: str) -> dict[str, Any]:
+def _load(name: str, folder: Path = FIXTURE_DIR) -> dict[str, Any]:
     import OpenEXR
     from PIL import Image
 
-    if name not in VIEWS:
+    if folder == FIXTURE_DIR and name not in VIEWS:
         raise KeyError(f"unknown fixture view {name!r}; have {', '.join(VIEWS)}")
-    with OpenEXR.File(str(FIXTURE_DIR / f"{name}_rgb.exr"), separate_channels=True) as f:
+    with OpenEXR.File(str(folder / f"{name}_rgb.exr"), separate_channels=True) as f:
         ch = {n: np.array(c.pixels) for n, c in f.parts[0].channels.items()}
     rgb = np.stack([ch[c] for c in "RGB"], axis=-1).astype(np.float32)
-    with Image.open(FIXTURE_DIR / f"{name}_rgb.png") as im:
+    with Image.open(folder / f"{name}_rgb.png") as im:
         srgb = np.asarray(im.convert("RGB"))
-    with Image.open(FIXTURE_DIR / f"{name}_index.png") as im:
+    with Image.open(folder / f"{name}_index.png") as im:
         index = np.asarray(im)
     return {
         "image_linear": rgb,
         "image_srgb_u8": srgb,
-        "depth_m": np.load(FIXTURE_DIR / f"{name}_depth.npy"),
+        "depth_m": np.load(folder / f"{name}_depth.npy"),
         "object_index": index,
-        "camera": load_camera_json(FIXTURE_DIR / f"{name}_camera.json"),
+        "camera": load_camera_json(folder / f"{name}_camera.json"),
     }
 
 
-def load_view(name: str) -> dict[str, Any]:
-    """One fixture view (fresh array copies, so callers may modify them).
+def load_view(name: str, folder: Path = FIXTURE_DIR) -> dict[str, Any]:
+    """One view of the fixture, or of another folder written by scripts/cycles_stage.py
+    (fresh array copies, so callers may modify them).
 
     Returns:
         dict with ``image_linear`` [H, W, 3] float32 linear Rec.709, ``image_srgb_u8``
         [H, W, 3] uint8, ``depth_m`` [H, W] float32 planar z in metres (inf = sky),
         ``object_index`` [H, W] uint8 (see ``PASS_INDEX``) and ``camera`` (:class:`Camera`).
     """
-    v = _load(name)
+    v = _load(name, Path(folder))
     return {k: (x.copy() if isinstance(x, np.ndarray) else x) for k, x in v.items()}
+
+
+def covisible(view: dict, ref: dict, tol: float = 0.01) -> np.ndarray:
+    """[H, W] bool: pixels of ``view`` whose surface point ``ref`` also sees (planar depth within ``tol``).
+
+    Args:
+        view: a view (``depth_m``, ``camera``) as :func:`load_view` returns it.
+        ref: the reference view the scene was reconstructed from.
+        tol: relative depth tolerance.
+    """
+    cam, cam0 = view["camera"], ref["camera"]
+    d = view["depth_m"]
+    h, w = d.shape
+    h0, w0 = ref["depth_m"].shape
+    fin = np.isfinite(d)
+    pw = cam.unproject(cam.pixel_centers().reshape(-1, 2), np.where(fin, d, 1.0).reshape(-1))
+    uv0, z0 = cam0.project(pw)
+    ix, iy = np.floor(uv0[:, 0]).astype(int), np.floor(uv0[:, 1]).astype(int)
+    inside = (ix >= 0) & (ix < w0) & (iy >= 0) & (iy < h0) & (z0 > 0)
+    seen = np.full(len(pw), np.inf)
+    seen[inside] = ref["depth_m"][iy[inside], ix[inside]]
+    return (fin.reshape(-1) & inside & (np.abs(seen - z0) < tol * z0)).reshape(h, w)
 
 
 def surface_distance(points: np.ndarray, obj: str) -> np.ndarray:

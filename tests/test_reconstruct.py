@@ -57,11 +57,11 @@ def _project_cov(splats, cam):
 def test_fronto_wall_splats_are_pixel_footprints():
     cam = _camera()
     img = _image()
-    sc = reconstruct(img, _wall(cam), cam, max_splats=W * H, second_layer=False, device="cpu")
+    sc = reconstruct(img, _wall(cam), cam, max_splats=W * H, second_layer=False, fit_colors=False, device="cpu")
     sp = sc.splats
     assert len(sp) == W * H and sc.meta["merges_per_level"] == []
     np.testing.assert_allclose(sp.means[:, 1].numpy(), 5.0, atol=1e-5)  # the wall is y = 5 in the world
-    np.testing.assert_allclose(sp.colors.numpy(), img.reshape(-1, 3), atol=0)
+    np.testing.assert_allclose(sp.colors.numpy(), img.reshape(-1, 3), atol=0)  # without the fit: the pixels
     # Each splat covers its own pixel: an isotropic 0.6-pixel Gaussian in the image.
     cov = _project_cov(sp, cam)
     np.testing.assert_allclose(cov[:, 0, 0], 0.36, rtol=1e-3)
@@ -116,7 +116,7 @@ def test_budget_merges_flat_low_texture_areas_first():
     img = _image()
     img[:, : W // 2] = 0.4  # left half flat colour, right half noisy texture, same plane
     budget = W * H - 3 * 2000  # 2000 merges needed; the flat half has 2400 2x2 blocks
-    sc = reconstruct(img, _wall(cam), cam, max_splats=budget, second_layer=False, device="cpu")
+    sc = reconstruct(img, _wall(cam), cam, max_splats=budget, second_layer=False, fit_colors=False, device="cpu")
     sp = sc.splats
     assert len(sp) <= budget and sc.meta["merges_per_level"] == [2000]
     pixel_size = 5.0 / cam.focal_px
@@ -142,8 +142,9 @@ def test_flat_areas_merge_up_the_levels_before_texture_merges_at_all():
     assert len(merges) == 4 and merges[0] > (W // 4) * (H // 2)  # the flat half went up to 16x16 cells
     uv, _ = cam.project(sc.splats.means.numpy())
     textured = np.count_nonzero(uv[:, 0] > W / 2)
-    # The textured half gives up only what the flat half could not: under 1 % of its pixels.
-    assert textured > 0.99 * (W // 2) * H
+    # The textured half gives up only what the flat half could not: under 2.5 % of its pixels (a
+    # flat cell next to the texture counts that texture, within a ring as wide as the cell).
+    assert textured > 0.975 * (W // 2) * H
     assert sc.splats.scales[:, 0].max() > 7 * 0.6 * 5.0 / cam.focal_px  # 16x16-pixel splats exist
 
 
@@ -238,6 +239,7 @@ def test_quaternions_from_axes_are_exact_for_random_rotations():
     (dict(max_splats=2.5), "max_splats"),
     (dict(far_limit_m=-1.0), "far_limit_m"),
     (dict(confidence=np.ones((H, 3), np.float32)), "confidence"),
+    (dict(fit_colors="no"), "fit_colors"),
 ])
 def test_bad_input_names_the_input(bad, message):
     args = dict(image=_image(), depth=_wall(_camera()), camera=_camera())

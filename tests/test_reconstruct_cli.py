@@ -47,6 +47,19 @@ def test_lens_and_sensor_options_and_budget(tmp_path, capsys):
     assert sc.meta["intrinsics_source"].startswith("lens")
 
 
+def test_color_fit_is_on_by_default_and_can_be_switched_off(tmp_path, capsys):
+    common = [IMG, "--depth", DEPTH, "--camera", CAM, "--no-regions", "--device", "cpu"]
+    assert _run(capsys, *common, "--out", tmp_path / "fit")[0] == 0
+    assert _run(capsys, *common, "--no-color-fit", "--out", tmp_path / "plain")[0] == 0
+    fit, plain = load_scene(tmp_path / "fit"), load_scene(tmp_path / "plain")
+    assert fit.meta["color_fit"]["iterations"] > 0 and plain.meta["color_fit"] is None
+    assert np.array_equal(fit.splats.means.numpy(), plain.splats.means.numpy())
+    # Without the fit a single-pixel splat keeps its pixel's colour; with it, colours may leave [0, 1]
+    # and the scene folder keeps them exactly.
+    assert float(fit.splats.colors.min()) < 0.0 and float(plain.splats.colors.min()) >= 0.0
+    assert not np.array_equal(fit.splats.colors.numpy(), plain.splats.colors.numpy())
+
+
 def test_no_camera_uses_exif_or_the_documented_default(tmp_path, capsys):
     rc, _, err = _run(capsys, IMG, "--depth", DEPTH, "--out", tmp_path / "s")
     assert rc == 0, err

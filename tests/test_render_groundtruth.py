@@ -18,7 +18,7 @@ import pytest
 
 from anchorstage import reconstruct, render
 from anchorstage.image_io import linear_to_srgb
-from gt_fixture import load_view
+from gt_fixture import covisible, load_view
 
 
 @functools.lru_cache(maxsize=None)
@@ -26,21 +26,6 @@ def _scene():
     v0 = load_view("v0")
     h, w = v0["depth_m"].shape
     return reconstruct(v0["image_linear"], v0["depth_m"], v0["camera"], device="cpu", max_splats=2 * h * w)
-
-
-def covisible(view: dict, ref: dict, tol: float = 0.01) -> np.ndarray:
-    """[H, W] bool: pixels of ``view`` whose surface point ``ref`` also sees (planar depth within ``tol``)."""
-    cam, cam0 = view["camera"], ref["camera"]
-    d = view["depth_m"]
-    h, w = d.shape
-    fin = np.isfinite(d)
-    pw = cam.unproject(cam.pixel_centers().reshape(-1, 2), np.where(fin, d, 1.0).reshape(-1))
-    uv0, z0 = cam0.project(pw)
-    ix, iy = np.floor(uv0[:, 0]).astype(int), np.floor(uv0[:, 1]).astype(int)
-    inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h) & (z0 > 0)
-    seen = np.full(len(pw), np.inf)
-    seen[inside] = ref["depth_m"][iy[inside], ix[inside]]
-    return (fin.reshape(-1) & inside & (np.abs(seen - z0) < tol * z0)).reshape(h, w)
 
 
 @pytest.mark.parametrize("name", ["v1", "v2"])

@@ -58,6 +58,9 @@ def test_round_trip_is_exact(scene, tmp_path):
     assert doc["regions"][0]["id"] == "ground_001" and doc["regions"][0]["mask"] == "regions/ground_001.png"
     back = load_scene(out)
     _same(scene, back)
+    # The colour fit's values outside [0, 1] (the PLY cannot hold negative ones) come back exactly.
+    assert (scene.splats.colors < 0).any() and (scene.splats.colors > 1).any()
+    assert "load_notes" not in back.meta
     assert "load_notes" not in back.meta
     # The PLY alone is a standard 3DGS file another viewer reads.
     assert len(read_ply(out / "splats.ply")) == len(scene.splats)

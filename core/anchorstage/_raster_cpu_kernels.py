@@ -64,6 +64,85 @@ def band_members(order, my, cyy, op, height, band_rows, n_bands):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
+def _band_layout(r0, r1, members, y0, y1, order, means2d, conics, op, n_extra):
+    """A band's splats, one row each, and its (splat, row) records bucketed by image row.
+
+    The splats are copied into one row each, ordered by their first row, so the splats a row
+    needs lie close together in memory and stay in cache from row to row. Records are bucketed
+    by row visiting the splats in depth order, so each row's records come front to back.
+
+    Args:
+        r0, r1: first and last row of the band (inclusive).
+        members, y0, y1, order, means2d, conics, op: as in :func:`composite_rows`.
+        n_extra: zeroed columns to leave after the header for the caller's channels.
+
+    Returns:
+        ``band`` [S, _N_HEAD + n_extra] float32 (centre, conic, opacity, sigma bound, exp(-a)),
+        ``slot_s`` [S] int64 position of each slot's splat in the projected arrays, ``start``
+        [n_rows + 1] int64 and ``recs`` int32 slots: row r's records are ``recs[start[r]:start[r + 1]]``.
+    """
+    n_rows = r1 - r0 + 1
+    start = np.zeros(n_rows + 1, np.int64)
+    slot_start = np.zeros(n_rows + 1, np.int64)
+    for k in members:
+        lo, hi = max(y0[k], r0), min(y1[k], r1)
+        slot_start[lo - r0 + 1] += 1
+        for y in range(lo, hi + 1):
+            start[y - r0 + 1] += 1
+    for k in range(n_rows):
+        start[k + 1] += start[k]
+        slot_start[k + 1] += slot_start[k]
+    band = np.zeros((slot_start[n_rows], _N_HEAD + n_extra), np.float32)
+    slot_s = np.empty(slot_start[n_rows], np.int64)
+    recs = np.empty(start[n_rows], np.int32)
+    fill = start[:n_rows].copy()
+    slot_fill = slot_start[:n_rows].copy()
+    for k in members:
+        lo, hi = max(y0[k], r0), min(y1[k], r1)
+        i = slot_fill[lo - r0]
+        slot_fill[lo - r0] += 1
+        s = order[k]
+        slot_s[i] = s
+        a, o = conics[s, 0], op[s]
+        band[i, _MX], band[i, _MY] = means2d[s, 0], means2d[s, 1]
+        band[i, _CA], band[i, _CB], band[i, _CC] = a, conics[s, 1], conics[s, 2]
+        band[i, _OP], band[i, _SMAX], band[i, _QX] = o, math.log(o / ALPHA_MIN), math.exp(-a)
+        for y in range(lo, hi + 1):
+            recs[fill[y - r0]] = i
+            fill[y - r0] += 1
+    return band, slot_s, start, recs
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _span(band, si, y, width):
+    """The pixels of row ``y`` that slot ``si``'s ellipse (alpha >= 1/255) covers, and the terms
+    that step ``opacity · exp(-sigma)`` along them.
+
+    sigma is quadratic in x, so from ``g`` at ``x0`` each step multiplies by ``r``, and ``r`` by ``q``.
+
+    Returns:
+        ``x0, x1`` (inclusive; x0 > x1: none), ``g``, ``r``, ``q``.
+    """
+    mx, sa, sb, sm = band[si, _MX], band[si, _CA], band[si, _CB], band[si, _SMAX]
+    dy = y + 0.5 - band[si, _MY]
+    bdy = sb * dy
+    cdy2 = band[si, _CC] * dy * dy
+    disc = bdy * bdy - sa * (cdy2 - 2.0 * sm)
+    if disc < 0.0:
+        return 1, 0, 0.0, 0.0, 0.0
+    sq = math.sqrt(disc)
+    cxr = mx - 0.5
+    x0 = max(0, int(math.ceil(cxr + (-bdy - sq) / sa - SPAN_MARGIN)))
+    x1 = min(width - 1, int(math.floor(cxr + (-bdy + sq) / sa + SPAN_MARGIN)))
+    if x0 > x1:
+        return 1, 0, 0.0, 0.0, 0.0
+    dx = x0 + 0.5 - mx
+    g = band[si, _OP] * math.exp(-(0.5 * (sa * dx * dx + cdy2) + bdy * dx))
+    r = math.exp(-(sa * (dx + 0.5) + bdy))
+    return x0, x1, g, r, np.float64(band[si, _QX])
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def composite_rows(r0, r1, width, members, y0, y1, order, means2d, conics, op, depths, ids, features, classes,
                    num_classes, out, cls_out):
     """Composite image rows r0..r1 (inclusive) front to back.
@@ -92,33 +171,9 @@ def composite_rows(r0, r1, width, members, y0, y1, order, means2d, conics, op, d
     n_feat = features.shape[1]
     with_depth = depths.shape[0] == order.shape[0]
     n_ch = out.shape[1] - 1
-    # The band's splats are copied into one row each, ordered by their first row, so the splats
-    # a row needs lie close together in memory and stay in cache from row to row. Records
-    # (splat, row) are bucketed by row, visiting splats in depth order: each row's records come
-    # front to back.
-    start = np.zeros(n_rows + 1, np.int64)
-    slot_start = np.zeros(n_rows + 1, np.int64)
-    for k in members:
-        lo, hi = max(y0[k], r0), min(y1[k], r1)
-        slot_start[lo - r0 + 1] += 1
-        for y in range(lo, hi + 1):
-            start[y - r0 + 1] += 1
-    for k in range(n_rows):
-        start[k + 1] += start[k]
-        slot_start[k + 1] += slot_start[k]
-    band = np.zeros((slot_start[n_rows], _N_HEAD + n_ch), np.float32)
-    recs = np.empty(start[n_rows], np.int32)
-    fill = start[:n_rows].copy()
-    slot_fill = slot_start[:n_rows].copy()
-    for k in members:
-        lo, hi = max(y0[k], r0), min(y1[k], r1)
-        i = slot_fill[lo - r0]
-        slot_fill[lo - r0] += 1
-        s = order[k]
-        a, o = conics[s, 0], op[s]
-        band[i, _MX], band[i, _MY] = means2d[s, 0], means2d[s, 1]
-        band[i, _CA], band[i, _CB], band[i, _CC] = a, conics[s, 1], conics[s, 2]
-        band[i, _OP], band[i, _SMAX], band[i, _QX] = o, math.log(o / ALPHA_MIN), math.exp(-a)
+    band, slot_s, start, recs = _band_layout(r0, r1, members, y0, y1, order, means2d, conics, op, n_ch)
+    for i in range(slot_s.shape[0]):
+        s = slot_s[i]
         src = ids[s]
         if num_classes > 0:
             band[i, _CLS] = classes[src]
@@ -126,9 +181,6 @@ def composite_rows(r0, r1, width, members, y0, y1, order, means2d, conics, op, d
             band[i, _N_HEAD + c] = features[src, c]
         if with_depth:
             band[i, _N_HEAD + n_feat] = depths[s]
-        for y in range(lo, hi + 1):
-            recs[fill[y - r0]] = i
-            fill[y - r0] += 1
 
     trans = np.empty(width, np.float64)
     acc = np.empty(width * BLOCK, np.float32)
@@ -147,25 +199,9 @@ def composite_rows(r0, r1, width, members, y0, y1, order, means2d, conics, op, d
             n_touched = 0
             for k in range(start[row], start[row + 1]):
                 si = recs[k]
-                mx, sa, sb, sm = band[si, _MX], band[si, _CA], band[si, _CB], band[si, _SMAX]
-                dy = y + 0.5 - band[si, _MY]
-                bdy = sb * dy
-                cdy2 = band[si, _CC] * dy * dy
-                disc = bdy * bdy - sa * (cdy2 - 2.0 * sm)
-                if disc < 0.0:
-                    continue
-                sq = math.sqrt(disc)
-                cxr = mx - 0.5
-                x0 = max(0, int(math.ceil(cxr + (-bdy - sq) / sa - SPAN_MARGIN)))
-                x1 = min(width - 1, int(math.floor(cxr + (-bdy + sq) / sa + SPAN_MARGIN)))
+                x0, x1, g, r, q = _span(band, si, y, width)
                 if x0 > x1:
                     continue
-                # opacity · exp(-sigma) along the span by forward differences: sigma is quadratic
-                # in x, so each step multiplies by r, and r by exp(-a).
-                dx = x0 + 0.5 - mx
-                g = band[si, _OP] * math.exp(-(0.5 * (sa * dx * dx + cdy2) + bdy * dx))
-                r = math.exp(-(sa * (dx + 0.5) + bdy))
-                q = np.float64(band[si, _QX])
                 c0 = _N_HEAD + ch0
                 f0, f1, f2, f3 = band[si, c0], band[si, c0 + 1], band[si, c0 + 2], band[si, c0 + 3]
                 f4, f5, f6, f7 = band[si, c0 + 4], band[si, c0 + 5], band[si, c0 + 6], band[si, c0 + 7]
@@ -218,3 +254,111 @@ def composite_rows(r0, r1, width, members, y0, y1, order, means2d, conics, op, d
                         best[x] = v
                         cls_out[base + x] = cl
                     cls_w[j] = 0.0
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def pair_rows(r0, r1, width, members, y0, y1, order, means2d, conics, op, ids, pixel_ok, w_min):
+    """The blending weights of image rows r0..r1 (inclusive) as a sparse matrix, one row per pixel.
+
+    Walks the splats exactly as :func:`composite_rows` does and keeps each (pixel, splat) pair's
+    weight ``alpha · T`` instead of summing it: ``sum_j weight_j · feature[splat_j]`` over a
+    pixel's pairs is what the compositor makes of any per-splat feature there.
+
+    Args:
+        r0, r1, width, members, y0, y1, order, means2d, conics, op, ids: as in :func:`composite_rows`.
+        pixel_ok: [H * W] bool: pixels whose pairs are kept (the others get none).
+        w_min: float32; pairs with a smaller weight are left out.
+
+    Returns:
+        CSR over the band's pixels (row-major from row r0): ``indptr`` [(r1 - r0 + 1) · width + 1]
+        int64, ``splat`` [nnz] int32 input rows, ``weight`` [nnz] float32; a pixel's pairs front to back.
+    """
+    n_rows = r1 - r0 + 1
+    band, slot_s, start, recs = _band_layout(r0, r1, members, y0, y1, order, means2d, conics, op, 0)
+    slot_id = np.empty(slot_s.shape[0], np.int32)
+    for i in range(slot_s.shape[0]):
+        slot_id[i] = ids[slot_s[i]]
+    indptr = np.zeros(n_rows * width + 1, np.int64)
+    cap = max(1024, 4 * recs.shape[0])  # ~3-5 kept pairs per (splat, row) record; grows when short
+    splat = np.empty(cap, np.int32)
+    weight = np.empty(cap, np.float32)
+    row_cap = 16 * width
+    row_x = np.empty(row_cap, np.int32)
+    row_s = np.empty(row_cap, np.int32)
+    row_w = np.empty(row_cap, np.float32)
+    count = np.empty(width + 1, np.int64)
+    trans = np.empty(width, np.float64)
+    done = np.empty(width, np.bool_)
+    nnz = 0
+    for row in range(n_rows):
+        y = r0 + row
+        n = _pair_row(band, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans, done, row_x, row_s, row_w,
+                      count)
+        if n > row_cap:  # a row with more pairs than any before: walk it again with room for them
+            row_cap = 2 * n
+            row_x, row_s, row_w = np.empty(row_cap, np.int32), np.empty(row_cap, np.int32), np.empty(row_cap, np.float32)
+            n = _pair_row(band, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans, done, row_x, row_s, row_w,
+                          count)
+        if nnz + n > cap:
+            cap = max(cap + cap // 2, nnz + n)
+            splat, weight = _grow(splat, cap), _grow(weight, cap)
+        # The row's pairs came record by record (front to back): a stable counting sort by pixel.
+        base = row * width
+        count[0] = nnz
+        for x in range(width):
+            count[x + 1] += count[x]
+            indptr[base + x + 1] = count[x + 1]
+        for i in range(n):
+            j = count[row_x[i]]
+            count[row_x[i]] = j + 1
+            splat[j], weight[j] = row_s[i], row_w[i]
+        nnz += n
+    if cap > nnz + nnz // 8:  # hand back compact arrays, not views of mostly unused ones
+        return indptr, splat[:nnz].copy(), weight[:nnz].copy()
+    return indptr, splat[:nnz], weight[:nnz]
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _pair_row(band, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans, done, row_x, row_s, row_w, count):
+    """One row of :func:`pair_rows`: its kept pairs, in record order, into ``row_x/s/w`` while they
+    fit, and ``count[x + 1]`` pairs per pixel x. Returns the number of pairs (more than fit: call
+    again with larger arrays). A function of its own so the arrays stay fixed inside its loops
+    (reassigning them in the loops slows the walk by half)."""
+    trans[:] = 1.0
+    for x in range(width):
+        done[x] = not pixel_ok[y * width + x]  # pixels left out: nothing to walk there
+    count[:] = 0
+    n = 0
+    cap = row_x.shape[0]
+    for k in range(start[row], start[row + 1]):
+        si = recs[k]
+        x0, x1, g, r, q = _span(band, si, y, width)
+        sid = slot_id[si]
+        for x in range(x0, x1 + 1):
+            alpha = min(ALPHA_MAX, g)
+            g *= r
+            r *= q
+            if done[x] or alpha < ALPHA_MIN:
+                continue
+            t = trans[x]
+            t_next = t * (1.0 - alpha)
+            if t_next <= T_MIN:
+                done[x] = True
+                continue
+            trans[x] = t_next
+            w = np.float32(alpha * t)
+            if w < w_min:
+                continue
+            if n < cap:
+                row_x[n], row_s[n], row_w[n] = x, sid, w
+            count[x + 1] += 1
+            n += 1
+    return n
+
+
+@numba.njit(nogil=True, cache=True)
+def _grow(a, n):
+    """``a`` copied into a new array of length ``n`` (>= len(a))."""
+    b = np.empty(n, a.dtype)
+    b[:a.shape[0]] = a
+    return b

@@ -27,7 +27,7 @@ import torch
 from .projection import Projection, depth_order, rasterize_with, sums_as_images
 from .workers import Workers, cpu_workers
 
-__all__ = ["available", "composite", "rasterize_splats"]
+__all__ = ["available", "composite", "rasterize_splats", "witness_pairs"]
 
 _BANDS_PER_WORKER = 4  # rows are cut into this many bands per thread: the busy ones even out
 _MIN_BAND_ROWS = 8
@@ -71,24 +71,69 @@ def composite(
     use_cls = classes is not None and num_classes > 1
     if proj.ids.shape[0] > 0:
         with cpu_workers(torch.device("cpu"), workers) as w:
-            rows = max(_MIN_BAND_ROWS, -(-height // (w.n * _BANDS_PER_WORKER)))
-            bands = list(range(0, height, rows))
-            order = depth_order(proj.depths).numpy()
-            op = proj.opacities.contiguous().numpy()
-            y0, y1, starts, members = kern.band_members(order, proj.means2d[:, 1].contiguous().numpy(),
-                                                        proj.cov2d[:, 2].contiguous().numpy(), op, height, rows,
-                                                        len(bands))
-            arrays = (y0, y1, order, proj.means2d.contiguous().numpy(), proj.conics.contiguous().numpy(), op,
-                      proj.depths.contiguous().numpy() if with_depth else np.zeros(0, np.float32), proj.ids.numpy(),
-                      features.contiguous().numpy(), classes.contiguous().numpy() if use_cls else np.zeros(0, np.int64),
+            rows, bands, members, head = _bands(proj, height, w)
+            arrays = (*head, proj.depths.contiguous().numpy() if with_depth else np.zeros(0, np.float32),
+                      proj.ids.numpy(), features.contiguous().numpy(),
+                      classes.contiguous().numpy() if use_cls else np.zeros(0, np.int64),
                       num_classes if use_cls else 0, out.numpy(), cls_out.numpy())
 
             def band(k: int) -> None:
-                kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width,
-                                    members[starts[k]:starts[k + 1]], *arrays)
+                kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k], *arrays)
 
             w.map(band, list(range(len(bands))))
     return sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)
+
+
+def _bands(proj: Projection, height: int, workers: Workers) -> tuple[int, list[int], list[np.ndarray], tuple]:
+    """Rows per band, each band's first row, its member splats, and the kernels' per-splat arrays
+    (``y0, y1, order, means2d, conics, opacities``)."""
+    kern = _kernels()
+    rows = max(_MIN_BAND_ROWS, -(-height // (workers.n * _BANDS_PER_WORKER)))
+    bands = list(range(0, height, rows))
+    order = depth_order(proj.depths).numpy()
+    op = proj.opacities.contiguous().numpy()
+    y0, y1, starts, members = kern.band_members(order, proj.means2d[:, 1].contiguous().numpy(),
+                                                proj.cov2d[:, 2].contiguous().numpy(), op, height, rows, len(bands))
+    head = (y0, y1, order, proj.means2d.contiguous().numpy(), proj.conics.contiguous().numpy(), op)
+    return rows, bands, [members[starts[k]:starts[k + 1]] for k in range(len(bands))], head
+
+
+def witness_pairs(
+    proj: Projection,
+    width: int,
+    height: int,
+    pixel_ok: torch.Tensor,
+    w_min: float = 0.0,
+    *,
+    workers: Optional[Workers] = None,
+) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Every (pixel, splat, blending weight) pair of the compositor, as one CSR piece per row band.
+
+    The weights are those :func:`composite` blends: with them, the composite of any per-splat
+    feature x is ``sum_j weight_j · x[splat_j]`` over a pixel's pairs (a linear map ``W x``).
+
+    Args:
+        proj: the projected, culled splats (from :func:`anchorstage.projection.project`).
+        width: image width in pixels.
+        height: image height in pixels.
+        pixel_ok: [H * W] bool: pixels whose pairs are kept (the others get none).
+        w_min: pairs with a smaller weight are left out.
+        workers: CPU threads to use (default: a pool of torch's thread count for this call).
+
+    Returns:
+        One ``(first_row, indptr, splat, weight)`` per band of rows: ``indptr`` [rows · width + 1]
+        int64 over the band's pixels (row-major), ``splat`` [nnz] int32 input rows, ``weight``
+        [nnz] float32; a pixel's pairs front to back. Bands cover the image top to bottom.
+    """
+    kern = _kernels()
+    ok = pixel_ok.reshape(-1).contiguous().numpy()
+    if proj.ids.shape[0] == 0:
+        return [(0, np.zeros(height * width + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))]
+    with cpu_workers(torch.device("cpu"), workers) as w:
+        rows, bands, members, head = _bands(proj, height, w)
+        ids = proj.ids.numpy()
+        return w.map(lambda k: (bands[k], *kern.pair_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k],
+                                                          *head, ids, ok, np.float32(w_min))), list(range(len(bands))))
 
 
 def rasterize_splats(*args, **kwargs) -> dict[str, torch.Tensor]:

@@ -59,6 +59,7 @@ def composite(
     *,
     with_depth: bool = False,
     workers: Optional[Workers] = None,
+    pairs: Optional[list] = None,
 ) -> dict[str, torch.Tensor]:
     """Composite projected splats front to back into per-pixel sums.
 
@@ -72,6 +73,9 @@ def composite(
         num_classes: number of classes (including class 0).
         with_depth: also composite the view depth (``proj.depths``).
         workers: CPU threads to use (default: a pool of torch's thread count for this call).
+        pairs: when a list, every blended pair is appended to it as ``(pixel, splat, weight)``:
+            [P] int64 pixel (y · width + x), [P] int64 input splat row, [P] float32 weight,
+            in pieces (bands and chunks in any order; front to back within a piece's pixel).
 
     Returns:
         ``features`` [H, W, F] float32 sums of weight x feature, ``alpha`` [H, W] float32
@@ -105,7 +109,7 @@ def composite(
 
         def run(r0: int) -> None:
             _composite_band(r0, min(height, r0 + band_rows) - 1, width, splats, features, cls, num_classes,
-                            with_depth, out, cls_out)
+                            with_depth, out, cls_out, pairs)
 
         # Bands write disjoint rows, so they run in parallel.
         with cpu_workers(dev, workers) as w:
@@ -114,7 +118,7 @@ def composite(
     return sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)
 
 
-def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_depth, out, cls_out):
+def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_depth, out, cls_out, pairs=None):
     """Composite the splats that touch image rows r0..r1 (inclusive) into ``out``.
 
     Args:
@@ -131,6 +135,7 @@ def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_dept
         with_depth: composite the view depth as a channel after the features.
         out: [H * W, C] float32 sums, C = F (+ 1 with depth) + 1 (alpha); this band's rows are written.
         cls_out: [H * W] int64 per-pixel dominant class (this band's rows are written).
+        pairs: optional list that receives the band's (pixel, splat, weight) pairs (see :func:`composite`).
     """
     dev = features.device
     npx = (r1 - r0 + 1) * width
@@ -200,8 +205,10 @@ def _composite_band(r0, r1, width, splats, features, cls, num_classes, with_dept
         sid = row_splat[lo_rec:hi_rec].index_select(0, pr)
         perm = _stable_argsort_u16(key)
         counts = torch.bincount(key, minlength=npx)  # the sorted keys follow from these: no gather
-        _composite_pairs(counts, alpha.index_select(0, perm), sid.index_select(0, perm), feats, cls, num_classes,
-                         log_t, acc, cls_w)
+        sid = sid.index_select(0, perm)
+        w = _composite_pairs(counts, alpha.index_select(0, perm), sid, feats, cls, num_classes, log_t, acc, cls_w)
+        if pairs is not None:
+            pairs.append((torch.repeat_interleave(counts) + r0 * width, src.index_select(0, sid), w))
         lo_rec, lo_pair = hi_rec, hi_pair
 
     nf = out.shape[1]
@@ -226,6 +233,9 @@ def _composite_pairs(counts, alpha, sid, feats, cls, num_classes, log_t, acc, cl
         log_t: [npx] float64 log-transmittance of each pixel so far (all pairs, updated).
         acc: [npx, C] float32 weighted sums (updated).
         cls_w: [npx * num_classes] float32 per-(pixel, class) weights (updated), or None.
+
+    Returns:
+        [P] float32 the pairs' blending weights (0 for pairs left out).
     """
     dev = feats.device
     npx = counts.shape[0]
@@ -253,6 +263,7 @@ def _composite_pairs(counts, alpha, sid, feats, cls, num_classes, log_t, acc, cl
         torch.addmm(acc, mat, feats, out=acc)  # accumulates in place: no [npx, C] temporary
     if cls_w is not None:
         cls_w.index_add_(0, key * num_classes + cls.index_select(0, sid), w)
+    return w
 
 
 def rasterize_splats(*args, **kwargs) -> dict[str, torch.Tensor]:

@@ -19,6 +19,9 @@ The algorithm (see docs/reconstruction.md):
 6. Optionally a second layer behind depth edges: the background surface continues (along its
    own plane) a few pixels behind the foreground, so a small camera move reveals plausible
    background instead of a hole.
+7. Optionally (on by default) a colour fit: with the geometry fixed, the splat colours are
+   solved so that the render at the photo's own camera reproduces the photo
+   (:mod:`anchorstage.colorfit`); the pixel colours are the start and the regulariser's anchor.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .camera import Camera
+from .colorfit import DEFAULT_ITERATIONS, DEFAULT_TIKHONOV, MIN_WEIGHT, solve_colors, witness_weights
 from .depth_io import DEFAULT_FAR_LIMIT_M, mask_invalid_depth
 from .device import resolve_device
 from .errors import InputError
@@ -372,12 +376,35 @@ def _level_from_cells(child: _Level, span: int, f: float) -> _Level:
     dev = torch.stack([((sc[..., _P] / sc[..., _CNT].clamp_min(1.0)[..., None] - pm) * nbar).sum(-1).abs() for sc in sq], -1).amax(-1)
     dev_rel = dev / (span * pm[..., 2].clamp_min(1e-30) / f)
     agree = nlen / cnt
-    cm = parent[..., _C] / cnt[..., None]
-    var = (parent[..., _C2] / cnt[..., None] - cm * cm).clamp_min(0.0).sum(-1)
-    texture = var / (cm.mean(-1) ** 2 + 1e-4)
+    texture = _window_texture(parent[..., _CNT], parent[..., _C], parent[..., _C2])
     pmin = torch.minimum(torch.minimum(cq[0], cq[1]), torch.minimum(cq[2], cq[3]))
     ok = (pmin >= _MERGE_MIN_CONF) & (dev_rel < _MERGE_MAX_DEV) & (agree > _MERGE_MIN_AGREE)
     return _Level(parent, pmin, texture + (1.0 - agree) + 0.1 * dev_rel, ok, torch.zeros_like(ok))
+
+
+def _window_texture(cnt: torch.Tensor, csum: torch.Tensor, c2sum: torch.Tensor) -> torch.Tensor:
+    """Texture cost of merging each block: relative colour variance over the block and the ring of
+    blocks around it.
+
+    A merged splat (std 0.6 of its span) blends into its neighbours about a block's width beyond
+    its own block, so a block merges cheaply only where its surroundings are flat too: the colour
+    fit cannot undo a big splat painted over fine texture next to it.
+
+    Args:
+        cnt: [h, w] valid pixels per block.
+        csum: [h, w, 3] sums of their linear colours.
+        c2sum: [h, w, 3] sums of their squares.
+
+    Returns:
+        [h, w] summed channel variance / (squared mean + 1e-4) over each 3x3 window of blocks.
+    """
+    x = torch.cat([cnt[..., None], csum, c2sum], -1).permute(2, 0, 1)[None]
+    # Window means of the sums (zero padding adds nothing); ratios of them are ratios of sums.
+    m = F.avg_pool2d(x, 3, stride=1, padding=1)[0]
+    n = m[0].clamp_min(1e-30)
+    cm = m[1:4] / n
+    var = (m[4:7] / n - cm * cm).clamp_min(0.0).sum(0)
+    return var / (cm.mean(0) ** 2 + 1e-4)
 
 
 def _merge(child_whole: torch.Tensor, parent: _Level, need: int, max_cost: float) -> int:
@@ -417,15 +444,18 @@ def _level_from_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, f:
     dev_rel = twist * (f / 4.0)
     nsum = [q[0] + q[1] + q[2] + q[3] for q in nq]
     agree = torch.sqrt(nsum[0] * nsum[0] + nsum[1] * nsum[1] + nsum[2] * nsum[2]) / 4.0
-    csum = rq[0] + rq[1] + rq[2] + rq[3]
-    c2sum = rq[0] * rq[0] + rq[1] * rq[1] + rq[2] * rq[2] + rq[3] * rq[3]
-    cm = csum / 4.0
-    texture = (c2sum / 4.0 - cm * cm).clamp_min(0.0).sum(-1) / (cm.mean(-1) ** 2 + 1e-4)
+    # Colour sums over the block's valid pixels (only fully valid blocks merge; the others' sums
+    # count in their neighbours' texture windows).
+    vw = [q[..., None].to(rgb.dtype) for q in vq]
+    csum = rq[0] * vw[0] + rq[1] * vw[1] + rq[2] * vw[2] + rq[3] * vw[3]
+    c2sum = rq[0] * rq[0] * vw[0] + rq[1] * rq[1] * vw[1] + rq[2] * rq[2] * vw[2] + rq[3] * rq[3] * vw[3]
+    count = (vw[0] + vw[1] + vw[2] + vw[3])[..., 0]
+    texture = _window_texture(count, csum, c2sum)
     pmin = torch.minimum(torch.minimum(cq[0], cq[1]), torch.minimum(cq[2], cq[3]))
     ok = vq[0] & vq[1] & vq[2] & vq[3] & (pmin >= _MERGE_MIN_CONF) & (dev_rel < _MERGE_MAX_DEV) & (agree > _MERGE_MIN_AGREE)
     zsum = zq[0] + zq[1] + zq[2] + zq[3]
     sums = torch.cat([
-        torch.full_like(zsum, 4.0)[..., None],
+        count[..., None],
         torch.stack([sum(zq[k] * xq[k] for k in range(4)), sum(zq[k] * yq[k] for k in range(4)), zsum], -1),
         csum, c2sum, torch.stack(nsum, -1),
         (oq[0] + oq[1] + oq[2] + oq[3])[..., None],
@@ -464,6 +494,30 @@ def _records_from_cells(s: torch.Tensor, whole: torch.Tensor, span: int) -> dict
             "span": torch.full((sel.shape[0],), float(span), device=s.device)}
 
 
+# ---------------------------------------------------------------------------- colour fit
+def _fit_colors(sp: Splats, cam: Camera, rgb: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Colours with which the render at the photo's camera reproduces the photo (valid pixels).
+
+    Args:
+        sp: the splats in the camera frame (OpenCV, metres).
+        cam: the photo's camera.
+        rgb: [H, W, 3] float32 linear photo.
+        valid: [H, W] bool pixels with depth (sky and masked pixels are left out of the fit).
+
+    Returns:
+        [N, 3] float32 fitted linear colours (may leave [0, 1]) and a summary for ``Scene.meta``.
+    """
+    dev = sp.device
+    # The splats are in the camera frame: the witness camera is the identity pose.
+    weights = witness_weights(sp.means, sp.quats, sp.scales, sp.opacities, torch.eye(4, device=dev),
+                              torch.as_tensor(cam.K, dtype=torch.float32, device=dev), cam.width, cam.height,
+                              near=cam.clip_start, far=cam.clip_end, pixel_ok=valid, min_weight=MIN_WEIGHT)
+    colors = solve_colors(weights, sp.colors, rgb.reshape(-1, 3), iterations=DEFAULT_ITERATIONS,
+                          tikhonov=DEFAULT_TIKHONOV)
+    return colors.contiguous(), {"iterations": DEFAULT_ITERATIONS, "tikhonov": DEFAULT_TIKHONOV,
+                                 "min_weight": MIN_WEIGHT}
+
+
 # ---------------------------------------------------------------------------- entry point
 @torch.no_grad()
 def reconstruct(
@@ -475,6 +529,7 @@ def reconstruct(
     confidence: Any = None,
     far_limit_m: float = DEFAULT_FAR_LIMIT_M,
     second_layer: bool = True,
+    fit_colors: bool = True,
     device: str | torch.device = "auto",
     progress: Optional[ProgressFn] = None,
     meta: Optional[Mapping[str, Any]] = None,
@@ -492,6 +547,8 @@ def reconstruct(
             model); multiplies the geometric confidence.
         far_limit_m: depths beyond this are sky.
         second_layer: add background splats behind foreground depth edges.
+        fit_colors: fit the colours so the render at ``camera`` reproduces the photo (the
+            geometry is the same either way); off, each splat has its pixel's (or cell's mean) colour.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         progress: optional progress callback.
         meta: extra entries for ``Scene.meta`` (e.g. ``intrinsics_source``, ``depth_source``).
@@ -529,6 +586,8 @@ def reconstruct(
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise InputError(f"max_splats must be a positive integer (got {max_splats!r})")
     budget = int(budget)
+    if not isinstance(fit_colors, (bool, np.bool_)):
+        raise InputError(f"fit_colors must be True or False (got {fit_colors!r})")
     dev = resolve_device(device)
 
     report(progress, 0.05, "back-projecting depth")
@@ -579,6 +638,7 @@ def reconstruct(
     if layer2 is not None:
         parts.append(layer2)
     rec = {k: torch.cat([p[k] for p in parts], dim=1 if k in _SOA else 0) for k in parts[0]}
+    valid = px.valid
     del levels, parts, px
     pruned = 0
     if rec["o"].shape[0] > budget:  # nothing left to merge: drop the faintest, least trusted splats
@@ -597,6 +657,11 @@ def reconstruct(
     in_camera = Splats(means=rec["p"].T, quats=quats, scales=scales,
                        opacities=rec["o"].clamp(1e-4, _OPACITY_MAX).contiguous(), colors=rec["c"].contiguous(),
                        confidence=rec["conf"].clamp(0.0, 1.0).contiguous())
+    del rec  # the fit's pairs need the room
+    fit_info = None
+    if fit_colors and n_out:
+        report(progress, 0.75, "fitting colours to the photo")
+        in_camera.colors, fit_info = _fit_colors(in_camera, cam, rgb, valid)
     splats = in_camera.transformed(cam.world_from_cam)
     report(progress, 1.0, f"{len(splats)} splats")
 
@@ -611,6 +676,7 @@ def reconstruct(
         "merges_per_level": merged_per_level,
         "second_layer_splats": int(layer2["o"].shape[0]) if layer2 is not None else 0,
         "pruned_splats": pruned,
+        "color_fit": fit_info,
         "masked_depth_pixels": n_bad,
         "notes": notes,
     }

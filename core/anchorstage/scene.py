@@ -235,7 +235,10 @@ def _exact_or_ply(name: str, ply_value: torch.Tensor, extra: Optional[Any], note
     if extra is None or name not in extra:
         return ply_value
     exact = torch.from_numpy(np.asarray(extra[name], dtype=np.float32))
-    if exact.shape == ply_value.shape and torch.allclose(exact, ply_value, rtol=1e-4, atol=1e-5):
+    # The PLY's sRGB DC holds negative linear colours (the colour fit makes some) as 0.
+    as_ply = exact.clamp_min(0.0) if name == "colors" else exact
+    if exact.shape == ply_value.shape and (torch.allclose(exact, ply_value, rtol=1e-4, atol=1e-5)
+                                           or torch.allclose(as_ply, ply_value, rtol=1e-4, atol=1e-5)):
         return exact
     notes.append(f"splats.ply {name} differ from splats_extra.npz (PLY edited?): using the PLY")
     return ply_value

@@ -228,7 +228,8 @@ def stage_camera(photo: Photo, depth: "DepthEstimate") -> tuple[Camera, str]:
 
 
 def build_stage(photo: Photo, depth: "DepthEstimate", *, max_splats: Optional[int] = None,
-                second_layer: bool = True, far_limit_m: Optional[float] = None, regions: bool = True,
+                second_layer: bool = True, fit_colors: bool = True, far_limit_m: Optional[float] = None,
+                regions: bool = True,
                 max_regions: int = 10, device: str = "auto", progress: Optional[ProgressFn] = None) -> "Scene":
     """Reconstruct a metric splat stage from a photo and its depth (and segment it into regions).
 
@@ -237,6 +238,8 @@ def build_stage(photo: Photo, depth: "DepthEstimate", *, max_splats: Optional[in
         depth: from :func:`metric_depth`.
         max_splats: splat budget (default ≈ 1M for a 1080p photo).
         second_layer: add background splats behind depth edges.
+        fit_colors: fit the splat colours so the photo's own view reproduces the photo (see
+            docs/reconstruction.md); False keeps each splat's pixel colour.
         far_limit_m: depth beyond this many metres is sky.
         regions: also segment into sky / ground / facade / object regions.
         max_regions: at most this many regions.
@@ -257,7 +260,7 @@ def build_stage(photo: Photo, depth: "DepthEstimate", *, max_splats: Optional[in
         meta["intrinsics"] = photo.intrinsics
     far = DEFAULT_FAR_LIMIT_M if far_limit_m is None else far_limit_m
     scene = reconstruct(photo.image, depth.depth_m, camera, max_splats=max_splats, confidence=depth.confidence,
-                        far_limit_m=far, second_layer=second_layer, device=device,
+                        far_limit_m=far, second_layer=second_layer, fit_colors=fit_colors, device=device,
                         progress=scaled(progress, 0.0, 0.8 if regions else 1.0), meta=meta)
     if regions:
         scene = segment_stage(scene, max_regions=max_regions, progress=scaled(progress, 0.8, 1.0))

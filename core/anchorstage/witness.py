@@ -548,7 +548,9 @@ def append_fill(scene: "Scene", warp: Warp, fill: Fill, image: np.ndarray, *, st
     splats = scene.splats
     regions = [replace(r) for r in scene.regions]
     if n_fill:
-        add = reconstruct(image, depth, warp.camera, max_splats=n_fill, second_layer=False, device=device).splats
+        # No colour fit: these splats join a stage whose other splats the fit would not see.
+        add = reconstruct(image, depth, warp.camera, max_splats=n_fill, second_layer=False, fit_colors=False,
+                          device=device).splats
         add = add.to(splats.device)
         add.confidence = add.confidence * FILL_CONFIDENCE
         uv, _ = warp.camera.project(add.means.detach().cpu().numpy())

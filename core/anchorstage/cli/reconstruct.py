@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-splats", type=int, metavar="N", help="splat budget (default ≈ 1M for a 1080p photo)")
     p.add_argument("--far-limit", type=float, metavar="M", help="depth beyond this many metres is sky (default 1000)")
     p.add_argument("--no-second-layer", action="store_true", help="no background splats behind depth edges")
+    p.add_argument("--no-color-fit", action="store_true",
+                   help="keep each splat's pixel colour instead of fitting colours so the photo's own view reproduces it")
     p.add_argument("--depth-model", metavar="ID_OR_PATH", help="depth model hub id, alias or local folder (without --depth)")
     p.add_argument("--no-regions", action="store_true", help="skip region segmentation (sky/ground/facades/objects)")
     add_device_arg(p)
@@ -55,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
         depth = metric_depth(photo, depth_file=args.depth, model=args.depth_model, far_limit_m=args.far_limit,
                              device=args.device, progress=scaled(bar, 0.0, 0.6))
         scene = build_stage(photo, depth, max_splats=args.max_splats, second_layer=not args.no_second_layer,
-                            far_limit_m=args.far_limit, regions=not args.no_regions, device=args.device,
-                            progress=scaled(bar, 0.6, 0.95))
+                            fit_colors=not args.no_color_fit, far_limit_m=args.far_limit, regions=not args.no_regions,
+                            device=args.device, progress=scaled(bar, 0.6, 0.95))
         save_scene(scene, out, force=args.force)
         bar(1.0, "saved")
     regions = ", ".join(r.id for r in scene.regions) or "none"
