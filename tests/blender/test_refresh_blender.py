@@ -140,7 +140,7 @@ def test_engine_renders_refreshed_frames_with_void_and_confidence(stage, tmp_pat
     blend = tmp_path / "refresh.blend"
     stage.anchorstage.engine_output = "REFRESH"
     stage.render.engine = "ANCHORSTAGE"
-    stage.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
+    _addon("compat").set_multilayer_exr(stage.render.image_settings)
     stage.render.filepath = str(tmp_path / "frame_####")
     stage.frame_start, stage.frame_end = 1, 2
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
