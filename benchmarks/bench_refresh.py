@@ -28,40 +28,15 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from anchorstage import Camera, look_at
+from _stage import analytic_photo
 from anchorstage.regression import reconstruct
 from anchorstage.segmentation import segment
 
 
 def stage_scene(n: int, device: str = "cpu"):
     """A scene of about ``n`` splats: a photo of an analytic set with exact metric depth, one splat per pixel."""
-    aspect = 16 / 9
-    h = int(round(math.sqrt(n / aspect)))
-    w = int(round(n / h))
-    ref = Camera(width=w, height=h, lens_mm=30.0, world_from_cam=look_at((0, -6, 1.6), (0, 0, 1.2)))
-    uv = ref.pixel_centers().reshape(-1, 2)
-    d = ref.unproject(uv, np.ones(len(uv))) - ref.position
-    o = ref.position
-    t = np.full(len(uv), np.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tg = -o[2] / d[:, 2]
-        tf = (4.0 - o[1]) / d[:, 1]
-    pf = o + tf[:, None] * d
-    for tt, ok in ((tg, np.ones(len(uv), bool)), (tf, pf[:, 2] < 4.0)):
-        hit = ok & (tt > 0) & (tt < t)
-        t[hit] = tt[hit]
-    for cx, cy, size in ((-1.0, 0.5, 0.8), (1.2, -0.5, 0.6)):  # front faces of two boxes
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tb = (cy - size - o[1]) / d[:, 1]
-        p = o + tb[:, None] * d
-        hit = (tb > 0) & (tb < t) & (np.abs(p[:, 0] - cx) < size) & (p[:, 2] > 0) & (p[:, 2] < 2 * size)
-        t[hit] = tb[hit]
-    pts = o + np.where(np.isfinite(t), t, 0.0)[:, None] * d
-    depth = np.where(np.isfinite(t), (pts - o) @ ref.forward, np.inf).reshape(h, w).astype(np.float32)
-    rng = np.random.default_rng(0)
-    tex = 0.5 + 0.4 * np.sin(pts[:, :1] * 7.0 + np.array([0.0, 1.0, 2.0])) * np.cos(pts[:, 2:3] * 5.0)
-    tex = np.where(np.isfinite(t)[:, None], tex, [0.35, 0.55, 0.9])
-    image = np.clip(tex + 0.03 * rng.standard_normal(tex.shape), 0, 1).reshape(h, w, 3).astype(np.float32)
+    ref, _, _, _, depth, colors = analytic_photo(n, facade_top_m=4.0, noise=0.03)
+    image = colors.reshape(depth.shape[0], depth.shape[1], 3).astype(np.float32)
     scene = reconstruct(image, depth, ref, max_splats=n, device=device)
     segment(scene)
     return scene

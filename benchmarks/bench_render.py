@@ -30,42 +30,17 @@ import time
 import numpy as np
 import torch
 
-from anchorstage import Camera, Splats, look_at, render
+from _stage import analytic_photo
+from anchorstage import Camera, Splats, render
 from anchorstage.renderer import PASSES
 from anchorstage.rotation import quat_from_axes
 
 
 def stage_splats(n: int, seed: int = 0) -> tuple[Splats, Camera]:
     """~n splats, one per pixel of a reference photo of a stage, and the reference camera."""
-    aspect = 16 / 9
-    h = int(round(math.sqrt(n / aspect)))
-    w = int(round(n / h))
-    ref = Camera(width=w, height=h, lens_mm=30.0, world_from_cam=look_at((0, -6, 1.6), (0, 0, 1.2)))
-    uv = ref.pixel_centers().reshape(-1, 2)
-    # Ray-cast the analytic stage: ground z=0, facade y=4, boxes.
-    d = ref.unproject(uv, np.ones(len(uv))) - ref.position
-    o = ref.position
-    t = np.full(len(uv), np.inf)
-    nrm = np.zeros((len(uv), 3))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tg = -o[2] / d[:, 2]
-        tf = (4.0 - o[1]) / d[:, 1]
-    for tt, nn in ((tg, (0, 0, 1)), (tf, (0, -1, 0))):
-        hit = (tt > 0) & (tt < t)
-        t[hit], nrm[hit] = tt[hit], nn
-    for cx, cy, size in ((-1.0, 0.5, 0.8), (1.2, -0.5, 0.6)):  # front faces of two boxes
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tb = (cy - size - o[1]) / d[:, 1]
-        p = o + tb[:, None] * d
-        hit = (tb > 0) & (tb < t) & (np.abs(p[:, 0] - cx) < size) & (p[:, 2] > 0) & (p[:, 2] < 2 * size)
-        t[hit], nrm[hit] = tb[hit], (0, -1, 0)
-    ok = np.isfinite(t)
-    pts = o + t[ok, None] * d[ok]
-    nrm = nrm[ok]
-    z = (pts - o) @ ref.forward
-    rng = np.random.default_rng(seed)
-    tex = 0.5 + 0.4 * np.sin(pts[:, :1] * 7.0 + np.array([0.0, 1.0, 2.0])) * np.cos(pts[:, 2:3] * 5.0)
-    colors = np.clip(tex + 0.05 * rng.standard_normal(tex.shape), 0, 1)
+    ref, ok, pts, nrm, _, colors = analytic_photo(n, seed=seed)
+    pts, nrm, colors = pts[ok], nrm[ok], colors[ok]
+    z = (pts - ref.position) @ ref.forward
     # Disc splats in the surface plane, ~0.7 pixel footprint at the reference view.
     footprint = 0.7 * z / ref.focal_px
     a1 = np.cross(nrm, [0.3, 0.2, 0.9]); a1 /= np.linalg.norm(a1, axis=1, keepdims=True)

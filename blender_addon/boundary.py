@@ -17,7 +17,7 @@ from anchorstage import Camera, InputError
 
 __all__ = ["render_resolution", "camera_from_blender", "apply_camera_to_blender", "camera_json_from_blender",
            "SPLAT_ATTRIBUTES", "splats_to_mesh", "splats_from_mesh", "is_splat_mesh", "image_to_render_rect",
-           "render_rect_to_image", "image_to_pixels", "camera_from_view", "set_placement", "file_frame_transform",
+           "render_rect_to_image", "image_to_pixels", "set_float_image", "camera_from_view", "set_placement", "file_frame_transform",
            "splat_matrix_scale", "cam_from_view_matrix", "view_matrices_from_camera", "WITNESS_KEY", "witness_to_mesh",
            "has_witness", "scene_from_mesh", "locked_region_ids"]
 
@@ -372,6 +372,20 @@ def render_rect_to_image(rect, width: int, height: int, channels: int) -> np.nda
     """A render-pass ``rect`` (rows bottom-up) as a core image [H, W, C] (rows top-down)."""
     a = np.asarray(rect, dtype=np.float32).reshape(height, width, channels)
     return np.ascontiguousarray(a[::-1])
+
+
+def set_float_image(name: str, rgba: np.ndarray) -> "bpy.types.Image":
+    """Put an [H, W, 3|4] linear image (rows top-down) into the float image datablock ``name``
+    (made, or remade at another size)."""
+    h, w = rgba.shape[:2]
+    img = bpy.data.images.get(name)
+    if img is None or tuple(img.size) != (w, h) or img.source != "GENERATED":
+        if img is not None:
+            bpy.data.images.remove(img)
+        img = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
+    img.pixels.foreach_set(image_to_pixels(rgba))
+    img.update()
+    return img
 
 
 def image_to_pixels(image: np.ndarray) -> np.ndarray:

@@ -337,20 +337,9 @@ def _witness_object(context, name: str):
 
 def _show_image(name: str, rgb_linear, *, srgb: bool = False):
     """Put an [H, W, 3] image (linear, or sRGB with ``srgb``) into a float image datablock."""
-    import numpy as np
-
     from anchorstage.image_io import srgb_to_linear
 
-    rgb = srgb_to_linear(rgb_linear) if srgb else rgb_linear
-    h, w = rgb.shape[:2]
-    img = bpy.data.images.get(name)
-    if img is None or tuple(img.size) != (w, h) or img.source != "GENERATED":
-        if img is not None:
-            bpy.data.images.remove(img)
-        img = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
-    img.pixels.foreach_set(boundary.image_to_pixels(np.concatenate([rgb, np.ones((h, w, 1), np.float32)], -1)))
-    img.update()
-    return img
+    return boundary.set_float_image(name, srgb_to_linear(rgb_linear) if srgb else rgb_linear)
 
 
 class ANCHORSTAGE_OT_refresh_frame(bpy.types.Operator):

@@ -72,11 +72,4 @@ class BlenderServices:
     # ------------------------------------------------------------------ images
     def show_preview(self, image_name: str, rgba: np.ndarray) -> None:
         """Put an [H, W, 4] linear RGBA image (rows top-down) into a float image datablock."""
-        h, w = rgba.shape[:2]
-        img = bpy.data.images.get(image_name)
-        if img is None or tuple(img.size) != (w, h) or img.source != "GENERATED":
-            if img is not None:
-                bpy.data.images.remove(img)
-            img = bpy.data.images.new(image_name, w, h, alpha=True, float_buffer=True)
-        img.pixels.foreach_set(boundary.image_to_pixels(rgba))
-        img.update()
+        boundary.set_float_image(image_name, rgba)
