@@ -88,7 +88,7 @@ def main(argv=None) -> int:
             {"what": "classical refresh (cold witness mesh)", "median_s": statistics.median(cold), "best_s": min(cold)}]
     rows += [{"what": f"  {k}", "median_s": statistics.median(v), "best_s": min(v)} for k, v in stages.items()]
     rows += [{"what": f"  once per stage: {k}", "median_s": statistics.median(v), "best_s": min(v)}
-             for k, v in (("witness mesh", mesh_s), ("witness depth confidence (render)", conf_s))]
+             for k, v in (("witness mesh", mesh_s), ("witness depth confidence", conf_s))]
     rows += [{"what": "live meter update (160 px, target ≤ 0.05 s)", "median_s": statistics.median(meter_s),
               "best_s": min(meter_s)},
              {"what": "  once per stage: meter proxy (256 px witness)", "median_s": statistics.median(proxy_s),

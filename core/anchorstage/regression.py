@@ -596,6 +596,7 @@ def reconstruct(
     px = _pixel_geometry(depth, cam)
     if conf_np is not None:
         px.conf = px.conf * torch.from_numpy(conf_np).to(dev)
+    depth_conf = px.conf.cpu().numpy().astype(np.float32)
     opacity = _OPACITY_MAX * (_OPACITY_FLOOR + (1 - _OPACITY_FLOOR) * px.conf)
     f = cam.focal_px
 
@@ -683,4 +684,5 @@ def reconstruct(
     extra = dict(meta or {})
     info["notes"] = list(extra.pop("notes", [])) + notes
     info.update(extra)
-    return Scene(camera=cam, splats=splats, image_linear=rgb_np, depth_m=depth_np, regions=[], meta=info)
+    return Scene(camera=cam, splats=splats, image_linear=rgb_np, depth_m=depth_np, regions=[], meta=info,
+                 depth_confidence=depth_conf)

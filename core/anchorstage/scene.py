@@ -13,7 +13,8 @@ A scene folder holds::
                         splats read from a file what that file stored (``stored__*``: see
                         StoredSplats.to_arrays), so writing that format again is bit-exact
     image.exr           the source image, linear Rec.709 RGB, float32
-    depth.exr           the depth, planar z in metres, channel Z, float32, inf = masked (sky)
+    depth.exr           the depth, planar z in metres, channel Z, float32, inf = masked (sky); channel
+                        ``confidence`` [0, 1] the per-pixel depth confidence when known
     regions/<id>.png    one 8-bit mask per region (255 inside)
 
 Everything is written into a temporary sibling folder and renamed into place, so a failure
@@ -62,6 +63,8 @@ class Scene:
         depth_m: [H, W] float32 planar z in metres, inf where masked (sky).
         regions: scene regions (filled by segmentation).
         meta: JSON-ready facts: ``metric_scale``, ``intrinsics_source``, ``depth_source``, ...
+        depth_confidence: [H, W] float32 in [0, 1], how far each witness pixel's depth is trusted
+            (what the splats' confidence was made from; 0 where depth is masked), or None when unknown.
     """
 
     camera: Camera
@@ -70,6 +73,7 @@ class Scene:
     depth_m: np.ndarray
     regions: list[Region] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    depth_confidence: Optional[np.ndarray] = None
 
     @property
     def width(self) -> int:
@@ -219,7 +223,10 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
         write_ply(tmp / "splats.ply", sp)
         np.savez(tmp / "splats_extra.npz", **extra)
         _write_exr(tmp / "image.exr", {c: scene.image_linear[..., i] for i, c in enumerate("RGB")})
-        _write_exr(tmp / "depth.exr", {"Z": scene.depth_m})
+        dch = {"Z": scene.depth_m}
+        if scene.depth_confidence is not None:
+            dch["confidence"] = scene.depth_confidence
+        _write_exr(tmp / "depth.exr", dch)
         if any(r.mask is not None for r in scene.regions):
             (tmp / "regions").mkdir()
         for r in scene.regions:
@@ -367,4 +374,8 @@ def load_scene(path: str | os.PathLike) -> Scene:
     meta = dict(sd.meta)
     if notes:
         meta["load_notes"] = notes
-    return Scene(camera=camera, splats=splats, image_linear=image, depth_m=depth, regions=regions, meta=meta)
+    dconf = dch.get("confidence")
+    if dconf is not None and (dconf.shape != depth.shape or not np.all(np.isfinite(dconf))):
+        raise InputError(f"{where}: {sd.depth_file.name} channel 'confidence' must be finite and the depth's size")
+    return Scene(camera=camera, splats=splats, image_linear=image, depth_m=depth, regions=regions, meta=meta,
+                 depth_confidence=None if dconf is None else np.clip(dconf, 0.0, 1.0))

@@ -179,10 +179,15 @@ def _witness_mesh(scene: "Scene") -> _WitnessMesh:
 
 
 def _witness_confidence(scene: "Scene", mesh: _WitnessMesh, backend: str = "auto", device: str = "auto") -> np.ndarray:
-    """[Hp, Wp] float32 depth confidence of the witness vertices: the confidence pass (normalised by
-    alpha) of the stage's own splats (not earlier fills) rendered at the witness camera — at most
+    """[Hp, Wp] float32 depth confidence of the witness vertices: the scene's per-pixel depth
+    confidence when it has one (what the splats' confidence was made from); else the confidence pass
+    (normalised by alpha) of the stage's own splats (not earlier fills) rendered at the witness camera — at most
     :data:`_CONF_MAX_SIDE` pixels on the long side, a statistic needs no more — once per stage; 1 for
     directions at infinity."""
+    known = getattr(scene, "depth_confidence", None)
+    if mesh.confidence is None and known is not None and known.shape == (mesh.camera.height, mesh.camera.width):
+        # the per-pixel confidence the splats were made from: no render needed
+        mesh.confidence = np.where(mesh.winv == 0, np.float32(1.0), np.pad(known.astype(np.float32), 1, mode="edge"))
     if mesh.confidence is None:
         from .stages import render_frame
 
