@@ -259,7 +259,7 @@ def exchange_paths(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 # ---------------------------------------------------------------------------- writers
 def _parent_of(final: Path, what: str) -> Path:
-    return ensure_writable_dir(final.parent if str(final.parent) else ".", f"folder of {what}")
+    return ensure_writable_dir(final.parent if str(final.parent) else ".", f"the folder that holds {what} {str(final)!r},")
 
 
 @contextlib.contextmanager
@@ -282,7 +282,8 @@ def atomic_file(path: str | os.PathLike, what: str = "output file") -> Iterator[
     try:
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
     except OSError as e:
-        raise OutputError(f"folder of {what} {str(parent)!r} is not writable: {_reason(e)}") from None
+        raise OutputError(f"{what} {str(final)!r} cannot be written: its folder {str(parent)!r} does not take new "
+                          f"files ({_reason(e)})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -322,7 +323,8 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False, what: str = "o
     try:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
     except OSError as e:
-        raise OutputError(f"folder of {what} {str(parent)!r} is not writable: {_reason(e)}") from None
+        raise OutputError(f"{what} {str(final)!r} cannot be written: its folder {str(parent)!r} does not take new "
+                          f"files ({_reason(e)})") from None
     try:
         yield tmp
         os.chmod(tmp, default_mode(directory=True))
