@@ -95,3 +95,24 @@ def add_exr_image_node(scene: bpy.types.Scene, filepath: str):
         node.label = os.path.basename(path)
         node.location = (-300, -400 - 60 * sum(1 for n in tree.nodes if n.bl_idname == "CompositorNodeImage"))
     return node, image
+
+
+GENERATED_NODE = "AnchorStage Generated"
+
+
+def show_image_as_output(scene: bpy.types.Scene, image) -> "bpy.types.Node":
+    """Make ``image`` the compositor's output (the frame's Combined): an Image node (reused) linked into
+    the output in place of the Render Layers' image, whose node stays for the other passes."""
+    tree = ensure_compositor(scene)
+    node = tree.nodes.get(GENERATED_NODE)
+    if node is None or node.bl_idname != "CompositorNodeImage":
+        node = tree.nodes.new("CompositorNodeImage")
+        node.name = node.label = GENERATED_NODE
+        node.location = (-300, 300)
+    node.image = image
+    output_type = "NodeGroupOutput" if _uses_node_groups() else "CompositorNodeComposite"
+    out = next(n for n in tree.nodes if n.bl_idname == output_type)
+    for link in list(out.inputs[0].links):
+        tree.links.remove(link)
+    tree.links.new(node.outputs["Image"], out.inputs[0])
+    return node

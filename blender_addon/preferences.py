@@ -109,7 +109,41 @@ class AnchorStagePreferences(bpy.types.AddonPreferences):
         description="Hub id, alias (da2-outdoor, da2-indoor, depth-pro, zoedepth) or a local model folder")
     generation_model: bpy.props.StringProperty(
         name="Generation Model", default="",
-        description="Hub id or local folder of the inpainting pipeline used by generation nodes")
+        description="Hub id or local folder of the inpainting pipeline used by generation nodes "
+                    "(empty: $ANCHORSTAGE_DIFFUSION_MODEL, else the family's default)")
+    generation_family: bpy.props.EnumProperty(
+        name="Model Family", default="AUTO",
+        items=(("AUTO", "Auto", "From the model (SDXL when its pipeline is an XL one)"),
+               ("SD15", "SD 1.5", "Stable Diffusion 1.5 inpainting + ControlNet 1.1"),
+               ("SDXL", "SDXL", "Stable Diffusion XL inpainting + SDXL ControlNets")))
+    controlnet_depth: bpy.props.StringProperty(
+        name="Depth ControlNet", default="", description="Hub id or folder ('none': off; empty: environment, then default)")
+    controlnet_normal: bpy.props.StringProperty(
+        name="Normal ControlNet", default="", description="Hub id or folder ('none': off; empty: environment, then default)")
+    ip_adapter: bpy.props.StringProperty(
+        name="IP-Adapter", default="",
+        description="Appearance from the stage's photo: hub id or folder, 'default' for h94/IP-Adapter (empty: none)")
+    ip_adapter_weight: bpy.props.StringProperty(
+        name="IP-Adapter Weight", default="", description="subfolder/file of the adapter (empty: the family's)")
+    attention_slicing: bpy.props.EnumProperty(
+        name="Attention Slicing", default="AUTO",
+        items=(("AUTO", "Auto", "On with less than 10 GB of GPU memory"), ("ON", "On", ""), ("OFF", "Off", "")))
+    cpu_offload: bpy.props.EnumProperty(
+        name="CPU Offload", default="AUTO",
+        items=(("AUTO", "Auto", "When the models would not fit the GPU"), ("NONE", "None", ""),
+               ("MODEL", "Model", "Whole models move to the GPU when used"),
+               ("SEQUENTIAL", "Sequential", "Layer by layer: least GPU memory, slowest")))
+    compute: bpy.props.EnumProperty(
+        name="Compute", default="LOCAL",
+        items=(("LOCAL", "This Computer", "Generate here (CUDA when available, else the CPU: slow)"),
+               ("REMOTE", "Remote Worker", "Send generation to a GPU worker (anchorstage serve, or a RunPod endpoint)")))
+    worker_url: bpy.props.StringProperty(
+        name="Worker URL", default="http://127.0.0.1:8000",
+        description="anchorstage serve's address, or a RunPod endpoint (https://api.runpod.ai/v2/ENDPOINT_ID)")
+    worker_api_key: bpy.props.StringProperty(name="API Key", default="", subtype="PASSWORD",
+                                             description="Sent as 'Authorization: Bearer KEY'")
+    worker_timeout: bpy.props.FloatProperty(name="Timeout", default=3600.0, min=10.0, max=86400.0, unit="TIME_ABSOLUTE",
+                                            description="Give up on (and cancel) a remote job after this many seconds")
     device: bpy.props.EnumProperty(
         name="Device",
         items=(("AUTO", "Auto", "CUDA when available, else CPU"), ("CPU", "CPU", ""), ("CUDA", "CUDA", "")),
@@ -141,8 +175,18 @@ class AnchorStagePreferences(bpy.types.AddonPreferences):
         layout = self.layout
         col = layout.column()
         col.prop(self, "depth_model")
-        col.prop(self, "generation_model")
         col.prop(self, "device")
+        box = layout.box()
+        box.label(text="Generation", icon="SHADERFX")
+        box.prop(self, "compute", expand=True)
+        if self.compute == "REMOTE":
+            box.prop(self, "worker_url")
+            box.prop(self, "worker_api_key")
+            box.prop(self, "worker_timeout")
+        else:
+            for name in ("generation_family", "generation_model", "controlnet_depth", "controlnet_normal", "ip_adapter",
+                         "ip_adapter_weight", "attention_slicing", "cpu_offload"):
+                box.prop(self, name)
         col.prop(self, "cache_dir")
         col.prop(self, "display_max_splats")
         col = layout.column(heading="Viewport Gaussians")

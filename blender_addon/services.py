@@ -32,6 +32,57 @@ class BlenderServices:
     def device(self, context=None) -> str:
         return str(self.pref("device", "AUTO", context)).lower()
 
+    def generation_config(self, context=None) -> dict:
+        """Where and with what generation runs, from the preferences (JSON-able; part of the Generate
+        node's cache key): compute (LOCAL / REMOTE), device, models ("" = environment, then defaults),
+        memory savers, and the remote worker (URL, API key, timeout)."""
+        p = lambda name, default="": self.pref(name, default, context)  # noqa: E731
+        return {"compute": str(p("compute", "LOCAL")), "device": self.device(context),
+                "models": {"family": str(p("generation_family", "AUTO")).lower(), "model": p("generation_model"),
+                           "controlnet_depth": p("controlnet_depth"), "controlnet_normal": p("controlnet_normal"),
+                           "ip_adapter": p("ip_adapter"), "ip_adapter_weight": p("ip_adapter_weight"),
+                           "image_encoder": ""},
+                "memory": {"dtype": "auto", "attention_slicing": str(p("attention_slicing", "AUTO")).lower(),
+                           "cpu_offload": str(p("cpu_offload", "AUTO")).lower()},
+                "remote": {"url": p("worker_url", "http://127.0.0.1:8000"), "api_key": p("worker_api_key"),
+                           "timeout_s": float(p("worker_timeout", 3600.0))}}
+
+    # ------------------------------------------------------------------ generation (any thread)
+    def generate_remote(self, remote: dict, cond, knobs: dict, *, progress=None, cancelled=None):
+        """Generate on the remote worker (no Blender data touched: safe off the main thread).
+
+        Returns:
+            The core ``Generation``. Raises ``InputError`` with the worker's one-line message on failure.
+        """
+        import tempfile
+
+        from anchorstage.errors import Cancelled, InputError
+        from anchorstage.remote.jobs import generate_job, read_generation
+
+        from .remote_client import WorkerClient, WorkerError
+
+        try:
+            client = WorkerClient(remote["url"], remote.get("api_key", ""))
+            output = client.run(generate_job(cond, knobs), progress=progress, cancelled=cancelled,
+                                timeout_s=float(remote.get("timeout_s", 3600.0)))
+        except WorkerError as e:
+            if str(e) == "cancelled":
+                raise Cancelled("generation cancelled (the remote job was cancelled too)") from None
+            raise InputError(str(e)) from None
+        with tempfile.TemporaryDirectory(prefix="anchorstage-answer-") as tmp:
+            return read_generation(output, f"{tmp}/answer", cond)
+
+    def show_generation(self, gen, image_name: str, to_compositor: bool) -> None:
+        """Put a generated frame into image ``image_name`` and, on request, the compositor's output (main thread)."""
+        if not image_name:
+            return
+        h, w = gen.image.shape[:2]
+        self.show_preview(image_name, np.concatenate([gen.image, np.ones((h, w, 1), np.float32)], -1))
+        if to_compositor:
+            from .compositor import show_image_as_output
+
+            show_image_as_output(bpy.context.scene, bpy.data.images[image_name])
+
     # ------------------------------------------------------------------ cameras
     def camera_json(self, obj, scene) -> dict:
         """The camera JSON of a Blender camera object at the current frame."""

@@ -28,6 +28,9 @@ class ANCHORSTAGE_PT_stage(bpy.types.Panel):
         row.scale_y = 1.4
         row.operator("anchorstage.execute", icon="PLAY")
         row.operator("anchorstage.execute", text="", icon="FILE_REFRESH").force = True
+        tree = settings.tree
+        if tree is not None and any(n.bl_idname == "AnchorStageGenerateNode" for n in tree.nodes):
+            layout.operator("anchorstage.generate", icon="SHADERFX")
         layout.operator("anchorstage.clear_cache", icon="TRASH")
 
 

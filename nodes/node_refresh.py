@@ -82,11 +82,10 @@ class AnchorStageRefreshNode(AnchorStageNode, bpy.types.Node):
         if params.get("diffusion"):
             from anchorstage import inpaint_diffusion as dif
 
-            d = params["diffusion"]
-            settings = dif.DiffusionSettings(
-                model=d["model"] or dif.DEFAULT_INPAINT_MODEL,
-                controlnets=(d["depth"] or dif.DEFAULT_DEPTH_CONTROLNET, d["normal"] or dif.DEFAULT_NORMAL_CONTROLNET),
-                prompt=d["prompt"], steps=d["steps"], seed=d["seed"])
+            d = params["diffusion"]  # empty model fields: the environment, then the defaults
+            settings = dif.DiffusionSettings.resolved(model=d["model"], controlnet_depth=d["depth"],
+                                                      controlnet_normal=d["normal"], prompt=d["prompt"],
+                                                      steps=d["steps"], seed=d["seed"])
         res = refresh(inputs["scene"], inputs["camera"], locks=params["locks"], inpaint=params["inpaint"],
                       diffusion=settings, update_scene=params["update_scene"], device=params["device"],
                       progress=ctx.report)

@@ -65,6 +65,14 @@ class AnchorStageSocketRefresh(_AnchorStageSocket, bpy.types.NodeSocket):
     _color = (0.9, 0.3, 0.55, 1.0)
 
 
+class AnchorStageSocketGeneration(_AnchorStageSocket, bpy.types.NodeSocket):
+    """A generated frame with its conditioning stack (``anchorstage.Generation``)."""
+
+    bl_idname = "AnchorStageSocketGeneration"
+    bl_label = "Generated Frame"
+    _color = (0.95, 0.6, 0.1, 1.0)
+
+
 classes = (AnchorStageSocketImage, AnchorStageSocketCamera, AnchorStageSocketDepth, AnchorStageSocketScene,
-           AnchorStageSocketPasses, AnchorStageSocketRefresh)
+           AnchorStageSocketPasses, AnchorStageSocketRefresh, AnchorStageSocketGeneration)
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -9,7 +9,7 @@ nodes show it on the node. Anything else escaping is a bug.
 
 from __future__ import annotations
 
-__all__ = ["AnchorStageError", "InputError", "OutputError", "MissingDependencyError", "report_bug", "log_dir", "error_message"]
+__all__ = ["AnchorStageError", "InputError", "OutputError", "MissingDependencyError", "Cancelled", "report_bug", "log_dir", "error_message"]
 
 
 #: Longest message kept; a repr of a huge argument is cut here.
@@ -40,6 +40,10 @@ class OutputError(AnchorStageError, OSError):
 
 class MissingDependencyError(AnchorStageError, ImportError):
     """An optional dependency (gsplat, transformers, model weights, ...) is absent."""
+
+
+class Cancelled(AnchorStageError):
+    """The user (or a remote client) cancelled a long run; nothing was written."""
 
 
 def log_dir():

@@ -77,13 +77,19 @@ class Job:
 
 @dataclass
 class RunContext:
-    """What a job's ``run`` receives besides its parameters and inputs."""
+    """What a job's ``run`` receives besides its parameters and inputs.
+
+    ``cancel`` is set when the job runs off the host's main thread (a Blender background job): the
+    job checks it between steps and writes no host data (the caller applies its outputs on the
+    main thread).
+    """
 
     key: str
     input_hash: str
     progress: ProgressFn
     notes: list[str] = field(default_factory=list)
     services: Any = None
+    cancel: Optional[Callable[[], bool]] = None
 
     def note(self, message: str) -> None:
         """A human-readable note to show on the node (what was assumed, resampled, skipped)."""
@@ -224,6 +230,10 @@ class Executor:
     def cached_hash(self, key: str) -> Optional[str]:
         entry = self._cache.get(key)
         return None if entry is None else entry[0]
+
+    def remember(self, key: str, input_hash: str, outputs: dict[str, Any]) -> None:
+        """Cache the outputs of a job that ran outside :meth:`run` (a background job) under its input hash."""
+        self._store(key, input_hash, dict(outputs))
 
     def _store(self, key: str, h: str, outputs: dict[str, Any]) -> None:
         self._cache.pop(key, None)

@@ -13,6 +13,7 @@ limit                  default                             environment variable
 ``json_bytes``         67,108,864 (64 MiB)                 ``ANCHORSTAGE_MAX_JSON_BYTES``
 ``json_depth``         64 levels of nesting                ``ANCHORSTAGE_MAX_JSON_DEPTH``
 ``exr_samples``        1,073,741,824 (all channels, parts) ``ANCHORSTAGE_MAX_EXR_SAMPLES``
+``request_bytes``      134,217,728 (128 MiB)               ``ANCHORSTAGE_MAX_REQUEST_BYTES``
 =====================  ==================================  =====================================
 """
 
@@ -32,6 +33,7 @@ LIMITS: dict[str, tuple[int, str, str]] = {
     "json_bytes": (64 << 20, "ANCHORSTAGE_MAX_JSON_BYTES", "bytes in a JSON file"),
     "json_depth": (64, "ANCHORSTAGE_MAX_JSON_DEPTH", "levels of nesting in a JSON document"),
     "exr_samples": (1 << 30, "ANCHORSTAGE_MAX_EXR_SAMPLES", "channel samples in an EXR file"),
+    "request_bytes": (128 << 20, "ANCHORSTAGE_MAX_REQUEST_BYTES", "bytes in a remote worker request"),
 }
 
 

@@ -15,6 +15,8 @@ segment            :func:`segment_stage`                       :class:`~anchorst
 open a source      :func:`open_source`                         ``Scene`` or ``Splats``
 render             :func:`render_frame`                        :class:`Frame`
 witness refresh    :func:`refresh`                             :class:`~anchorstage.witness.Refresh`
+conditioning       :func:`condition`                           :class:`~anchorstage.conditioning.Conditioning`
+generation         :func:`generate`                            :class:`~anchorstage.generation.Generation`
 export             :func:`anchorstage.export.export_frames`    per-frame metadata
 camera paths       :func:`anchorstage.camera.camera_path`      cameras
 =================  ==========================================  ===============================
@@ -46,9 +48,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .scene import Scene
     from .splats import Splats
     from .witness import Refresh
+    from .conditioning import Conditioning
+    from .generation import Generation, GenerationSettings
 
 __all__ = ["Photo", "Frame", "load_photo", "with_camera", "metric_depth", "depth_from_file", "stage_camera", "build_stage",
-           "segment_stage", "open_source", "render_frame", "camera_from_fov", "refresh"]
+           "segment_stage", "open_source", "render_frame", "camera_from_fov", "refresh", "condition", "generate"]
 
 
 @dataclass
@@ -392,6 +396,60 @@ def refresh(scene: "Scene", camera: Camera, *, locks: Sequence[str] = (), inpain
             r.locked = r.locked or r.index in set(locked)
     report(progress, 1.0, f"confidence {conf.value:.2f} ({conf.level})")
     filled = fill.mask if fill.written is None else fill.written
+    fill_depth = wit.fill_depth(warp, fill, scene.regions) if fill.mask.any() else None
     return wit.Refresh(camera=camera, witness=image, warp=warp, void=warp.void, locks=lock_px, filled=filled,
                        confidence=conf, scene=out_scene, added_splats=added, inpaint=inpaint, locked_regions=names,
-                       notes=notes)
+                       notes=notes, fill_depth_m=fill_depth)
+
+
+# ---------------------------------------------------------------------------------------------- generation
+def condition(refresh: "Refresh", scene: Optional["Scene"] = None, *, prompt: str = "",
+              negative_prompt: Optional[str] = None, seed: int = 0, strength: float = 1.0,
+              reference: bool = True) -> "Conditioning":
+    """The conditioning stack of a refreshed frame (what :func:`generate` is conditioned on).
+
+    Args:
+        refresh: from :func:`refresh`.
+        scene: the stage it came from (its photo is the IP-Adapter's reference).
+        prompt: the style prompt. negative_prompt: what to avoid (default: the documented one).
+        seed: random seed. strength: (0, 1], how far the void is re-noised.
+        reference: include the scene's photo as the reference.
+
+    Returns:
+        The :class:`~anchorstage.conditioning.Conditioning`: image [H, W, 3] linear (the refreshed
+        witness), depth [H, W] metres, camera-frame normals [H, W, 3], mask (the void less the locks)
+        and locks [H, W] bool, camera, prompts, seed, strength, reference photo.
+    """
+    from .conditioning import conditioning_from_refresh
+    from .diffusion import DEFAULT_NEGATIVE_PROMPT
+
+    return conditioning_from_refresh(refresh, scene, style_prompt=prompt,
+                                     negative_prompt=DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt,
+                                     seed=seed, strength=strength, reference=reference)
+
+
+def generate(conditioning: "Conditioning", settings: Optional["GenerationSettings"] = None, *, device: str = "auto",
+             progress: Optional[ProgressFn] = None, cancel: Optional[Any] = None) -> "Generation":
+    """Generate a finished frame from a conditioning stack (diffusers SD 1.5 / SDXL ControlNet inpainting
+    with depth and normal ControlNets and an optional IP-Adapter); only the mask is generated, locked
+    pixels and everything outside the mask stay bit-identical to the conditioning's image.
+
+    Args:
+        conditioning: from :func:`condition` or :func:`anchorstage.conditioning.load_conditioning`.
+        settings: :class:`~anchorstage.generation.GenerationSettings` (models, steps, memory savers);
+            default: from the environment and the documented defaults.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: called once per denoising step.
+        cancel: a callable checked between steps; True stops the run (:class:`~anchorstage.errors.Cancelled`).
+
+    Returns:
+        The :class:`~anchorstage.generation.Generation`: image [H, W, 3] float32 linear, the generated
+        pixels [H, W] bool, notes, seconds per step.
+
+    Raises:
+        InputError: bad conditioning or settings. MissingDependencyError: diffusers or weights missing
+        (names the id). Cancelled: cancelled.
+    """
+    from .generation import generate as _generate
+
+    return _generate(conditioning, settings, device=device, progress=progress, cancel=cancel)

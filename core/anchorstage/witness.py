@@ -595,6 +595,8 @@ class Refresh:
         inpaint: ``"classical"`` or ``"diffusion"``.
         locked_regions: ids of the locked regions.
         notes: what happened (inpainting details, warnings).
+        fill_depth_m: [H, W] float32 planar depth in metres of the background the fill continued
+            (inf outside the fill and at infinity), or None when nothing was filled.
     """
 
     camera: Camera
@@ -609,11 +611,20 @@ class Refresh:
     inpaint: str = "classical"
     locked_regions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    fill_depth_m: Optional[np.ndarray] = None
 
     @property
     def depth_m(self) -> np.ndarray:
         """[H, W] float32 planar depth of what each pixel shows, metres (inf: sky or unknown)."""
         return self.warp.depth_m
+
+    @property
+    def proxy_depth_m(self) -> np.ndarray:
+        """[H, W] float32 planar depth in metres of the proxy: what each pixel shows, and in the void the
+        background the fill continued (inf: sky or unknown); what generation is conditioned on."""
+        if self.fill_depth_m is None:
+            return self.warp.depth_m
+        return np.where(np.isfinite(self.fill_depth_m), self.fill_depth_m, self.warp.depth_m).astype(np.float32)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready facts of the step."""

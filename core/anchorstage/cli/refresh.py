@@ -34,12 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="append the filled pixels as splats (and the locks) to SCENE_DIR, with a record of each step")
     p.add_argument("--feather", type=int, default=None, metavar="PX", help="seam feather width in pixels (default 1)")
     g = p.add_argument_group("diffusion (--inpaint diffusion)")
-    g.add_argument("--diffusion-model", default=DEFAULT_INPAINT_MODEL, metavar="ID|DIR",
-                   help=f"Stable Diffusion inpainting model (default {DEFAULT_INPAINT_MODEL})")
-    g.add_argument("--controlnet-depth", default=DEFAULT_DEPTH_CONTROLNET, metavar="ID|DIR",
-                   help=f"depth ControlNet (default {DEFAULT_DEPTH_CONTROLNET})")
-    g.add_argument("--controlnet-normal", default=DEFAULT_NORMAL_CONTROLNET, metavar="ID|DIR",
-                   help=f"normal ControlNet (default {DEFAULT_NORMAL_CONTROLNET})")
+    g.add_argument("--diffusion-model", default=None, metavar="ID|DIR",
+                   help=f"Stable Diffusion inpainting model (default $ANCHORSTAGE_DIFFUSION_MODEL, else {DEFAULT_INPAINT_MODEL})")
+    g.add_argument("--controlnet-depth", default=None, metavar="ID|DIR",
+                   help=f"depth ControlNet (default $ANCHORSTAGE_CONTROLNET_DEPTH, else {DEFAULT_DEPTH_CONTROLNET})")
+    g.add_argument("--controlnet-normal", default=None, metavar="ID|DIR",
+                   help=f"normal ControlNet (default $ANCHORSTAGE_CONTROLNET_NORMAL, else {DEFAULT_NORMAL_CONTROLNET})")
     g.add_argument("--prompt", default="", help="text prompt")
     g.add_argument("--diffusion-steps", type=int, default=20, metavar="N", help="denoising steps (default 20)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -66,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if args.inpaint == "diffusion":
         from ..inpaint_diffusion import DiffusionSettings
 
-        settings = DiffusionSettings(model=args.diffusion_model, controlnets=(args.controlnet_depth, args.controlnet_normal),
-                                     prompt=args.prompt, steps=args.diffusion_steps, seed=args.seed)
+        settings = DiffusionSettings.resolved(model=args.diffusion_model, controlnet_depth=args.controlnet_depth,
+                                              controlnet_normal=args.controlnet_normal, prompt=args.prompt,
+                                              steps=args.diffusion_steps, seed=args.seed)
     scene = load_scene(args.scene)
     if args.update_scene:
         check_scene_target(args.scene, force=True)
