@@ -401,7 +401,8 @@ def _plot(rep: FidelityReport) -> Any:
             d.line(pts, fill=colour, width=2)
         for px, py in pts:
             d.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-        d.text((L + 8 + 200 * k, 8), f"— {name}", fill=colour)
+        d.line([L + 8 + 220 * k, 14, L + 28 + 220 * k, 14], fill=colour, width=3)
+        d.text((L + 34 + 220 * k, 8), name, fill=colour)
     d.text((L, H - 20), "PSNR (masked) per angle", fill=(0, 0, 0))
     return img
 
