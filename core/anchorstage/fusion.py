@@ -10,9 +10,11 @@ a depth model). An optional ``manifest.json`` may name the ``frontal_view``.
 background outside the view's mask masked like sky, no colour fit yet), places the splats by the
 view's pose, and merges them:
 
-* **empty space** — a splat that lands, in another view, in front of everything that view saw
-  around that pixel (its 3x3 nearest depth, background counting as infinitely far) by more than
-  the tolerance is in space that view proves empty: dropped;
+* **empty space** — a splat whose centre or reach (its centre ± ``REACH_SIGMA`` standard
+  deviations along each axis) lands, in another view, in front of everything that view saw around
+  that pixel (its 3x3 nearest depth, background counting as infinitely far) by more than the
+  tolerance is (partly) in space that view proves empty: dropped. The reach catches the long
+  splats of grazing surfaces that would spill past the other views' silhouettes;
 * **duplicates** — a splat on a surface another view also saw (its depth there agrees within the
   tolerance, inside that view's mask) is kept only by the view that sees it best: the smallest
   pixel footprint on the surface, ``distance / (focal_px · |cos(normal, ray)|)``;
@@ -43,13 +45,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .splats import Splats
 
 __all__ = ["CaptureView", "FusionReport", "load_capture", "fuse", "regress_view", "IMAGE_SUFFIXES",
-           "FREE_SPACE_REL", "FREE_SPACE_PX"]
+           "FREE_SPACE_REL", "FREE_SPACE_PX", "REACH_SIGMA"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr")
 #: Relative part of the depth tolerance (of the splat's depth in the other view).
 FREE_SPACE_REL = 0.01
 #: Pixel part of the depth tolerance (pixel footprints at the splat's depth in the other view).
 FREE_SPACE_PX = 2.0
+#: How far (in standard deviations along each axis) a splat must stay clear of proven empty space.
+REACH_SIGMA = 1.5
 _MIN_COS = 0.05  # grazing clamp, as in the regression
 _AUX = ("_mask", "_depth", "_camera")
 
@@ -201,13 +205,28 @@ def _nearest_around(depth_m: np.ndarray) -> np.ndarray:
     return minimum_filter(depth_m, size=3, mode="nearest")
 
 
-def _judge(means: np.ndarray, normals: np.ndarray, own: np.ndarray, views: Sequence[CaptureView]
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Which splats another view proves empty, and which another view sees better.
+def _in_free_space(points: np.ndarray, own: np.ndarray, j: int, view: CaptureView) -> np.ndarray:
+    """[N] bool: ``points`` [N, 3] (world metres) that view ``j`` proves empty (not for its own splats)."""
+    cam = view.camera
+    uv, z = cam.project(points)
+    col, row = np.floor(uv[:, 0]), np.floor(uv[:, 1])
+    inside = (own != j) & (z > cam.clip_start) & (col >= 0) & (col < cam.width) & (row >= 0) & (row < cam.height)
+    idx = np.nonzero(inside)[0]
+    zz = z[idx]
+    out = np.zeros(len(points), bool)
+    nearest = _nearest_around(view.depth_m)[row[idx].astype(np.int64), col[idx].astype(np.int64)]
+    out[idx] = zz < nearest - (FREE_SPACE_REL * zz + FREE_SPACE_PX * zz / cam.focal_px)
+    return out
+
+
+def _judge(means: np.ndarray, normals: np.ndarray, reach: np.ndarray, own: np.ndarray,
+           views: Sequence[CaptureView]) -> tuple[np.ndarray, np.ndarray]:
+    """Which splats another view proves (partly) empty, and which another view sees better.
 
     Args:
         means: [N, 3] float64 splat centres, world metres.
         normals: [N, 3] float64 unit normals, world frame.
+        reach: [N, K, 3] float64 points each splat covers (its axis ends), world metres.
         own: [N] int the view each splat came from.
         views: the views.
 
@@ -228,7 +247,9 @@ def _judge(means: np.ndarray, normals: np.ndarray, own: np.ndarray, views: Seque
         idx = np.nonzero(inside)[0]
         r, c, zz = row[idx].astype(np.int64), col[idx].astype(np.int64), z[idx]
         tol = FREE_SPACE_REL * zz + FREE_SPACE_PX * zz / cam.focal_px
-        empty[idx[zz < _nearest_around(v.depth_m)[r, c] - tol]] = True
+        empty |= _in_free_space(means, own, j, v)
+        for k in range(reach.shape[1]):
+            empty |= _in_free_space(reach[:, k], own, j, v)
         seen = v.mask[r, c] & (np.abs(v.depth_m[r, c] - zz) < tol)
         cand = idx[seen]
         fp_j = _footprint_m(means[cand], normals[cand], cam)
@@ -259,7 +280,7 @@ def fuse(views: Sequence[CaptureView], *, max_splats_per_view: Optional[int] = N
     import torch
 
     from .colorfit import DEFAULT_ITERATIONS, DEFAULT_TIKHONOV, MIN_WEIGHT, solve_colors, stacked_weights, witness_weights
-    from .rotation import thin_axis
+    from .rotation import quat_to_rotmat, thin_axis
     from .scene import Scene
     from .splats import Splats
 
@@ -280,7 +301,9 @@ def fuse(views: Sequence[CaptureView], *, max_splats_per_view: Optional[int] = N
     report(progress, 0.5, "merging views")
     means = splats.means.detach().cpu().double().numpy()
     normals = torch.stack(thin_axis(splats.quats, splats.scales), 1).detach().cpu().double().numpy()
-    empty, dup = _judge(means, normals, own, views)
+    axes = (quat_to_rotmat(splats.quats) * splats.scales[:, None, :]).transpose(1, 2).detach().cpu().double().numpy()
+    reach = means[:, None] + REACH_SIGMA * np.concatenate([axes, -axes], axis=1)  # [N, 6, 3] axis ends
+    empty, dup = _judge(means, normals, reach, own, views)
     keep = ~(empty | dup)
     rep = FusionReport(views=[v.name for v in views], regressed=[len(p) for p in parts],
                        empty_space=[int(empty[own == i].sum()) for i in range(len(views))],
