@@ -139,6 +139,22 @@ def _capture(tmp_path: Path, names=("az000", "az045", "az090")) -> Path:
     return cap
 
 
+def test_turntable_manifest_gives_one_camera_for_every_view(tmp_path):
+    cap = _capture(tmp_path, ("az000", "az045", "az090"))
+    for f in cap.glob("*_camera.json"):
+        f.unlink()
+    shutil.copy(SAMPLE / "az000_camera.json", cap / "camera.json")
+    # a fixed camera over a turntable: the product turned clockwise by the cameras' azimuth
+    (cap / "manifest.json").write_text(json.dumps({"frontal_view": "az000", "turntable": {
+        "camera": "camera.json", "center_m": [0.0, 0.0, 0.12], "angles_deg": {"az000": 0, "az045": -45, "az090": -90}}}))
+    got = {v.name: v.camera for v in load_capture(cap, device="cpu")}
+    from anchorstage.camera import load_camera_json
+
+    for name in ("az000", "az045", "az090"):
+        want = load_camera_json(SAMPLE / f"{name}_camera.json")
+        np.testing.assert_allclose(got[name].world_from_cam, want.world_from_cam, atol=1e-5)
+
+
 @pytest.mark.parametrize("breakage, message", [
     ("missing_camera", "has no camera file 'az045_camera.json'"),
     ("mask_size", "capture mask 'az045_mask.png' is 10x10 but its view 'az045.png' is 192x192"),
@@ -146,6 +162,7 @@ def _capture(tmp_path: Path, names=("az000", "az045", "az090")) -> Path:
     ("empty", "has no views"),
     ("missing", "does not exist or is not a folder"),
     ("bad_frontal", "names frontal_view 'front'"),
+    ("bad_turntable", "the angle of view 'az045' must be a finite number of degrees"),
 ])
 def test_bad_captures_give_one_line_errors(tmp_path, capsys, breakage, message):
     from PIL import Image
@@ -164,6 +181,10 @@ def test_bad_captures_give_one_line_errors(tmp_path, capsys, breakage, message):
         cap = tmp_path / "nowhere"
     elif breakage == "bad_frontal":
         (cap / "manifest.json").write_text(json.dumps({"frontal_view": "front"}))
+    elif breakage == "bad_turntable":
+        (cap / "az045_camera.json").unlink()
+        (cap / "manifest.json").write_text(json.dumps({"turntable": {"camera": "az000_camera.json",
+                                                                      "angles_deg": {"az045": "left"}}}))
     assert main(["fuse", str(cap), "--out", str(tmp_path / "scene"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("anchorstage fuse: error: ")

@@ -4,7 +4,15 @@
 A capture folder holds views ``NAME.png|jpg|jpeg|exr``, each with ``NAME_camera.json`` (the
 camera JSON of docs/conventions.md), a foreground (the PNG's alpha, or ``NAME_mask.png``, or
 the depth fallback of :mod:`anchorstage.product`) and optionally ``NAME_depth.npy|.exr`` (else
-a depth model). An optional ``manifest.json`` may name the ``frontal_view``.
+a depth model). An optional ``manifest.json`` may name the ``frontal_view`` and, for a fixed
+camera over a turntable, give one camera for every view without its own::
+
+    {"turntable": {"camera": "camera.json", "center_m": [0, 0, 0.12],
+                   "angles_deg": {"front": 0, "left": 45, ...}}}
+
+where an angle is how far the turntable turned the product, counter-clockwise seen from above
+(world +Z up), when that view was taken: the view's camera is the given one orbited about the
+centre by minus that angle.
 
 :func:`fuse` regresses every view on its own (:func:`anchorstage.regression.reconstruct`, the
 background outside the view's mask masked like sky, no colour fit yet), places the splats by the
@@ -138,23 +146,26 @@ def load_capture(folder: Union[str, os.PathLike], *, depth_model: Optional[str] 
     if not files:
         raise InputError(f"capture folder {str(root)!r} has no views (expected NAME.png|jpg|exr, each with "
                          "NAME_camera.json; see docs/multiview.md)")
-    frontal = None
+    frontal, turntable = None, {}
     if (root / "manifest.json").is_file():
         manifest = load_json(root / "manifest.json", "capture manifest")
-        frontal = manifest.get("frontal_view") if isinstance(manifest, dict) else None
+        manifest = manifest if isinstance(manifest, dict) else {}
+        frontal = manifest.get("frontal_view")
         if frontal is not None and frontal not in {p.stem for p in files}:
             raise InputError(f"capture manifest {str(root / 'manifest.json')!r} names frontal_view {frontal!r}, "
                              "which is not a view of the folder")
+        if "turntable" in manifest:
+            turntable = _turntable_cameras(root, manifest["turntable"])
     if frontal is not None:
         files.sort(key=lambda p: p.stem != frontal)
     views = []
     for k, img in enumerate(files):
         report(progress, k / len(files), f"view {img.stem}")
         cam_file = root / f"{img.stem}_camera.json"
-        if not cam_file.is_file():
+        if not cam_file.is_file() and img.stem not in turntable:
             raise InputError(f"capture view {img.name!r} has no camera file {cam_file.name!r} (every view needs its "
-                             "camera JSON)")
-        photo = load_photo(img, camera=cam_file)
+                             "camera JSON, or an angle in the manifest's turntable)")
+        photo = load_photo(img, camera=cam_file if cam_file.is_file() else turntable[img.stem])
         hw = (photo.height, photo.width)
         depth_file = next((root / f"{img.stem}_depth{s}" for s in (".npy", ".exr")
                            if (root / f"{img.stem}_depth{s}").is_file()), None)
@@ -176,6 +187,28 @@ def load_capture(folder: Union[str, os.PathLike], *, depth_model: Optional[str] 
                                  depth.model))
     report(progress, 1.0, f"{len(views)} views")
     return views
+
+
+def _turntable_cameras(root: Path, spec: Any) -> dict[str, Camera]:
+    """View name → camera from a manifest's ``turntable`` entry (see the module docstring)."""
+    import math
+
+    from .camera import load_camera_json
+
+    where = f"capture manifest {str(root / 'manifest.json')!r}: turntable"
+    if not isinstance(spec, dict) or not isinstance(spec.get("camera"), str) or not isinstance(spec.get("angles_deg"), dict):
+        raise InputError(f"{where} needs \"camera\" (a camera JSON file name) and \"angles_deg\" (view name → degrees)")
+    centre = spec.get("center_m", [0.0, 0.0, 0.0])
+    if not (isinstance(centre, list) and len(centre) == 3 and all(isinstance(c, (int, float)) and math.isfinite(c)
+                                                                  for c in centre)):
+        raise InputError(f"{where}: center_m must be three finite numbers of metres (got {centre!r})")
+    base = load_camera_json(root / Path(spec["camera"]).name)
+    cams = {}
+    for name, angle in spec["angles_deg"].items():
+        if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not math.isfinite(angle):
+            raise InputError(f"{where}: the angle of view {name!r} must be a finite number of degrees (got {angle!r})")
+        cams[str(name)] = base.orbit(centre, yaw_deg=-float(angle))
+    return cams
 
 
 # ---------------------------------------------------------------------------------------------- fusion
