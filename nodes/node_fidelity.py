@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Fidelity node: a per-angle fidelity report (leave-one-out of a capture, or generated vs reference frames)."""
 
+from pathlib import Path
+
 import bpy
 
 from .base import AnchorStageNode
@@ -56,6 +58,10 @@ class AnchorStageFidelityNode(AnchorStageNode, bpy.types.Node):
 
         if not params["report"]:
             raise InputError("Fidelity node: no report folder is set")
+        report = Path(params["report"])
+        if report.is_dir() and any(report.iterdir()) and not (report / "fidelity.json").is_file():
+            raise InputError(f"Fidelity node: report folder {str(report)!r} holds other files; choose an empty folder "
+                             "or an earlier report")
         if params["mode"] == "LEAVE_ONE_OUT":
             if not params["capture"][0]:
                 raise InputError("Fidelity node: no capture folder is set")
@@ -66,7 +72,7 @@ class AnchorStageFidelityNode(AnchorStageNode, bpy.types.Node):
                 raise InputError("Fidelity node: set both the generated and the reference folder")
             rep = fidelity(params["generated"][0], params["reference"][0], masks=params["masks"],
                            identity_model=params["identity_model"], device=params["device"], progress=ctx.report)
-        write_report(rep, params["report"], force=True)
+        write_report(rep, report, force=True)
         s = rep.to_json_dict()["summary"]
         ctx.note(f"{len(rep.angles)} angles: PSNR min {s['min_psnr_db']} dB, mean {s['mean_psnr_db']} dB")
         if "beats_baseline_off_frontal" in s:

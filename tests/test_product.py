@@ -15,7 +15,7 @@ from anchorstage.cli import main
 from anchorstage.identity import cosine_similarity, load_identity
 from anchorstage.product import depth_foreground, foreground_mask
 from anchorstage.stages import load_photo
-from tiny_clip import tiny_clip, tiny_segformer
+from tiny_clip import tiny_clip, tiny_full_clip, tiny_segformer
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "product"
 
@@ -87,6 +87,11 @@ def test_tiny_clip_embeddings_are_unit_vectors_and_see_the_product(clip_dir):
     bare = tiny_clip(clip_dir.parent / "bare", with_processor=False)
     enc2, _ = load_identity(str(bare), device="cpu")
     assert enc2.processor is None and enc2.embed([photo.image.rgb_linear], [m0]).shape == (1, 16)
+    # a full CLIPModel: its image features (projected) are the embedding
+    enc3, why = load_identity(str(tiny_full_clip(clip_dir.parent / "full")), device="cpu")
+    assert enc3 is not None, why
+    e3 = enc3.embed([photo.image.rgb_linear], [m0])
+    assert e3.shape == (1, 16) and abs(np.linalg.norm(e3) - 1) < 1e-5
 
 
 def test_identity_unavailable_says_why(tmp_path):

@@ -34,3 +34,18 @@ def tiny_segformer(folder: Path, seed: int = 0) -> Path:
     SegformerForSemanticSegmentation(cfg).eval().save_pretrained(folder)
     SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     return Path(folder)
+
+
+def tiny_full_clip(folder: Path, seed: int = 0) -> Path:
+    """A full ``CLIPModel`` (text and vision towers; 16-d projection) saved in ``folder``, no preprocessor."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
+                                  "num_hidden_layers": 2, "vocab_size": 100, "eos_token_id": 2},
+                     vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
+                                    "num_hidden_layers": 2, "image_size": 32, "patch_size": 8},
+                     projection_dim=16)
+    CLIPModel(cfg).eval().save_pretrained(folder)
+    return Path(folder)

@@ -238,18 +238,20 @@ def _nearest_around(depth_m: np.ndarray) -> np.ndarray:
     return minimum_filter(depth_m, size=3, mode="nearest")
 
 
-def _in_free_space(points: np.ndarray, own: np.ndarray, j: int, view: CaptureView) -> np.ndarray:
-    """[N] bool: ``points`` [N, 3] (world metres) that view ``j`` proves empty (not for its own splats)."""
-    cam = view.camera
+def _landing(points: np.ndarray, own: np.ndarray, j: int, cam: Camera
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The points [N, 3] (world metres) of other views than ``j`` that land in view ``j``'s image in
+    front of its near plane: (their indices, pixel rows, pixel columns, depths in metres)."""
     uv, z = cam.project(points)
     col, row = np.floor(uv[:, 0]), np.floor(uv[:, 1])
     inside = (own != j) & (z > cam.clip_start) & (col >= 0) & (col < cam.width) & (row >= 0) & (row < cam.height)
     idx = np.nonzero(inside)[0]
-    zz = z[idx]
-    out = np.zeros(len(points), bool)
-    nearest = _nearest_around(view.depth_m)[row[idx].astype(np.int64), col[idx].astype(np.int64)]
-    out[idx] = zz < nearest - (FREE_SPACE_REL * zz + FREE_SPACE_PX * zz / cam.focal_px)
-    return out
+    return idx, row[idx].astype(np.int64), col[idx].astype(np.int64), z[idx]
+
+
+def _tolerance_m(z: np.ndarray, cam: Camera) -> np.ndarray:
+    """How far (metres) a point at depth ``z`` may be from what ``cam`` saw and still count as that surface."""
+    return FREE_SPACE_REL * z + FREE_SPACE_PX * z / cam.focal_px
 
 
 def _judge(means: np.ndarray, normals: np.ndarray, reach: np.ndarray, own: np.ndarray,
@@ -274,17 +276,12 @@ def _judge(means: np.ndarray, normals: np.ndarray, reach: np.ndarray, own: np.nd
         own_fp[sel] = _footprint_m(means[sel], normals[sel], v.camera)
     for j, v in enumerate(views):
         cam = v.camera
-        uv, z = cam.project(means)
-        col, row = np.floor(uv[:, 0]), np.floor(uv[:, 1])
-        inside = (own != j) & (z > cam.clip_start) & (col >= 0) & (col < cam.width) & (row >= 0) & (row < cam.height)
-        idx = np.nonzero(inside)[0]
-        r, c, zz = row[idx].astype(np.int64), col[idx].astype(np.int64), z[idx]
-        tol = FREE_SPACE_REL * zz + FREE_SPACE_PX * zz / cam.focal_px
-        empty |= _in_free_space(means, own, j, v)
-        for k in range(reach.shape[1]):
-            empty |= _in_free_space(reach[:, k], own, j, v)
-        seen = v.mask[r, c] & (np.abs(v.depth_m[r, c] - zz) < tol)
-        cand = idx[seen]
+        nearest = _nearest_around(v.depth_m)
+        for points in (means, *np.moveaxis(reach, 1, 0)):
+            idx, r, c, z = _landing(points, own, j, cam)
+            empty[idx[z < nearest[r, c] - _tolerance_m(z, cam)]] = True
+        idx, r, c, z = _landing(means, own, j, cam)
+        cand = idx[v.mask[r, c] & (np.abs(v.depth_m[r, c] - z) < _tolerance_m(z, cam))]
         fp_j = _footprint_m(means[cand], normals[cand], cam)
         better = (fp_j < own_fp[cand]) | ((fp_j == own_fp[cand]) & (j < own[cand]))
         dup[cand[better]] = True

@@ -206,13 +206,13 @@ def package(photo: "Photo", depth: Any, out_dir: Union[str, os.PathLike], *, mas
     from .identity import load_identity
     from .image_io import save_png, to_uint8_srgb
 
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise InputError(f"package folder {str(out)!r} already exists (use --force to replace it)")
     fg = foreground_mask(photo, depth.depth_m, model=mask_model, device=device)
     depth_m = np.where(fg.mask, depth.depth_m, np.inf).astype(np.float32)
     encoder, why = load_identity(identity_model, device=device)
     embedding = encoder.embed([photo.image.rgb_linear], [fg.mask])[0] if encoder is not None else None
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise InputError(f"package folder {str(out)!r} already exists (use --force to replace it)")
     manifest: dict[str, Any] = {
         "kind": "anchorstage product package", "source_image": Path(photo.image.path).name,
         "size": [photo.width, photo.height], "camera_source": photo.camera_source,

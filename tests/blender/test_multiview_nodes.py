@@ -86,6 +86,13 @@ def test_fidelity_node_writes_the_report(fresh_scene, tmp_path):
     assert report.ok, report.errors
     rep = json.loads((tmp_path / "report" / "fidelity.json").read_text())
     assert rep["mode"] == "compare" and rep["summary"]["min_psnr_db"] == 99.0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    fid.report_dir = str(other)
+    _graph().run_tree(tree, bpy.context)
+    assert fid.as_state == "ERROR" and "holds other files" in fid.as_message and (other / "keep.txt").is_file()
+    fid.report_dir = str(tmp_path / "report")
     fid.reference_dir = str(tmp_path / "nowhere")
     _graph().run_tree(tree, bpy.context)
     assert fid.as_state == "ERROR" and "does not exist" in fid.as_message
