@@ -192,3 +192,22 @@ def test_bad_captures_give_one_line_errors(tmp_path, capsys, breakage, message):
 
     assert re.search(message, err), err
     assert not (tmp_path / "scene").exists()
+
+
+def test_a_view_without_depth_gets_the_depth_model(tmp_path):
+    pytest.importorskip("transformers")
+    from test_depth_estimation import DA_PREP, _constant_head, _save, tiny_depth_anything
+
+    net = tiny_depth_anything(max_depth=2)
+    _constant_head(net.head.conv3, 0.0)  # sigmoid(0) * 2 m = 1 m everywhere
+    model = _save(net, tmp_path / "depth_model", DA_PREP)
+    cap = _capture(tmp_path, ("az000", "az045", "az090"))
+    (cap / "az090_depth.npy").unlink()
+    views = {v.name: v for v in load_capture(cap, depth_model=str(model), device="cpu")}
+    v = views["az090"]
+    assert v.depth_source == str(model) and views["az000"].depth_source == "file az000_depth.npy"
+    d = v.depth_m[v.mask]  # one constant depth (the model's 1 m, scaled by its focal-length rule)
+    assert np.isfinite(d).all() and d.min() > 0 and np.ptp(d) < 1e-5 * d.max()
+    assert not np.isfinite(v.depth_m[~v.mask]).any()
+    scene, rep = fuse(list(views.values()), device="cpu")
+    assert len(scene.splats) == sum(rep.kept) > 0
