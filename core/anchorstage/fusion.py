@@ -37,8 +37,9 @@ so it saves, renders, exports and refreshes like any scene.
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
@@ -99,12 +100,11 @@ class FusionReport:
     duplicates: list[int]
     kept: list[int]
     color_fit: Optional[dict[str, Any]] = None
-    notes: list[str] = field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, Any]:
         per_view = [{"view": v, "regressed": r, "dropped_empty_space": e, "dropped_duplicates": d, "kept": k}
                     for v, r, e, d, k in zip(self.views, self.regressed, self.empty_space, self.duplicates, self.kept)]
-        return {"views": per_view, "splats": int(sum(self.kept)), "color_fit": self.color_fit, "notes": self.notes}
+        return {"views": per_view, "splats": int(sum(self.kept)), "color_fit": self.color_fit}
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -151,7 +151,7 @@ def load_capture(folder: Union[str, os.PathLike], *, depth_model: Optional[str] 
         manifest = load_json(root / "manifest.json", "capture manifest")
         manifest = manifest if isinstance(manifest, dict) else {}
         frontal = manifest.get("frontal_view")
-        if frontal is not None and frontal not in {p.stem for p in files}:
+        if frontal is not None and (not isinstance(frontal, str) or frontal not in {p.stem for p in files}):
             raise InputError(f"capture manifest {str(root / 'manifest.json')!r} names frontal_view {frontal!r}, "
                              "which is not a view of the folder")
         if "turntable" in manifest:
@@ -191,8 +191,6 @@ def load_capture(folder: Union[str, os.PathLike], *, depth_model: Optional[str] 
 
 def _turntable_cameras(root: Path, spec: Any) -> dict[str, Camera]:
     """View name → camera from a manifest's ``turntable`` entry (see the module docstring)."""
-    import math
-
     from .camera import load_camera_json
 
     where = f"capture manifest {str(root / 'manifest.json')!r}: turntable"
