@@ -54,7 +54,7 @@ class AnchorStageFidelityNode(AnchorStageNode, bpy.types.Node):
     def compute(params, inputs, ctx):
         from anchorstage import InputError
         from anchorstage.fidelity import write_report
-        from anchorstage.stages import fidelity
+        from anchorstage.stages import measure_fidelity
 
         if not params["report"]:
             raise InputError("Fidelity node: no report folder is set")
@@ -65,12 +65,12 @@ class AnchorStageFidelityNode(AnchorStageNode, bpy.types.Node):
         if params["mode"] == "LEAVE_ONE_OUT":
             if not params["capture"][0]:
                 raise InputError("Fidelity node: no capture folder is set")
-            rep = fidelity(leave_one_out=params["capture"][0], identity_model=params["identity_model"],
+            rep = measure_fidelity(leave_one_out=params["capture"][0], identity_model=params["identity_model"],
                            device=params["device"], progress=ctx.report)
         else:
             if not (params["generated"][0] and params["reference"][0]):
                 raise InputError("Fidelity node: set both the generated and the reference folder")
-            rep = fidelity(params["generated"][0], params["reference"][0], masks=params["masks"],
+            rep = measure_fidelity(params["generated"][0], params["reference"][0], masks=params["masks"],
                            identity_model=params["identity_model"], device=params["device"], progress=ctx.report)
         write_report(rep, report, force=True)
         s = rep.to_json_dict()["summary"]

@@ -19,7 +19,7 @@ conditioning       :func:`condition`                           :class:`~anchorst
 generation         :func:`generate`                            :class:`~anchorstage.generation.Generation`
 product package    :func:`package_product`                     manifest (``dict``)
 capture fusion     :func:`fuse_capture`                        :class:`~anchorstage.scene.Scene`
-fidelity           :func:`fidelity`                            :class:`~anchorstage.fidelity.FidelityReport`
+fidelity           :func:`measure_fidelity`                    :class:`~anchorstage.fidelity.FidelityReport`
 export             :func:`anchorstage.export.export_frames`    per-frame metadata
 camera paths       :func:`anchorstage.camera.camera_path`      cameras
 =================  ==========================================  ===============================
@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Photo", "Frame", "load_photo", "with_camera", "metric_depth", "depth_from_file", "stage_camera", "build_stage",
            "segment_stage", "open_source", "render_frame", "camera_from_fov", "refresh", "condition", "generate",
-           "package_product", "fuse_capture", "fidelity"]
+           "package_product", "fuse_capture", "measure_fidelity"]
 
 
 @dataclass
@@ -496,7 +496,7 @@ def fuse_capture(capture_dir: Union[str, os.PathLike], *, depth_model: Optional[
     return scene
 
 
-def fidelity(generated_dir: Union[str, os.PathLike, None] = None, reference_dir: Union[str, os.PathLike, None] = None,
+def measure_fidelity(generated_dir: Union[str, os.PathLike, None] = None, reference_dir: Union[str, os.PathLike, None] = None,
              *, leave_one_out: Union[str, os.PathLike, None] = None, masks: Union[str, os.PathLike, None] = None,
              identity_model: Optional[str] = None, depth_model: Optional[str] = None, device: str = "auto",
              progress: Optional[ProgressFn] = None) -> "FidelityReport":

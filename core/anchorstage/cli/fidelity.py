@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..fidelity import write_report
     from ..progress import cli_progress
-    from ..stages import fidelity
+    from ..stages import measure_fidelity
 
     if args.leave_one_out is None and (args.generated is None or args.reference is None):
         raise InputError("give GENERATED_DIR and REFERENCE_DIR, or --leave-one-out CAPTURE_DIR")
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
         raise InputError(f"report folder {str(out)!r} already exists and is not empty (use --force to replace it)")
     with cli_progress("fidelity", enabled=progress_enabled()) as bar:
-        rep = fidelity(args.generated, args.reference, leave_one_out=args.leave_one_out, masks=args.masks,
+        rep = measure_fidelity(args.generated, args.reference, leave_one_out=args.leave_one_out, masks=args.masks,
                        identity_model=args.identity_model, depth_model=args.depth_model, device=args.device,
                        progress=bar)
     write_report(rep, out, force=args.force)
