@@ -143,3 +143,19 @@ def test_package_depth_fallback_for_a_photo_without_alpha(tmp_path, capsys):
     assert m["mask_source"] == "depth fallback"
     mask = np.asarray(Image.open(out / "mask.png")) > 0
     np.testing.assert_array_equal(mask, np.isfinite(depth))
+
+
+def test_package_bad_inputs_give_one_line_errors(tmp_path, capsys):
+    np.save(tmp_path / "wide.npy", np.ones((50, 100), np.float32))
+    cases = [
+        (["package", str(tmp_path / "missing.png"), "--out", str(tmp_path / "p1")], "missing.png"),
+        (["package", str(SAMPLE / "az000.png"), "--depth", str(tmp_path / "wide.npy"), "--out", str(tmp_path / "p2")],
+         "is 100x50 but the image is 192x192"),
+        (["package", str(SAMPLE / "az000.png"), "--depth", str(tmp_path / "wide.npy"), "--depth-model", "x",
+          "--out", str(tmp_path / "p3")], "either --depth or --depth-model"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not any((tmp_path / p).exists() for p in ("p1", "p2", "p3"))
