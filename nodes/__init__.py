@@ -6,11 +6,11 @@ that hands the tree to the core's executor. The add-on passes its Blender-side s
 import nodeitems_utils
 from nodeitems_utils import NodeCategory, NodeItem
 
-from . import (base, node_camera, node_confidence, node_depth, node_export, node_generate, node_image, node_refresh,
-               node_regions, node_regression, node_render, node_splat_object, sockets, tree)
+from . import (base, node_camera, node_confidence, node_depth, node_export, node_fidelity, node_fuse, node_generate,
+               node_image, node_refresh, node_regions, node_regression, node_render, node_splat_object, sockets, tree)
 
 _node_modules = (node_image, node_depth, node_regression, node_regions, node_camera, node_render,
-                 node_splat_object, node_export, node_refresh, node_confidence, node_generate)
+                 node_splat_object, node_export, node_refresh, node_confidence, node_generate, node_fuse, node_fidelity)
 _modules = (tree, sockets, *_node_modules)
 
 NODE_CATEGORIES_ID = "ANCHORSTAGE_NODES"
@@ -32,6 +32,8 @@ def _categories():
         AnchorStageNodeCategory("ANCHORSTAGE_REFRESH", "Refresh", items=[
             NodeItem("AnchorStageRefreshNode"), NodeItem("AnchorStageConfidenceNode"),
             NodeItem("AnchorStageGenerateNode")]),
+        AnchorStageNodeCategory("ANCHORSTAGE_MULTIVIEW", "Multi-view", items=[
+            NodeItem("AnchorStageFuseNode"), NodeItem("AnchorStageFidelityNode")]),
         AnchorStageNodeCategory("ANCHORSTAGE_OUTPUT", "Output", items=[
             NodeItem("AnchorStageRenderNode"), NodeItem("AnchorStageSplatObjectNode"),
             NodeItem("AnchorStageExportNode")]),

@@ -172,7 +172,12 @@ def build_stage(bpy: Any, extra: Callable[[Any], None] | None = None) -> Any:
     bg.inputs["Color"].default_value = (*SKY_LINEAR, 1.0)
     bg.inputs["Strength"].default_value = 1.0
     scene.world = world
+    render_settings(scene)
+    return scene
 
+
+def render_settings(scene: Any) -> None:
+    """Cycles on the CPU, emission only, every sample at the pixel centre, multilayer EXR with depth and index."""
     scene.render.engine = "CYCLES"
     cy = scene.cycles
     cy.device = "CPU"
@@ -193,11 +198,11 @@ def build_stage(bpy: Any, extra: Callable[[Any], None] | None = None) -> Any:
     scene.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
     scene.render.image_settings.color_depth = "32"
     scene.render.image_settings.exr_codec = "ZIP"
-    return scene
 
 
 def render_view(bpy: Any, scene: Any, cam: Camera) -> dict[str, Any]:
-    """Render ``cam`` with Cycles; returns linear RGB [H, W, 3], depth [H, W] (inf = sky), index [H, W] uint8, camera."""
+    """Render ``cam`` with Cycles; returns linear RGB [H, W, 3], alpha [H, W] (0 where the film is transparent),
+    depth [H, W] (inf = sky), index [H, W] uint8, camera."""
     import OpenEXR
 
     cam_data = bpy.data.cameras.new("cam")
@@ -237,7 +242,8 @@ def render_view(bpy: Any, scene: Any, cam: Camera) -> dict[str, Any]:
     depth = get("Depth.Z")
     depth[depth >= 1e9] = np.inf  # Cycles' background depth is 1e10
     index = np.round(get("Object Index.X")).astype(np.uint8)
-    return {"image_linear": rgb, "depth_m": depth, "object_index": index, "camera": blender_cam}
+    return {"image_linear": rgb, "alpha": get("Combined.A"), "depth_m": depth, "object_index": index,
+            "camera": blender_cam}
 
 
 def write_view(out: Path, name: str, view: dict[str, Any]) -> None:

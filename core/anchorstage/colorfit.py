@@ -17,6 +17,10 @@ camera is linear in ``x``: ``image = W x``, where ``W`` [pixels, splats] holds e
 x₀ being the pixel colours, with a few Jacobi-preconditioned conjugate-gradient iterations on
 the normal equations (each one pass over the pairs). The fitted colours may leave [0, 1]
 where that is what reproduces the photo.
+
+Several cameras (a fused multi-view capture, :mod:`anchorstage.fusion`) fit the same way:
+:func:`stacked_weights` stacks their ``W_j`` into one map whose pixels are all the views'
+pixels one after the other, so ``WᵀW = Σ W_jᵀW_j`` and the same solver reproduces every view.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from .projection import Projection, project_parallel
 from .workers import Workers, cpu_workers
 
 __all__ = ["DEFAULT_ITERATIONS", "DEFAULT_TIKHONOV", "MIN_WEIGHT", "WitnessWeights", "witness_weights",
-           "solve_colors"]
+           "stacked_weights", "solve_colors"]
 
 #: Conjugate-gradient iterations (each one pass over the recorded pairs).
 DEFAULT_ITERATIONS = 5
@@ -268,6 +272,48 @@ class _BandWeights:
             kern.column_sumsq(indptr, splat, weight, acc)
 
         return torch.from_numpy(self._accumulate(run, (self.n_splats,))[0])
+
+
+class _StackedWeights:
+    """Several cameras' weights as one map: the views' pixels one after the other."""
+
+    def __init__(self, parts: list[WitnessWeights]) -> None:
+        self.parts = parts
+        self.n_splats = parts[0].n_splats
+        self.n_pixels = sum(p.n_pixels for p in parts)
+        self.starts = np.cumsum([0] + [p.n_pixels for p in parts]).tolist()
+
+    def _slices(self, y: torch.Tensor) -> list[torch.Tensor]:
+        return [y[a:b] for a, b in zip(self.starts[:-1], self.starts[1:])]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p.forward(x) for p in self.parts])
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return sum(p.adjoint(ys) for p, ys in zip(self.parts, self._slices(y)))
+
+    def normal(self, x: torch.Tensor, target: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        targets = self._slices(target) if target is not None else [None] * len(self.parts)
+        outs = [p.normal(x, t) for p, t in zip(self.parts, targets)]
+        return sum(o[0] for o in outs), sum(o[1] for o in outs)
+
+    def column_sumsq(self) -> torch.Tensor:
+        return sum(p.column_sumsq() for p in self.parts)
+
+
+def stacked_weights(parts: "list[WitnessWeights]") -> WitnessWeights:
+    """Several cameras' blending weights (same splats) as one linear map for :func:`solve_colors`.
+
+    Args:
+        parts: one :func:`witness_weights` per camera, all over the same N splats.
+
+    Returns:
+        ``W`` [Σ pixels, N]: its rows are the first camera's pixels, then the second's, ...; a
+        target for it is the cameras' [H * W, C] images concatenated in the same order.
+    """
+    if not parts or len({p.n_splats for p in parts}) != 1:
+        raise ValueError("stacked_weights needs at least one weights map, all over the same splats")
+    return parts[0] if len(parts) == 1 else _StackedWeights(list(parts))
 
 
 def _padded(n: int) -> int:

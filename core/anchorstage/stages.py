@@ -17,6 +17,9 @@ render             :func:`render_frame`                        :class:`Frame`
 witness refresh    :func:`refresh`                             :class:`~anchorstage.witness.Refresh`
 conditioning       :func:`condition`                           :class:`~anchorstage.conditioning.Conditioning`
 generation         :func:`generate`                            :class:`~anchorstage.generation.Generation`
+product package    :func:`package_product`                     manifest (``dict``)
+capture fusion     :func:`fuse_capture`                        :class:`~anchorstage.scene.Scene`
+fidelity           :func:`measure_fidelity`                    :class:`~anchorstage.fidelity.FidelityReport`
 export             :func:`anchorstage.export.export_frames`    per-frame metadata
 camera paths       :func:`anchorstage.camera.camera_path`      cameras
 =================  ==========================================  ===============================
@@ -50,9 +53,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .witness import Refresh
     from .conditioning import Conditioning
     from .generation import Generation, GenerationSettings
+    from .fidelity import FidelityReport
 
 __all__ = ["Photo", "Frame", "load_photo", "with_camera", "metric_depth", "depth_from_file", "stage_camera", "build_stage",
-           "segment_stage", "open_source", "render_frame", "camera_from_fov", "refresh", "condition", "generate"]
+           "segment_stage", "open_source", "render_frame", "camera_from_fov", "refresh", "condition", "generate",
+           "package_product", "fuse_capture", "measure_fidelity"]
 
 
 @dataclass
@@ -453,3 +458,67 @@ def generate(conditioning: "Conditioning", settings: Optional["GenerationSetting
     from .generation import generate as _generate
 
     return _generate(conditioning, settings, device=device, progress=progress, cancel=cancel)
+
+
+# ---------------------------------------------------------------------------------------------- multi-view
+def package_product(photo: Photo, depth: "DepthEstimate", out_dir: Union[str, os.PathLike], *,
+                    mask_model: Optional[str] = None, identity_model: Optional[str] = None, device: str = "auto",
+                    force: bool = False) -> dict[str, Any]:
+    """Write a product package: foreground mask (alpha, segmentation model or depth fallback), metric
+    depth [H, W] metres, CLIP identity embedding [D] and camera, with ``manifest.json``
+    (:mod:`anchorstage.product`). Returns the manifest."""
+    from .product import package
+
+    return package(photo, depth, out_dir, mask_model=mask_model, identity_model=identity_model, device=device,
+                   force=force)
+
+
+def fuse_capture(capture_dir: Union[str, os.PathLike], *, depth_model: Optional[str] = None,
+                 mask_model: Optional[str] = None, max_splats_per_view: Optional[int] = None, fit_colors: bool = True,
+                 device: str = "auto", progress: Optional[ProgressFn] = None) -> "Scene":
+    """Fuse a capture folder's posed views into one scene (:mod:`anchorstage.fusion`): each view
+    regressed and placed by its camera, splats in space another view proves empty dropped, each
+    surface kept from the view that sees it best, colours fitted over every view.
+
+    Returns:
+        The fused :class:`~anchorstage.scene.Scene` (world frame, metres; the frontal view is its
+        witness; ``meta["fusion"]`` reports what each view kept).
+
+    Raises:
+        InputError: empty folder, a view without its camera JSON, masks or depths of another size.
+    """
+    from .fusion import fuse, load_capture
+
+    views = load_capture(capture_dir, depth_model=depth_model, mask_model=mask_model, device=device,
+                         progress=scaled(progress, 0.0, 0.2))
+    scene, _ = fuse(views, max_splats_per_view=max_splats_per_view, fit_colors=fit_colors, device=device,
+                    progress=scaled(progress, 0.2, 1.0))
+    return scene
+
+
+def measure_fidelity(generated_dir: Union[str, os.PathLike, None] = None, reference_dir: Union[str, os.PathLike, None] = None,
+             *, leave_one_out: Union[str, os.PathLike, None] = None, masks: Union[str, os.PathLike, None] = None,
+             identity_model: Optional[str] = None, depth_model: Optional[str] = None, device: str = "auto",
+             progress: Optional[ProgressFn] = None) -> "FidelityReport":
+    """Per-angle fidelity (masked PSNR, SSIM, LPIPS when available, CLIP identity): generated frames
+    against references of the same names, or ``leave_one_out`` a capture folder (each view held out,
+    the rest fused and rendered at its camera, beside the frontal single-image baseline).
+
+    Raises:
+        InputError: both or neither of the two modes, missing folders, mismatched sizes.
+    """
+    from . import fidelity as fid
+
+    if (leave_one_out is None) == (generated_dir is None or reference_dir is None):
+        raise InputError("fidelity: give GENERATED_DIR and REFERENCE_DIR, or a capture folder to leave one out, "
+                         "not both")
+    if leave_one_out is not None:
+        if masks is not None:
+            raise InputError("fidelity: --masks is for GENERATED_DIR REFERENCE_DIR; a capture carries its own masks")
+        from .fusion import load_capture
+
+        views = load_capture(leave_one_out, depth_model=depth_model, device=device, progress=scaled(progress, 0.0, 0.1))
+        return fid.leave_one_out(views, identity_model=identity_model, device=device,
+                                 progress=scaled(progress, 0.1, 1.0))
+    return fid.compare_folders(generated_dir, reference_dir, masks=masks, identity_model=identity_model,
+                               device=device, progress=progress)
