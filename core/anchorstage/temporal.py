@@ -18,10 +18,11 @@ other generative stages; see docs/video.md).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -86,6 +87,9 @@ class SmoothingSettings:
         if isinstance(self.overlap, bool) or not isinstance(self.overlap, int) or not 0 <= self.overlap < self.window:
             raise InputError(f"smoothing: overlap must be an integer in [0, window - 1 = {self.window - 1}] "
                              f"(got {self.overlap!r})")
+        if int(self.steps * self.strength) < 1:  # the pipeline runs int(steps * strength) of the steps
+            raise InputError(f"smoothing: {self.steps} steps at strength {self.strength:g} run no denoising step; "
+                             f"raise steps or strength")
         g = self.guidance_scale
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or not 0 <= g <= 100:
             raise InputError(f"smoothing: guidance_scale must be in [0, 100] (got {g!r})")
@@ -101,6 +105,20 @@ class SmoothingSettings:
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@contextlib.contextmanager
+def _errors_only() -> Iterator[None]:
+    """diffusers' warnings off: the VAE is cast between dtypes inside the pipeline, and diffusers warns
+    about that on every call although nothing is wrong and the user can do nothing about it."""
+    from diffusers.utils import logging as dlog
+
+    level = dlog.get_verbosity()
+    dlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        dlog.set_verbosity(level)
 
 
 def load_animatediff(settings: SmoothingSettings, device: str = "auto") -> Any:
@@ -127,11 +145,12 @@ def load_animatediff(settings: SmoothingSettings, device: str = "auto") -> Any:
                                      f"(pip install 'anchorstage[ml]'): {e}") from None
     _PIPELINES.clear()
     _quiet_loading()
-    adapter = _load(MotionAdapter.from_pretrained, settings.motion_adapter, "AnimateDiff motion adapter",
-                    "--motion-adapter", dtype=dtype)
-    pipe = _load(AnimateDiffVideoToVideoPipeline.from_pretrained, settings.model, "AnimateDiff base model",
-                 "--smooth-model", motion_adapter=adapter, dtype=dtype)
-    pipe = pipe.to(dev)
+    with _errors_only():
+        adapter = _load(MotionAdapter.from_pretrained, settings.motion_adapter, "AnimateDiff motion adapter",
+                        "--motion-adapter", dtype=dtype)
+        pipe = _load(AnimateDiffVideoToVideoPipeline.from_pretrained, settings.model, "AnimateDiff base model",
+                     "--smooth-model", motion_adapter=adapter, dtype=dtype)
+        pipe = pipe.to(dev)
     pipe.set_progress_bar_config(disable=True)
     _PIPELINES[key] = pipe
     return pipe
@@ -169,9 +188,10 @@ def smooth_window(pipe: Any, frames_linear: list[np.ndarray], settings: Smoothin
         return kwargs
 
     gen = torch.Generator(device="cpu").manual_seed(settings.seed)
-    out = pipe(video=video, prompt=settings.prompt, negative_prompt=settings.negative_prompt or None, height=ph,
-               width=pw, num_inference_steps=settings.steps, guidance_scale=settings.guidance_scale,
-               strength=float(settings.strength), generator=gen, output_type="np", callback_on_step_end=on_step)
+    with _errors_only():
+        out = pipe(video=video, prompt=settings.prompt, negative_prompt=settings.negative_prompt or None, height=ph,
+                   width=pw, num_inference_steps=settings.steps, guidance_scale=settings.guidance_scale,
+                   strength=float(settings.strength), generator=gen, output_type="np", callback_on_step_end=on_step)
     frames = np.asarray(out.frames[0], dtype=np.float32)  # [F, ph, pw, 3] sRGB in [0, 1]
     return [_resize(srgb_to_linear(np.clip(f, 0.0, 1.0)), (w, h)) for f in frames]
 

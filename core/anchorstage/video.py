@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Video and GIF encoding, one frame at a time.
 
-* **MP4** (:class:`Mp4Writer`): H.264 (libx264) in yuv420p through PyAV, the profile every browser
-  and player decodes; the ``moov`` atom is moved to the front (``faststart``) so a browser starts
+* **MP4** (:class:`Mp4Writer`): H.264 (libx264) in yuv420p, BT.709 tagged, through PyAV, the profile
+  every browser and player decodes; the ``moov`` atom is moved to the front (``faststart``) so a browser starts
   playing before the file has arrived. yuv420p halves the chroma resolution, so both sides must be
   even: an odd size is refused with the size to render at instead.
 * **GIF** (:class:`GifWriter`, Pillow): frames scaled to at most ``max_side`` pixels and quantised
@@ -131,6 +131,8 @@ class Mp4Writer:
             s = self._container.add_stream("libx264", rate=self.fps)
             s.width, s.height, s.pix_fmt = self.width, self.height, "yuv420p"
             s.options = {"crf": str(self.crf), "preset": "medium"}
+            cc = s.codec_context  # tagged BT.709, limited range: what browsers assume for sRGB-like video
+            cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1
             self._stream = s
         except BaseException:
             self._stack.__exit__(None, None, None)
@@ -145,7 +147,8 @@ class Mp4Writer:
         if rgb.shape[:2] != (self.height, self.width):
             raise InputError(f"video {str(self.path)!r}: frame {self.frames + 1} is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"the clip is {self.width}x{self.height}")
-        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", dst_colorspace="ITU709",
+                                                                      dst_color_range="MPEG")
         for packet in self._stream.encode(vf):
             self._container.mux(packet)
         self.frames += 1
