@@ -14,6 +14,7 @@ import pytest
 
 import anchorstage as a
 from anchorstage.errors import InputError
+from anchorstage.stages import turntable_cameras
 from gt_fixture import load_view
 
 av = pytest.importorskip("av")
@@ -86,7 +87,7 @@ def test_turntable_video_is_24_h264_frames_of_the_right_size_and_a_gif(tmp_path,
     # the camera turns: frames differ, and they show the stage (not black)
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 2 and frames[0].mean() > 20
     # the first frame is the render from the first turntable camera (up to H.264's loss)
-    cams = a.stages.turntable_cameras(_stage(), 24, centre=(0, 8, 1), sweep_deg=30, resolution=(96, 54))
+    cams = turntable_cameras(_stage(), 24, centre=(0, 8, 1), sweep_deg=30, resolution=(96, 54))
     ref = a.render_frame(_stage(), cams[0], ["color"], device="cpu").passes["color"]
     assert _luma_error(frames[0], ref) < 2.5
     gif = _gif_frames(tmp_path / "clip.gif")
@@ -118,7 +119,7 @@ def test_refreshed_frames(tmp_path, scene_dir, capsys):
     _, frames = _decode(tmp_path / "r.mp4")
     assert len(frames) == 3
     # the refreshed witness fills what the render leaves void: no black holes where the raw render has them
-    cams = a.stages.turntable_cameras(_stage(), 3, sweep_deg=20, resolution=(96, 54))
+    cams = turntable_cameras(_stage(), 3, sweep_deg=20, resolution=(96, 54))
     res = a.refresh(_stage(), cams[0], device="cpu")
     assert _luma_error(frames[0], res.witness) < 2.5
 

@@ -202,7 +202,7 @@ class GifWriter:
         if self.max_side and max(im.size) > self.max_side:
             scale = self.max_side / max(im.size)
             im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
-        self._frames.append(im.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE))
+        self._frames.append(im.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE))
 
     @property
     def frames(self) -> int:
