@@ -7,7 +7,10 @@ import os
 
 import bpy
 
-from .base import AnchorStageNode
+from .base import AnchorStageNode, file_stamp
+
+# folder -> (input hash, stamp of its cameras.json): unchanged angles are not rendered again, deleted ones are.
+_WRITTEN: dict = {}
 
 
 class AnchorStageTurntableNode(AnchorStageNode, bpy.types.Node):
@@ -34,6 +37,7 @@ class AnchorStageTurntableNode(AnchorStageNode, bpy.types.Node):
                                          description="Render every pass per angle here (empty: cameras only)")
 
     required_inputs = ("scene",)
+    volatile = True  # checks its own output on disk (see _WRITTEN)
 
     def init(self, context):
         self.inputs.new("AnchorStageSocketScene", "Splat Scene", identifier="scene")
@@ -73,12 +77,17 @@ class AnchorStageTurntableNode(AnchorStageNode, bpy.types.Node):
                                  sweep_deg=params["sweep_deg"], resolution=tuple(params["resolution"]))
         note = (f"{len(cams)} views about ({', '.join(f'{v:.2f}' for v in centre)}) m, "
                 f"radius {math.dist(cams[0].position, centre):.2f} m")
-        if params["output_dir"]:
+        out = params["output_dir"]
+        listing = os.path.join(out, "cameras.json") if out else ""
+        if out and _WRITTEN.get(out) == (ctx.input_hash, file_stamp(listing)):
+            note += f", up to date in {out}"
+        elif out:
             from anchorstage.export import export_frames, save_camera_list
 
-            export_frames(inputs["scene"], cams, params["output_dir"], device=params["device"], progress=ctx.report)
-            save_camera_list(os.path.join(params["output_dir"], "cameras.json"), cams)
-            note += f", rendered into {params['output_dir']}"
+            export_frames(inputs["scene"], cams, out, device=params["device"], progress=ctx.report)
+            save_camera_list(listing, cams)
+            _WRITTEN[out] = (ctx.input_hash, file_stamp(listing))
+            note += f", rendered into {out}"
         ctx.note(note)
         return {"cameras": cams}
 

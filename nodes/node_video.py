@@ -7,7 +7,10 @@ import os
 
 import bpy
 
-from .base import AnchorStageNode
+from .base import AnchorStageNode, file_stamp
+
+# path -> (input hash, stamp of the clip written): an unchanged clip is not encoded again, a deleted one is.
+_WRITTEN: dict = {}
 
 FRAMES_FROM = (("render", "Render", "The splats' beauty pass"),
                ("refresh", "Refresh", "The refreshed witness (classical fill, no weights)"),
@@ -41,7 +44,7 @@ class AnchorStageVideoNode(AnchorStageNode, bpy.types.Node):
     smooth_steps: bpy.props.IntProperty(name="Smoothing Steps", default=20, min=1, max=1000)
 
     required_inputs = ("scene",)
-    volatile = True  # writes a file
+    volatile = True  # checks its own output on disk (see _WRITTEN)
 
     def init(self, context):
         self.inputs.new("AnchorStageSocketScene", "Splat Scene", identifier="scene")
@@ -104,10 +107,15 @@ class AnchorStageVideoNode(AnchorStageNode, bpy.types.Node):
             smoothing = SmoothingSettings.resolved(model=s["model"], motion_adapter=s["motion_adapter"],
                                                    strength=s["strength"], steps=s["steps"], seed=params["seed"])
         gif = os.path.splitext(params["path"])[0] + ".gif" if params["gif"] else None
+        stamp = lambda: (file_stamp(params["path"]), file_stamp(gif) if gif else None)  # noqa: E731
+        if _WRITTEN.get(params["path"]) == (ctx.input_hash, stamp()):
+            ctx.note(f"up to date: {params['path']}")
+            return {"path": params["path"]}
         res = render_video(inputs["scene"], cams, params["path"], fps=params["fps"], gif=gif,
                            frames_from=params["frames_from"], prompt=params["prompt"], seed=params["seed"],
                            generation=generation, smoothing=smoothing, device=params["device"], progress=ctx.report,
                            cancel=ctx.cancel)
+        _WRITTEN[params["path"]] = (ctx.input_hash, stamp())
         ctx.note(f"{res.frames} frames {res.width}x{res.height} at {res.fps:g} fps: {res.path}"
                  + (" (+ GIF)" if res.gif else ""))
         return {"path": str(res.path)}

@@ -74,11 +74,15 @@ def test_turntable_camera_is_keyed_on_the_core_path_and_renders_with_dash_a(prod
     scene.frame_set(10)
     p0 = boundary.camera_from_blender(cam, scene).position - centre
     assert p0[1] < -2.0
-    # `blender -b file.blend -a`: the render engine renders every frame from the animated camera
+    # `blender -b file.blend -a`: saved, opened again, the render engine renders every frame from the
+    # animated camera
     scene.render.engine = "ANCHORSTAGE"
     _addon("compat").set_multilayer_exr(scene.render.image_settings)
     scene.frame_end = 14
     scene.render.filepath = str(tmp_path / "tt_####")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "turntable.blend"))
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "turntable.blend"))
+    assert bpy.context.scene.camera.name == "AnchorStage Turntable"
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
     red = []
     for f in range(10, 15):
@@ -139,6 +143,12 @@ def test_turntable_and_video_nodes(fresh_scene, tmp_path):
             frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         assert len(frames) == count and frames[0].shape == (54, 96, 3)
     assert (tmp_path / "clip.gif").is_file() and not (tmp_path / "own.gif").exists()
+    # run again: nothing changed, nothing encoded or rendered again; a deleted clip is written again
+    report = _addon("nodes.runner").run_tree(tree, bpy.context)
+    assert report.ok and "up to date" in video.as_message and "up to date" in tt.as_message
+    (tmp_path / "own.mp4").unlink()
+    report = _addon("nodes.runner").run_tree(tree, bpy.context)
+    assert report.ok and (tmp_path / "own.mp4").is_file() and "3 frames" in own.as_message
     # a bad setting is shown on the node; Blender stays usable
     video.filepath = str(tmp_path / "missing_dir" / "clip.mp4")
     scene.render.resolution_x = 97
