@@ -693,6 +693,8 @@ def turntable_path(reference: Camera, centre: Sequence[float], views: int, *, ra
     Raises:
         InputError: bad count, radius, elevation, sweep, or a reference camera at the centre.
     """
+    if not isinstance(reference, Camera):
+        raise InputError(f"turntable: reference must be a Camera (got {type(reference).__name__})")
     if isinstance(views, bool) or not isinstance(views, (int, np.integer)) or not 1 <= views <= MAX_PATH_FRAMES:
         raise InputError(f"turntable: views must be an integer from 1 to {MAX_PATH_FRAMES:,} (got {views!r})")
     c = _vec3("turntable centre", centre)

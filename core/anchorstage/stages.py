@@ -574,8 +574,15 @@ def render_video(scene: "Scene", cameras: Sequence[Camera], out: Union[str, os.P
     from .progress import report
     from .video import DEFAULT_CRF, GIF_MAX_SIDE, check_fps, check_video_size, write_clip
 
-    if frames_from not in VIDEO_FRAMES:
+    from .input_files import path_arg
+
+    if not isinstance(frames_from, str) or frames_from not in VIDEO_FRAMES:
         raise InputError(f"video: frames must come from one of {', '.join(VIDEO_FRAMES)} (got {frames_from!r})")
+    if not hasattr(scene, "splats") or (frames_from != "render" and getattr(scene, "depth_m", None) is None):
+        raise InputError(f"video: scene must be a Scene{' with its photo and depth' if frames_from != 'render' else ''} "
+                         f"(got {type(scene).__name__})")
+    out = path_arg(out, "video: out")
+    gif = None if gif is None else path_arg(gif, "video: gif")
     if isinstance(cameras, Camera):
         cameras = [cameras]
     cams = list(cameras) if isinstance(cameras, (list, tuple)) else None
@@ -587,13 +594,21 @@ def render_video(scene: "Scene", cameras: Sequence[Camera], out: Union[str, os.P
     width, height = sizes[0]
     check_video_size(width, height)
     check_fps(fps)
-    bg = np.asarray(background, dtype=np.float32).reshape(-1) if not isinstance(background, str) else np.zeros(0)
+    try:
+        with np.errstate(over="ignore"):  # a huge value becomes inf and is refused below
+            bg = np.asarray(background, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        bg = np.zeros(0, np.float32)
     if bg.shape != (3,) or not np.all(np.isfinite(bg)):
         raise InputError(f"video: background must be three finite linear RGB values (got {background!r})")
+    if not isinstance(prompt, str):
+        raise InputError(f"video: prompt must be text (got {type(prompt).__name__})")
     smoother = None
     if smoothing is not None:
-        from .temporal import TemporalSmoother
+        from .temporal import SmoothingSettings, TemporalSmoother
 
+        if not isinstance(smoothing, SmoothingSettings):
+            raise InputError(f"video: smoothing must be SmoothingSettings (got {type(smoothing).__name__})")
         if not smoothing.prompt and prompt:
             smoothing = replace(smoothing, prompt=prompt)
         smoother = TemporalSmoother(smoothing, device=device)
@@ -601,6 +616,8 @@ def render_video(scene: "Scene", cameras: Sequence[Camera], out: Union[str, os.P
         from .generation import GenerationSettings
 
         generation = GenerationSettings() if generation is None else generation
+        if not isinstance(generation, GenerationSettings):
+            raise InputError(f"video: generation must be GenerationSettings (got {type(generation).__name__})")
     n = len(cams)
 
     def frames() -> Any:

@@ -12,7 +12,8 @@
 Both write to a temporary file beside the target and rename it at the end
 (:func:`anchorstage.atomic.atomic_file`), so a failed or cancelled clip leaves nothing behind.
 Frames come in as [H, W, 3] float32 linear Rec.709 (what the renderer and refresh give) or
-uint8 sRGB; the encoders never hold more than one full-size frame.
+uint8 sRGB and are encoded as they arrive: memory does not grow with the clip (x264 keeps only its
+own look-ahead of a few dozen frames).
 """
 
 from __future__ import annotations
@@ -110,6 +111,12 @@ class Mp4Writer:
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, *, fps: float = 24.0,
                  crf: int = DEFAULT_CRF) -> None:
+        from .input_files import path_arg
+
+        path = path_arg(path, "video: path")
+        for name, v in (("width", width), ("height", height)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise InputError(f"video: {name} must be a positive integer number of pixels (got {v!r})")
         check_video_size(width, height, f"video {str(path)!r}")
         if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
             raise InputError(f"video: crf must be an integer in [0, 51] (got {crf!r})")
@@ -182,7 +189,9 @@ class GifWriter:
     def __init__(self, path: str | os.PathLike, *, fps: float = 24.0, max_side: int = GIF_MAX_SIDE) -> None:
         if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 0:
             raise InputError(f"gif: max_side must be 0 or a positive number of pixels (got {max_side!r})")
-        self.path, self.fps, self.max_side = Path(path), check_fps(fps, "gif"), max_side
+        from .input_files import path_arg
+
+        self.path, self.fps, self.max_side = path_arg(path, "gif: path"), check_fps(fps, "gif"), max_side
         self._frames: list[Any] = []
         self._stack = contextlib.ExitStack()
         self._tmp: Optional[Path] = None
