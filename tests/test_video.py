@@ -172,6 +172,18 @@ def test_smoother_windows_cover_every_frame_once(tiny):
         SmoothingSettings(model=t["model"], motion_adapter=t["motion_adapter"], steps=1, strength=0.5)
 
 
+def test_a_cancelled_clip_stops_between_frames_and_leaves_nothing(tmp_path):
+    from anchorstage.errors import Cancelled
+    from anchorstage.stages import render_video
+
+    cams = turntable_cameras(_stage(), 6, sweep_deg=20, resolution=(64, 36))
+    asked = []
+    with pytest.raises(Cancelled, match="after 2 of 6 frames"):
+        render_video(_stage(), cams, tmp_path / "c.mp4", gif=tmp_path / "c.gif", device="cpu",
+                     cancel=lambda: asked.append(1) or len(asked) > 2)
+    assert os.listdir(tmp_path) == []
+
+
 def test_encoding_streams_frame_by_frame(tmp_path, monkeypatch):
     from anchorstage import video
 

@@ -572,9 +572,8 @@ def render_video(scene: "Scene", cameras: Sequence[Camera], out: Union[str, os.P
     """
     from .errors import Cancelled
     from .progress import report
-    from .video import DEFAULT_CRF, GIF_MAX_SIDE, check_fps, check_video_size, write_clip
-
     from .input_files import path_arg
+    from .video import DEFAULT_CRF, GIF_MAX_SIDE, check_fps, check_video_size, write_clip
 
     if not isinstance(frames_from, str) or frames_from not in VIDEO_FRAMES:
         raise InputError(f"video: frames must come from one of {', '.join(VIDEO_FRAMES)} (got {frames_from!r})")
