@@ -185,7 +185,7 @@ class ANCHORSTAGE_OT_turntable_setup(bpy.types.Operator):
         scene = context.scene
         try:
             obj = _stage_object(context, self.object_name)
-            if boundary.has_witness(obj.data):  # the stage camera: view 0 is the photo's own view
+            if boundary.has_witness(obj.data):  # the stage camera: view 0 stands where the photo was taken
                 source = boundary.scene_from_mesh(obj.data, obj.matrix_world)
                 reference = source.camera
             else:

@@ -54,7 +54,7 @@ def test_turntable_path_has_its_radius_elevation_spacing_and_looks_at_the_centre
 def test_turntable_defaults_come_from_the_reference_camera():
     ref = _ref()
     cams = turntable_path(ref, CENTRE, 8)
-    assert np.allclose(cams[0].world_from_cam, ref.world_from_cam, atol=1e-9)  # view 0 is the photo's view
+    assert np.allclose(cams[0].world_from_cam, ref.world_from_cam, atol=1e-9)  # a reference aimed at the centre is view 0
     dist = np.linalg.norm(ref.position - CENTRE)
     assert all(math.isclose(np.linalg.norm(c.position - CENTRE), dist, rel_tol=1e-9) for c in cams)
     assert all(math.isclose(c.position[2], ref.position[2], abs_tol=1e-9) for c in cams)

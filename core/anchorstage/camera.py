@@ -683,8 +683,8 @@ def turntable_path(reference: Camera, centre: Sequence[float], views: int, *, ra
         radius_m: distance from the centre in metres (default: the reference camera's).
         elevation_deg: angle above the centre's horizontal plane, in (-90, 90) degrees (default:
             the reference camera's).
-        start_deg: azimuth of the first camera (default: the reference camera's, so view 0 is the
-            photo's own direction).
+        start_deg: azimuth of the first camera (default: the reference camera's, so view 0 stands
+            where the photo was taken).
         sweep_deg: the azimuth covered by the path, degrees (360: a full turn).
 
     Returns:

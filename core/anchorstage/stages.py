@@ -510,7 +510,7 @@ def turntable_cameras(scene: "Scene", views: int, *, radius_m: Optional[float] =
         radius_m: distance from the centre, metres (default: the scene camera's).
         elevation_deg: degrees above the centre's horizontal plane (default: the scene camera's).
         centre: [3] world metres (default: :func:`product_centre`).
-        start_deg: azimuth of the first view, degrees (default: the scene camera's, so view 0 is the photo's).
+        start_deg: azimuth of the first view, degrees (default: the scene camera's: view 0 from the photo's position).
         sweep_deg: azimuth covered, degrees (360: a full turn, no repeated end view).
         resolution: (width, height) pixels (default: the scene camera's).
 

@@ -154,3 +154,25 @@ def test_turntable_and_video_nodes(fresh_scene, tmp_path):
     scene.render.resolution_x = 97
     report = _addon("nodes.runner").run_tree(tree, bpy.context)
     assert not report.ok and video.as_state == "ERROR" and "odd side" in video.as_message
+
+
+def test_headless_batch_makes_a_turntable(fresh_scene, tmp_path):
+    from anchorstage.camera import turntable_path
+    from anchorstage.stages import product_centre
+
+    args = ["--image", str(FIXTURE_DIR / "v0_rgb.png"), "--depth", str(FIXTURE_DIR / "v0_depth.npy"),
+            "--camera-json", str(FIXTURE_DIR / "v0_camera.json"), "--frame-start", "1", "--frame-end", "4",
+            "--move", "turntable", "--amount", "40", "--resolution-percentage", "25", "--out", str(tmp_path / "f")]
+    assert _addon("batch").main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [f"frame_{k:04d}.exr" for k in range(1, 5)]
+    scene = bpy.context.scene
+    boundary = _addon("boundary")
+    obj = bpy.data.objects["AnchorStage Splats"]
+    stage = boundary.scene_from_mesh(obj.data, obj.matrix_world)
+    want = turntable_path(stage.camera.with_resolution(80, 45), product_centre(stage), 4, sweep_deg=40.0)
+    assert scene.camera.name == "AnchorStage Turntable"
+    for k, cam in enumerate(want, start=1):
+        scene.frame_set(k)
+        assert np.allclose(boundary.camera_from_blender(scene.camera, scene).world_from_cam, cam.world_from_cam,
+                           atol=1e-5)
+    assert np.allclose(want[0].position, stage.camera.position, atol=1e-6)  # view 0 from the photo's position
