@@ -222,6 +222,7 @@ def test_a_failing_clip_leaves_nothing(tmp_path):
     ("missing path", "camera list"), ("bad json", "camera list"), ("frames 0", "--frames"), ("frames -2", "--frames"),
     ("odd size", "odd side"), ("unwritable out", "not a folder"), ("unwritable gif", "not a folder"), ("fps 0", "fps"),
     ("too many frames", "has only 1 cameras"), ("smooth window", "window"),
+    ("missing motion adapter", "--motion-adapter, the add-on's preferences or $ANCHORSTAGE_MOTION_ADAPTER"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, scene_dir, capsys, case, needle):
     from anchorstage.camera import save_camera_json
@@ -241,6 +242,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, scene_dir, capsys, c
         "fps 0": ["--frames", "2", "--fps", "0"],
         "too many frames": ["--path", tmp_path / "one.json", "--frames", "3"],
         "smooth window": ["--frames", "2", "--smooth", "--smooth-window", "1"],
+        "missing motion adapter": ["--frames", "2", "--resolution", "96x54", "--smooth", "--motion-adapter",
+                                   tmp_path / "no_adapter"],
     }[case]
     if case == "unwritable out":
         out = tmp_path / "file" / "clip.mp4"

@@ -604,13 +604,14 @@ def render_video(scene: "Scene", cameras: Sequence[Camera], out: Union[str, os.P
         raise InputError(f"video: prompt must be text (got {type(prompt).__name__})")
     smoother = None
     if smoothing is not None:
-        from .temporal import SmoothingSettings, TemporalSmoother
+        from .temporal import SmoothingSettings, TemporalSmoother, load_animatediff
 
         if not isinstance(smoothing, SmoothingSettings):
             raise InputError(f"video: smoothing must be SmoothingSettings (got {type(smoothing).__name__})")
         if not smoothing.prompt and prompt:
             smoothing = replace(smoothing, prompt=prompt)
         smoother = TemporalSmoother(smoothing, device=device)
+        load_animatediff(smoothing, device)  # missing weights fail now, before any frame is rendered
     if frames_from == "generate":
         from .generation import GenerationSettings
 

@@ -109,16 +109,20 @@ class SmoothingSettings:
 
 @contextlib.contextmanager
 def _errors_only() -> Iterator[None]:
-    """diffusers' warnings off: the VAE is cast between dtypes inside the pipeline, and diffusers warns
-    about that on every call although nothing is wrong and the user can do nothing about it."""
+    """diffusers' and transformers' warnings off: the VAE is cast between dtypes inside the pipeline and
+    image processors fall back from torchvision on import; they warn although nothing is wrong and the
+    user can do nothing about it (a command's output stays its one line)."""
     from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
 
-    level = dlog.get_verbosity()
+    levels = dlog.get_verbosity(), tlog.get_verbosity()
     dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
     try:
         yield
     finally:
-        dlog.set_verbosity(level)
+        dlog.set_verbosity(levels[0])
+        tlog.set_verbosity(levels[1])
 
 
 def load_animatediff(settings: SmoothingSettings, device: str = "auto") -> Any:
@@ -139,7 +143,8 @@ def load_animatediff(settings: SmoothingSettings, device: str = "auto") -> Any:
     if key in _PIPELINES:
         return _PIPELINES[key]
     try:
-        from diffusers import AnimateDiffVideoToVideoPipeline, MotionAdapter
+        with _errors_only():
+            from diffusers import AnimateDiffVideoToVideoPipeline, MotionAdapter
     except ImportError as e:
         raise MissingDependencyError(f"AnimateDiff smoothing needs diffusers and transformers "
                                      f"(pip install 'anchorstage[ml]'): {e}") from None
