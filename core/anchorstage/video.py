@@ -85,7 +85,7 @@ def _import_av() -> Any:
     try:
         import av
     except ImportError as e:
-        raise MissingDependencyError(f"MP4 encoding needs PyAV (pip install 'av>=14', or 'anchorstage[video]'): {e}") from None
+        raise MissingDependencyError(f"MP4 encoding needs PyAV, a dependency of anchorstage (pip install 'av>=14'): {e}") from None
     return av
 
 
