@@ -25,7 +25,7 @@ import bpy
 def _moves() -> tuple[str, ...]:
     from anchorstage.camera import MOVES
 
-    return (*(m for m, (unit, _) in MOVES.items() if unit in ("m", "deg")), "none")
+    return (*(m for m, (unit, _) in MOVES.items() if unit in ("m", "deg")), "turntable", "none")
 
 
 class BatchError(Exception):
@@ -37,10 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="photo to build a new stage from (default: use the opened .blend's stage)")
     p.add_argument("--depth", default="", help="depth map for the photo (.npy/.exr metres, 16-bit .png mm); default: estimate")
     p.add_argument("--camera-json", default="", help="camera file of the photo; default: EXIF")
-    p.add_argument("--move", choices=_moves(), default="orbit", help="camera animation to create with --image (default orbit)")
+    p.add_argument("--move", choices=_moves(), default="orbit",
+                   help="camera animation to create with --image (default orbit; turntable: a camera turning about "
+                        "the product's centre, see docs/video.md)")
     p.add_argument("--amount", type=float, default=None,
-                   help="total move over the shot: degrees (orbit, pan, tilt, roll) or metres (dolly, truck, pedestal); "
-                        "default 20 degrees / 1 m")
+                   help="total move over the shot: degrees (orbit, pan, tilt, roll, turntable) or metres (dolly, truck, "
+                        "pedestal); default 20 degrees / 1 m, 360 degrees for a turntable")
     p.add_argument("--pivot-distance", type=float, default=5.0, help="orbit pivot distance ahead of the camera, metres")
     p.add_argument("--frame-start", type=int, default=None, help="first frame of the shot (default: the scene's)")
     p.add_argument("--frame-end", type=int, default=None, help="last frame of the shot (default: the scene's)")
@@ -114,7 +116,12 @@ def run(args: argparse.Namespace) -> list[str]:
                                                   camera_json=os.path.abspath(args.camera_json) if args.camera_json else ""),
             "new stage")
         _op(lambda: bpy.ops.anchorstage.execute(), "execute")
-        if args.move != "none":
+        if args.move == "turntable":
+            first, frames = scene.frame_start, scene.frame_end - scene.frame_start + 1
+            _op(lambda: bpy.ops.anchorstage.turntable_setup(frames=frames, frame_start=first,
+                                                           sweep=360.0 if args.amount is None else args.amount),
+                "turntable camera")
+        elif args.move != "none":
             amount = args.amount if args.amount is not None else (1.0 if MOVES[args.move][0] == "m" else 20.0)
             animate_camera(scene, args.move, amount, scene.frame_start, scene.frame_end, args.pivot_distance)
     elif not splat_objects(scene):

@@ -127,6 +127,103 @@ class ANCHORSTAGE_OT_clear_cache(bpy.types.Operator):
         return {"FINISHED"}
 
 
+# ---------------------------------------------------------------------------------------------- turntable
+TURNTABLE_CAMERA = "AnchorStage Turntable"
+#: Custom property on the turntable camera: the path it was keyed from (JSON).
+TURNTABLE_TAG = "anchorstage_turntable"
+
+
+def _stage_object(context, name: str):
+    """The named splat object, else the active one, else the scene's first."""
+    if name:
+        obj = bpy.data.objects.get(name)
+        if obj is None or obj.type != "MESH" or not boundary.is_splat_mesh(obj.data):
+            raise ValueError(f"there is no splat object {name!r}")
+        return obj
+    active = context.active_object
+    if active is not None and active.type == "MESH" and boundary.is_splat_mesh(active.data):
+        return active
+    objs = splat_object.splat_objects(context.scene)
+    if not objs:
+        raise ValueError("select a splat object (build a stage and Execute, or import splats) first")
+    return objs[0]
+
+
+class ANCHORSTAGE_OT_turntable_setup(bpy.types.Operator):
+    """Animate a camera around the selected stage: a pose keyed on every frame, on a circle about the
+    product's centre (radius in metres, elevation in degrees), the whole turn over the frame range;
+    `blender -b file.blend -a` renders it"""
+
+    bl_idname = "anchorstage.turntable_setup"
+    bl_label = "Turntable Camera"
+    bl_options = {"REGISTER", "UNDO"}
+
+    object_name: bpy.props.StringProperty(name="Splat Object", default="",
+                                          description="The stage to turn about; empty: the active splat object")
+    camera_name: bpy.props.StringProperty(name="Camera", default=TURNTABLE_CAMERA,
+                                          description="Camera object to animate (made when missing)")
+    frames: bpy.props.IntProperty(name="Frames", default=48, min=1, max=1048574, description="Frames of the turn")
+    frame_start: bpy.props.IntProperty(name="Start Frame", default=1, min=-1048574, max=1048574)
+    radius: bpy.props.FloatProperty(name="Radius", default=0.0, min=0.0, unit="LENGTH",
+                                    description="Metres from the centre (0: the stage camera's distance)")
+    use_elevation: bpy.props.BoolProperty(name="Set Elevation", default=False,
+                                          description="Off: the stage camera's elevation")
+    elevation: bpy.props.FloatProperty(name="Elevation", default=15.0, min=-89.0, max=89.0,
+                                       description="Degrees above the centre's horizontal plane")
+    use_centre: bpy.props.BoolProperty(name="Set Centre", default=False,
+                                       description="Off: the middle of the foreground splats")
+    centre: bpy.props.FloatVectorProperty(name="Centre", size=3, subtype="TRANSLATION", unit="LENGTH")
+    sweep: bpy.props.FloatProperty(name="Sweep", default=360.0, min=-360.0, max=360.0,
+                                   description="Degrees turned over the frames (360: a seamless loop)")
+
+    def execute(self, context):
+        import json
+
+        from anchorstage.camera import turntable_path
+        from anchorstage.stages import product_centre
+
+        scene = context.scene
+        try:
+            obj = _stage_object(context, self.object_name)
+            if boundary.has_witness(obj.data):  # the stage camera: view 0 stands where the photo was taken
+                source = boundary.scene_from_mesh(obj.data, obj.matrix_world)
+                reference = source.camera
+            else:
+                source = boundary.splats_from_mesh(obj.data, obj.matrix_world)
+                if scene.camera is None:
+                    raise ValueError(f"{obj.name!r} has no stage camera and scene {scene.name!r} has no camera")
+                reference = boundary.camera_from_blender(scene.camera, scene)
+            reference = reference.with_resolution(*boundary.render_resolution(scene))
+            centre = tuple(self.centre) if self.use_centre else tuple(float(v) for v in product_centre(source))
+            cams = turntable_path(reference, centre, self.frames, radius_m=self.radius or None,
+                                  elevation_deg=self.elevation if self.use_elevation else None, sweep_deg=self.sweep)
+            cam_obj = bpy.data.objects.get(self.camera_name)
+            if cam_obj is not None and cam_obj.type != "CAMERA":
+                raise ValueError(f"{self.camera_name!r} is a {cam_obj.type.lower()} object, not a camera")
+            if cam_obj is None:
+                cam_obj = bpy.data.objects.new(self.camera_name, bpy.data.cameras.new(self.camera_name))
+            if cam_obj.name not in scene.collection.all_objects:
+                scene.collection.objects.link(cam_obj)
+            cam_obj.animation_data_clear()
+            boundary.apply_camera_to_blender(cams[0], cam_obj, scene)
+            for k, cam in enumerate(cams):
+                apply_pose(cam_obj, cam)
+                keyframe_pose(cam_obj, frame=self.frame_start + k)
+        except Exception as e:  # noqa: BLE001 - reported, never raised into Blender
+            self.report({"ERROR"}, f"Turntable Camera: {_error_text(e)}")
+            return {"CANCELLED"}
+        radius = float(((cams[0].position - centre) ** 2).sum() ** 0.5)
+        cam_obj[TURNTABLE_TAG] = json.dumps({"stage": obj.name, "centre_m": list(centre), "radius_m": radius,
+                                             "frames": self.frames, "frame_start": self.frame_start,
+                                             "sweep_deg": self.sweep})
+        scene.camera = cam_obj
+        scene.frame_start, scene.frame_end = self.frame_start, self.frame_start + self.frames - 1
+        scene.frame_set(self.frame_start)
+        self.report({"INFO"}, f"Turntable Camera: {self.frames} frames about ({', '.join(f'{v:.2f}' for v in centre)}) m "
+                              f"of {obj.name!r}, radius {radius:.2f} m; render with blender -b file.blend -a")
+        return {"FINISHED"}
+
+
 # ---------------------------------------------------------------------------------------------- camera moves
 def _camera_object(context, name: str):
     if name:
@@ -568,7 +665,7 @@ classes = (
     ANCHORSTAGE_OT_new_stage, ANCHORSTAGE_OT_execute, ANCHORSTAGE_OT_clear_cache, *_move_operators(),
     ANCHORSTAGE_OT_camera_focal_preset, ANCHORSTAGE_OT_export_camera_list, ANCHORSTAGE_OT_import_ply, ANCHORSTAGE_OT_export_ply,
     ANCHORSTAGE_OT_setup_compositor, ANCHORSTAGE_OT_import_exr, ANCHORSTAGE_OT_refresh_frame,
-    ANCHORSTAGE_OT_show_confidence,
+    ANCHORSTAGE_OT_show_confidence, ANCHORSTAGE_OT_turntable_setup,
 )
 _register, _unregister = bpy.utils.register_classes_factory(classes)
 

@@ -31,6 +31,7 @@ DEPENDENCIES = (
     ("transformers", "transformers>=4.45", "metric depth estimation", False),
     ("diffusers", "diffusers>=0.30", "generation and diffusion inpainting", False),
     ("gsplat", "gsplat>=1.5", "CUDA splat rendering (GPU only)", False),
+    ("av", "av>=14", "MP4 video (the Video node, demo clips)", False),
 )
 
 

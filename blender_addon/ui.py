@@ -81,10 +81,12 @@ class ANCHORSTAGE_PT_camera(bpy.types.Panel):
         cam = context.scene.camera
         if cam is None:
             layout.label(text="The scene has no camera", icon="ERROR")
+            layout.operator("anchorstage.turntable_setup", icon="CON_ROTLIKE")
             return
         layout.label(text=f"{cam.name}: {cam.data.lens:.4g} mm / {cam.data.sensor_width:.4g} mm", icon="CAMERA_DATA")
         draw_meter(layout, context)
         draw_camera_moves(layout, context)
+        layout.operator("anchorstage.turntable_setup", icon="CON_ROTLIKE")
 
 
 _LEVEL_ICONS = {"green": "CHECKMARK", "yellow": "ERROR", "red": "CANCEL"}

@@ -7,10 +7,12 @@ import nodeitems_utils
 from nodeitems_utils import NodeCategory, NodeItem
 
 from . import (base, node_camera, node_confidence, node_depth, node_export, node_fidelity, node_fuse, node_generate,
-               node_image, node_refresh, node_regions, node_regression, node_render, node_splat_object, sockets, tree)
+               node_image, node_refresh, node_regions, node_regression, node_render, node_splat_object, node_turntable,
+               node_video, sockets, tree)
 
 _node_modules = (node_image, node_depth, node_regression, node_regions, node_camera, node_render,
-                 node_splat_object, node_export, node_refresh, node_confidence, node_generate, node_fuse, node_fidelity)
+                 node_splat_object, node_export, node_refresh, node_confidence, node_generate, node_fuse, node_fidelity,
+                 node_turntable, node_video)
 _modules = (tree, sockets, *_node_modules)
 
 NODE_CATEGORIES_ID = "ANCHORSTAGE_NODES"
@@ -37,6 +39,8 @@ def _categories():
         AnchorStageNodeCategory("ANCHORSTAGE_OUTPUT", "Output", items=[
             NodeItem("AnchorStageRenderNode"), NodeItem("AnchorStageSplatObjectNode"),
             NodeItem("AnchorStageExportNode")]),
+        AnchorStageNodeCategory("ANCHORSTAGE_VIDEO", "Turntable & Video", items=[
+            NodeItem("AnchorStageTurntableNode"), NodeItem("AnchorStageVideoNode")]),
     ]
 
 

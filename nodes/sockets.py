@@ -73,6 +73,14 @@ class AnchorStageSocketGeneration(_AnchorStageSocket, bpy.types.NodeSocket):
     _color = (0.95, 0.6, 0.1, 1.0)
 
 
+class AnchorStageSocketCameras(_AnchorStageSocket, bpy.types.NodeSocket):
+    """A camera path: a list of metric cameras, one per frame (``list[anchorstage.Camera]``)."""
+
+    bl_idname = "AnchorStageSocketCameras"
+    bl_label = "Camera Path"
+    _color = (0.55, 0.45, 0.9, 1.0)
+
+
 classes = (AnchorStageSocketImage, AnchorStageSocketCamera, AnchorStageSocketDepth, AnchorStageSocketScene,
-           AnchorStageSocketPasses, AnchorStageSocketRefresh, AnchorStageSocketGeneration)
+           AnchorStageSocketPasses, AnchorStageSocketRefresh, AnchorStageSocketGeneration, AnchorStageSocketCameras)
 register, unregister = bpy.utils.register_classes_factory(classes)

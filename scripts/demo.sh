@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Set up .venv and run the main job on the bundled sample: reconstruct, render a metric
-# camera move to multilayer EXRs and write a contact sheet. Output: out/demo/
+# camera move to multilayer EXRs, write a contact sheet and an MP4 of the move. Output: out/demo/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh

@@ -58,6 +58,14 @@ def test_demo_runs_the_main_job(tmp_path, sample, capsys):
     assert 0 < void.mean() < 0.5
     # the sheet shows raw render, void, refreshed witness and confidence side by side (and depth, regions)
     assert sheet.size[0] > 6 * 320
+    # beside it, an MP4 of the move: the refreshed witness of every frame, H.264 yuv420p
+    av = pytest.importorskip("av")
+    with av.open(str(out / "camera_move.mp4")) as c:
+        assert (c.streams.video[0].codec_context.name, c.streams.video[0].codec_context.pix_fmt) == ("h264", "yuv420p")
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 4 and frames[0].shape == (180, 320, 3)
+    witness = np.asarray(Image.open(out / "refresh" / "frame_0004" / "witness.png").convert("RGB")).astype(float)
+    assert np.abs(frames[3].astype(float) - witness).mean() < 6
 
 
 def test_camera_move_is_metric():

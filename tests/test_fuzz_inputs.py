@@ -32,6 +32,8 @@ from PIL import Image
 
 import anchorstage as a
 from anchorstage import AnchorStageError
+from anchorstage.camera import turntable_path
+from anchorstage.stages import render_video
 from untrusted_support import npy_bytes, png_bytes, tiny_camera, tiny_scene, tiny_splats, write_exr
 
 EXAMPLES = int(os.environ.get("ANCHORSTAGE_FUZZ_EXAMPLES", "200"))
@@ -351,6 +353,11 @@ def _calls(w: dict[str, Any]) -> dict[str, tuple[Callable[..., Any], dict[str, A
         "camera_moves": (lambda move, value: getattr(cam, move)(value), dict(move="dolly", value=0.5)),
         "orbit": (lambda pivot, yaw_deg, pitch_deg: cam.orbit(pivot, yaw_deg, pitch_deg),
                   dict(pivot=(0, 5, 1), yaw_deg=10.0, pitch_deg=5.0)),
+        "turntable_path": (turntable_path, dict(reference=cam, centre=(0, 5, 1), views=4, radius_m=2.0,
+                                                elevation_deg=10.0, start_deg=0.0, sweep_deg=360.0)),
+        "render_video": (render_video, dict(scene=w["scene"], cameras=[cam, cam], out=work / "v.mp4", fps=24.0,
+                                            gif=work / "v.gif", frames_from="render", background=(0, 0, 0),
+                                            crf=30, gif_max_side=16, backend="torch", device="cpu")),
     }
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["tiny_tokenizer", "tiny_controlnet_inpaint", "tiny_sdxl_controlnet_inpaint", "tiny_ip_adapter"]
+__all__ = ["tiny_tokenizer", "tiny_controlnet_inpaint", "tiny_sdxl_controlnet_inpaint", "tiny_ip_adapter",
+           "tiny_animatediff"]
 
 
 def _byte_symbols() -> list[str]:
@@ -180,3 +181,39 @@ def tiny_ip_adapter(root: Path, pipeline_folder: str, seed: int = 0, clip_dim: i
                                                              patch_size=4))
     encoder.save_pretrained(root / "image_encoder")
     return {"ip_adapter": str(root), "ip_adapter_weight": "ip-adapter.safetensors"}
+
+
+def tiny_animatediff(root: Path, seed: int = 0) -> dict:
+    """Save a tiny SD 1.5 text-to-image pipeline (4-channel UNet) and a tiny AnimateDiff MotionAdapter
+    under ``root`` (the sizes of diffusers' AnimateDiff fast tests: blocks (8, 8), norm groups 2).
+
+    Returns:
+        ``{"model": folder, "motion_adapter": folder}``.
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    root = Path(root)
+    torch.manual_seed(seed)
+    blocks = (8, 8)
+    unet = UNet2DConditionModel(block_out_channels=blocks, layers_per_block=2, sample_size=8, in_channels=4,
+                                out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=8,
+                                norm_num_groups=2)
+    vae = AutoencoderKL(block_out_channels=blocks, in_channels=3, out_channels=3,
+                        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+                        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels=4, norm_num_groups=2)
+    tokenizer = tiny_tokenizer(root / "tokenizer_src")
+    text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                                pad_token_id=tokenizer.pad_token_id, hidden_size=8, intermediate_size=37,
+                                                layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5,
+                                                vocab_size=len(tokenizer)))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(root / "sd15")
+    adapter = MotionAdapter(block_out_channels=blocks, motion_layers_per_block=2, motion_norm_num_groups=2,
+                            motion_num_attention_heads=4)
+    adapter.save_pretrained(root / "motion_adapter")
+    return {"model": str(root / "sd15"), "motion_adapter": str(root / "motion_adapter")}

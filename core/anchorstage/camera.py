@@ -43,6 +43,7 @@ __all__ = [
     "MAX_SIDE_PX",
     "look_at",
     "camera_path",
+    "turntable_path",
     "load_camera_json",
     "save_camera_json",
 ]
@@ -68,6 +69,8 @@ MOVES: dict[str, tuple[str, str]] = {
     "orbit": ("deg", "yaw about world +Z through a pivot (counter-clockwise seen from above)"),
     "zoom": ("x", "multiply the focal length"),
 }
+#: Most cameras in a generated path: Blender's frame range (±1,048,574) holds them all.
+MAX_PATH_FRAMES = 1_048_574
 #: Largest image side a camera accepts (pixels); whole frames are bounded by the limits in docs/limits.md.
 MAX_SIDE_PX = 2**31 - 1
 
@@ -661,6 +664,69 @@ def camera_path(reference: Camera, move: str, start: float, end: float, frames: 
     a, b = _finite_number("path start", start), _finite_number("path end", end)
     amounts = np.linspace(a, b, int(frames)) if frames > 1 else np.array([b])
     return [reference.moved(move, float(t), pivot=pivot) for t in amounts]
+
+
+def turntable_path(reference: Camera, centre: Sequence[float], views: int, *, radius_m: float | None = None,
+                   elevation_deg: float | None = None, start_deg: float | None = None,
+                   sweep_deg: float = 360.0) -> list[Camera]:
+    """Cameras on a circle about the vertical (world +Z) axis through ``centre``, each looking at it.
+
+    Camera ``k`` sits at azimuth ``start + sweep * k / views`` (counter-clockwise seen from above, as
+    :meth:`Camera.orbit`), ``radius_m`` from the centre, ``elevation_deg`` above its horizontal
+    plane. A full sweep has no repeated end view, so the views are evenly spaced (8 views: 45° apart)
+    and a looping clip does not stutter. Each camera keeps the reference's lens and resolution.
+
+    Args:
+        reference: gives the lens and resolution, and the defaults below.
+        centre: [3] world metres, the point every camera looks at (the product's centre).
+        views: number of cameras (≥ 1).
+        radius_m: distance from the centre in metres (default: the reference camera's).
+        elevation_deg: angle above the centre's horizontal plane, in (-90, 90) degrees (default:
+            the reference camera's).
+        start_deg: azimuth of the first camera (default: the reference camera's, so view 0 stands
+            where the photo was taken).
+        sweep_deg: the azimuth covered by the path, degrees (360: a full turn).
+
+    Returns:
+        ``views`` cameras.
+
+    Raises:
+        InputError: bad count, radius, elevation, sweep, or a reference camera at the centre.
+    """
+    if not isinstance(reference, Camera):
+        raise InputError(f"turntable: reference must be a Camera (got {type(reference).__name__})")
+    if isinstance(views, bool) or not isinstance(views, (int, np.integer)) or not 1 <= views <= MAX_PATH_FRAMES:
+        raise InputError(f"turntable: views must be an integer from 1 to {MAX_PATH_FRAMES:,} (got {views!r})")
+    c = _vec3("turntable centre", centre)
+    offset = reference.position - c
+    dist = float(np.linalg.norm(offset))
+    if radius_m is None:
+        if dist < 1e-9:
+            raise InputError("turntable: the reference camera sits at the centre; give a radius in metres")
+        radius_m = dist
+    radius = _finite_number("turntable radius_m", radius_m)
+    if radius <= 0:
+        raise InputError(f"turntable: radius_m must be > 0 metres (got {radius:g})")
+    if elevation_deg is None:
+        elevation_deg = math.degrees(math.asin(np.clip(offset[2] / dist, -1.0, 1.0))) if dist >= 1e-9 else 0.0
+    elev = _finite_number("turntable elevation_deg", elevation_deg)
+    if not -90.0 < elev < 90.0:
+        raise InputError(f"turntable: elevation_deg must be between -90 and 90 degrees, exclusive (got {elev:g})")
+    if start_deg is None:
+        start_deg = math.degrees(math.atan2(offset[1], offset[0])) if np.hypot(offset[0], offset[1]) > 1e-9 else -90.0
+    start = _finite_number("turntable start_deg", start_deg)
+    sweep = _finite_number("turntable sweep_deg", sweep_deg)
+    if not 0.0 < abs(sweep) <= 360.0:
+        raise InputError(f"turntable: sweep_deg must be non-zero and at most 360 degrees (got {sweep:g})")
+    # A full turn ends one step short of its start; a partial sweep reaches both ends.
+    steps = views if abs(sweep) == 360.0 or views == 1 else views - 1
+    cams = []
+    for k in range(int(views)):
+        az = math.radians(start + sweep * k / steps)
+        el = math.radians(elev)
+        eye = c + radius * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        cams.append(reference.with_pose(look_at(eye, c)))
+    return cams
 
 
 def load_camera_json(path: str | os.PathLike) -> Camera:

@@ -4,7 +4,8 @@
 Reconstruct the sample photo with its metric depth, segment it into regions, render a metric
 camera move (an orbit about the subject, then a dolly towards it) to multilayer EXRs with void
 maps, region masks and metadata, refresh the witness for every camera of the move (classical
-inpainting, no weights) into ``refresh/frame_NNNN/``, and write ``contact_sheet.png``: one row per
+inpainting, no weights) into ``refresh/frame_NNNN/``, encode the refreshed frames as
+``camera_move.mp4`` (H.264, :mod:`anchorstage.video`) and write ``contact_sheet.png``: one row per
 frame, raw render, void, refreshed witness and confidence side by side (then depth and regions).
 """
 
@@ -36,7 +37,7 @@ _DEPTH_EXT = (".npy", ".exr", ".png")
 @dataclass
 class DemoResult:
     """What :func:`run_demo` made: the scene's splat count, the frames' metadata, the move, the sheet,
-    and each frame's refresh confidence (value and level)."""
+    each frame's refresh confidence (value and level), and the MP4 of the move."""
 
     splat_count: int
     frames: list[dict]
@@ -44,6 +45,7 @@ class DemoResult:
     dolly_m: float
     contact_sheet: Path
     refresh: list[dict]
+    video: Path
 
 
 def find_sample(explicit: Optional[str] = None) -> dict[str, Path]:
@@ -89,11 +91,12 @@ def demo_move(reference: Camera, pivot_distance_m: float, frames: int, orbit_deg
 
 def run_demo(out: str | os.PathLike, *, sample: Optional[str] = None, frames: int = 12, orbit_deg: float = 12.0,
              dolly_m: Optional[float] = None, backend: str = "auto", device: str = "auto", force: bool = False,
-             progress: Optional[ProgressFn] = None) -> DemoResult:
+             video_fps: float = 12.0, progress: Optional[ProgressFn] = None) -> DemoResult:
     """Run the main job on a sample folder (photo, metric depth, camera JSON) into ``out``.
 
     Args:
-        out: output folder: ``scene/``, ``frames/``, ``refresh/``, ``contact_sheet.png``.
+        out: output folder: ``scene/``, ``frames/``, ``refresh/``, ``contact_sheet.png`` and
+            ``camera_move.mp4`` (the refreshed witness along the move, H.264).
         sample: the sample folder (default: the bundled one, or ``$ANCHORSTAGE_SAMPLE``).
         frames: frames in the move (≥ 2: half orbit, half dolly).
         orbit_deg: orbit sweep, degrees.
@@ -101,6 +104,7 @@ def run_demo(out: str | os.PathLike, *, sample: Optional[str] = None, frames: in
         backend: render backend.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         force: replace the scene and frames of an earlier run in ``out``.
+        video_fps: frames per second of ``camera_move.mp4``.
         progress: optional progress callback.
 
     Raises:
@@ -114,6 +118,7 @@ def run_demo(out: str | os.PathLike, *, sample: Optional[str] = None, frames: in
     from .image_io import linear_to_srgb
     from .scene import is_scene_dir, save_scene
     from .stages import build_stage, depth_from_file, load_photo, refresh
+    from .video import check_fps, write_clip
     from .witness import save_refresh
 
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
@@ -122,6 +127,7 @@ def run_demo(out: str | os.PathLike, *, sample: Optional[str] = None, frames: in
         raise InputError(f"demo: orbit must be a finite number of degrees below 360 (got {orbit_deg!r})")
     if dolly_m is not None and not math.isfinite(dolly_m):
         raise InputError(f"demo: dolly must be a finite number of metres (got {dolly_m!r})")
+    check_fps(video_fps, "demo")
     files = find_sample(sample)
     out = Path(out)
     if not force:
@@ -143,18 +149,25 @@ def run_demo(out: str | os.PathLike, *, sample: Optional[str] = None, frames: in
                             progress=scaled(progress, 0.35, 0.8))
     picks = sorted({0, len(records) // 2 - 1, len(records) // 2, len(records) - 1})
     refreshed, rows = [], []
-    for k, (rec, cam) in enumerate(zip(records, cams)):
-        report(progress, 0.8 + 0.15 * k / len(cams), f"refresh frame {rec['frame']}")
-        res = refresh(scene, cam, device=device, backend=backend)
-        save_refresh(res, out / "refresh" / f"frame_{rec['frame']:04d}")
-        refreshed.append({"frame": rec["frame"], **res.confidence.to_json_dict()})
-        if k in picks:
-            passes = read_exr(out / "frames" / rec["files"]["exr"])
-            passes["refreshed"] = linear_to_srgb(res.witness)
-            passes["refresh_confidence"] = overlay(res.witness, res.confidence.map, res.void)
-            rows.append((f"#{rec['frame']}", passes))
+    # the clip's frames: H.264 in yuv420p needs even sides, so an odd sample loses its last row / column
+    even_w, even_h = scene.camera.width // 2 * 2, scene.camera.height // 2 * 2
+
+    def refreshed_frames():
+        for k, (rec, cam) in enumerate(zip(records, cams)):
+            report(progress, 0.8 + 0.15 * k / len(cams), f"refresh frame {rec['frame']}")
+            res = refresh(scene, cam, device=device, backend=backend)
+            save_refresh(res, out / "refresh" / f"frame_{rec['frame']:04d}")
+            refreshed.append({"frame": rec["frame"], **res.confidence.to_json_dict()})
+            if k in picks:
+                passes = read_exr(out / "frames" / rec["files"]["exr"])
+                passes["refreshed"] = linear_to_srgb(res.witness)
+                passes["refresh_confidence"] = overlay(res.witness, res.confidence.map, res.void)
+                rows.append((f"#{rec['frame']}", passes))
+            yield res.witness[:even_h, :even_w]
+
+    clip = write_clip(refreshed_frames(), out / "camera_move.mp4", even_w, even_h, fps=video_fps)
     report(progress, 0.95, "contact sheet")
     sheet = contact_sheet(rows, out / "contact_sheet.png",
                           columns=("color", "void", "refreshed", "refresh_confidence", "depth", "region"))
     report(progress, 1.0, "done")
-    return DemoResult(len(scene.splats), records, orbit_deg, dolly, sheet, refreshed)
+    return DemoResult(len(scene.splats), records, orbit_deg, dolly, sheet, refreshed, clip.path)

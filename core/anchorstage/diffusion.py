@@ -239,8 +239,12 @@ def _memory_plan(models: ModelSet, dev: Any, mem: MemorySettings, dtype: Any) ->
 
 # ---------------------------------------------------------------------------------------------- loading
 def _fetch_hint(ident: str, flag: str) -> str:
+    from .temporal import SMOOTHING_ENV
+
+    env = {"--motion-adapter": SMOOTHING_ENV["motion_adapter"], "--smooth-model": SMOOTHING_ENV["model"]}.get(flag) or \
+        MODEL_ENV.get(flag.lstrip('-').replace('-', '_'), 'ANCHORSTAGE_DIFFUSION_MODEL')
     return (f"download it once with `huggingface-cli download {ident}` where there is network (or pass a local "
-            f"folder: {flag}, the add-on's preferences or ${MODEL_ENV.get(flag.lstrip('-').replace('-', '_'), 'ANCHORSTAGE_DIFFUSION_MODEL')})")
+            f"folder: {flag}, the add-on's preferences or ${env})")
 
 
 def _missing(what: str, ident: str, err: BaseException, flag: str) -> MissingDependencyError:
@@ -250,7 +254,8 @@ def _missing(what: str, ident: str, err: BaseException, flag: str) -> MissingDep
 
 
 _FLAGS = {"depth ControlNet": "--controlnet-depth", "normal ControlNet": "--controlnet-normal",
-          "IP-Adapter": "--ip-adapter"}
+          "IP-Adapter": "--ip-adapter", "AnimateDiff motion adapter": "--motion-adapter",
+          "AnimateDiff base model": "--smooth-model"}
 
 
 def _local_or_id(ident: str, what: str) -> tuple[str, bool]:

@@ -22,6 +22,8 @@ capture fusion     :func:`fuse_capture`                        :class:`~anchorst
 fidelity           :func:`measure_fidelity`                    :class:`~anchorstage.fidelity.FidelityReport`
 export             :func:`anchorstage.export.export_frames`    per-frame metadata
 camera paths       :func:`anchorstage.camera.camera_path`      cameras
+turntable          :func:`turntable_cameras`                   cameras about the product's centre
+video              :func:`render_video`                        :class:`~anchorstage.video.ClipResult`
 =================  ==========================================  ===============================
 
 The camera rule (one rule, here): an explicit camera (a camera JSON, a :class:`Camera`, or a
@@ -54,10 +56,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .conditioning import Conditioning
     from .generation import Generation, GenerationSettings
     from .fidelity import FidelityReport
+    from .temporal import SmoothingSettings
+    from .video import ClipResult
 
 __all__ = ["Photo", "Frame", "load_photo", "with_camera", "metric_depth", "depth_from_file", "stage_camera", "build_stage",
            "segment_stage", "open_source", "render_frame", "camera_from_fov", "refresh", "condition", "generate",
-           "package_product", "fuse_capture", "measure_fidelity"]
+           "package_product", "fuse_capture", "measure_fidelity", "product_centre", "turntable_cameras", "render_video",
+           "VIDEO_FRAMES"]
 
 
 @dataclass
@@ -522,3 +527,187 @@ def measure_fidelity(generated_dir: Union[str, os.PathLike, None] = None, refere
                                  progress=scaled(progress, 0.1, 1.0))
     return fid.compare_folders(generated_dir, reference_dir, masks=masks, identity_model=identity_model,
                                device=device, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------- turntable, video
+#: What a video's frames are: the raw render, the refreshed witness, or a generated frame.
+VIDEO_FRAMES = ("render", "refresh", "generate")
+_BACKGROUND_LABELS = ("sky", "ground", "facade")
+
+
+def product_centre(source: Union["Scene", "Splats"]) -> np.ndarray:
+    """A robust centre of the foreground splats: [3] world metres.
+
+    The foreground is the splats of ``object`` regions when the scene has any, else every splat not
+    in a sky, ground or facade region (a fused product capture has dropped its background), of
+    opacity at least 0.5 when there are such. The centre is the middle of their 2nd-98th percentile
+    box on each axis: the middle of the product's extent (not of its visible surface, as a mean or
+    median would be), with stray splats ignored.
+
+    Raises:
+        InputError: no splats.
+    """
+    splats = getattr(source, "splats", source)
+    means = splats.means.detach().cpu().numpy().astype(np.float64)
+    if len(means) == 0:
+        raise InputError("turntable: the scene has no splats to find the product's centre from; give a centre")
+    keep = splats.opacities.detach().cpu().numpy() >= 0.5
+    keep = keep if keep.any() else np.ones(len(means), bool)
+    regions = list(getattr(source, "regions", []) or [])
+    ids = splats.region_ids.detach().cpu().numpy()
+    objects = [r.index for r in regions if r.label == "object"]
+    if objects:
+        fg = np.isin(ids, objects)
+    else:
+        fg = ~np.isin(ids, [r.index for r in regions if r.label in _BACKGROUND_LABELS])
+    if (keep & fg).any():
+        keep &= fg
+    lo, hi = np.percentile(means[keep], [2.0, 98.0], axis=0)
+    return (lo + hi) / 2.0
+
+
+def turntable_cameras(scene: "Scene", views: int, *, radius_m: Optional[float] = None,
+                      elevation_deg: Optional[float] = None, centre: Optional[Sequence[float]] = None,
+                      start_deg: Optional[float] = None, sweep_deg: float = 360.0,
+                      resolution: Optional[tuple[int, int]] = None) -> list[Camera]:
+    """Turntable cameras about the product: ``views`` cameras on a circle about the vertical axis
+    through its centre, each looking at it (:func:`anchorstage.camera.turntable_path`).
+
+    Args:
+        scene: the stage; its camera gives the lens and the defaults.
+        views: number of cameras (8: 45° apart).
+        radius_m: distance from the centre, metres (default: the scene camera's).
+        elevation_deg: degrees above the centre's horizontal plane (default: the scene camera's).
+        centre: [3] world metres (default: :func:`product_centre`).
+        start_deg: azimuth of the first view, degrees (default: the scene camera's: view 0 from the photo's position).
+        sweep_deg: azimuth covered, degrees (360: a full turn, no repeated end view).
+        resolution: (width, height) pixels (default: the scene camera's).
+
+    Returns:
+        ``views`` cameras (OpenCV frame, metres).
+
+    Raises:
+        InputError: bad count, radius, elevation, sweep, centre or resolution.
+    """
+    from .camera import turntable_path
+
+    ref = getattr(scene, "camera", None)
+    if not isinstance(ref, Camera):
+        raise InputError(f"turntable: needs a Scene with its camera (got {type(scene).__name__})")
+    if resolution is not None:
+        ref = ref.with_resolution(*resolution)
+    c = product_centre(scene) if centre is None else centre
+    return turntable_path(ref, c, views, radius_m=radius_m, elevation_deg=elevation_deg, start_deg=start_deg,
+                          sweep_deg=sweep_deg)
+
+
+def render_video(scene: "Scene", cameras: Sequence[Camera], out: Union[str, os.PathLike], *, fps: float = 24.0,
+                 gif: Union[str, os.PathLike, None] = None, frames_from: str = "render",
+                 background: Sequence[float] = (0.0, 0.0, 0.0), locks: Sequence[str] = (), prompt: str = "",
+                 seed: int = 0, generation: Optional["GenerationSettings"] = None,
+                 smoothing: Optional["SmoothingSettings"] = None, crf: Optional[int] = None,
+                 gif_max_side: Optional[int] = None, backend: str = "auto", device: str = "auto",
+                 progress: Optional[ProgressFn] = None, cancel: Optional[Any] = None) -> "ClipResult":
+    """Render a camera path of a stage into an MP4 (H.264, yuv420p) and optionally a GIF, frame by frame.
+
+    Each frame is made, (smoothed,) encoded and dropped before the next is made, so a clip of any
+    length needs the memory of one frame (one AnimateDiff window with smoothing).
+
+    Args:
+        scene: the stage.
+        cameras: one camera per frame, all of one even resolution (OpenCV frame, metres).
+        out: the ``.mp4`` file. gif: an optional ``.gif`` file.
+        fps: frames per second.
+        frames_from: ``"render"`` (the splats' beauty pass over ``background``), ``"refresh"`` (the
+            refreshed witness, :func:`refresh`, classical fill) or ``"generate"`` (refresh, then
+            :func:`condition` and :func:`generate` per frame, one seed for all).
+        background: linear RGB behind the splats for ``"render"``.
+        locks: region ids or labels locked in refresh and generation.
+        prompt, seed: for ``"generate"`` (and the smoothing's prompt when it has none).
+        generation: :class:`~anchorstage.generation.GenerationSettings` for ``"generate"``.
+        smoothing: :class:`~anchorstage.temporal.SmoothingSettings`: AnimateDiff temporal smoothing, or None.
+        crf: x264 quality (default :data:`anchorstage.video.DEFAULT_CRF`).
+        gif_max_side: longest GIF side in pixels (default :data:`anchorstage.video.GIF_MAX_SIDE`).
+        backend, device: render backend and device.
+        progress: optional progress callback. cancel: checked between frames
+            (True stops the clip with :class:`~anchorstage.errors.Cancelled`, nothing written).
+
+    Returns:
+        The :class:`~anchorstage.video.ClipResult`.
+
+    Raises:
+        InputError: no cameras, cameras of different or odd sizes, bad fps, mode or background.
+        OutputError: the MP4 or GIF cannot be written. MissingDependencyError: PyAV, or weights missing.
+    """
+    from .errors import Cancelled
+    from .progress import report
+    from .input_files import path_arg
+    from .video import DEFAULT_CRF, GIF_MAX_SIDE, check_fps, check_video_size, write_clip
+
+    if not isinstance(frames_from, str) or frames_from not in VIDEO_FRAMES:
+        raise InputError(f"video: frames must come from one of {', '.join(VIDEO_FRAMES)} (got {frames_from!r})")
+    if not hasattr(scene, "splats") or (frames_from != "render" and getattr(scene, "depth_m", None) is None):
+        raise InputError(f"video: scene must be a Scene{' with its photo and depth' if frames_from != 'render' else ''} "
+                         f"(got {type(scene).__name__})")
+    out = path_arg(out, "video: out")
+    gif = None if gif is None else path_arg(gif, "video: gif")
+    if isinstance(cameras, Camera):
+        cameras = [cameras]
+    cams = list(cameras) if isinstance(cameras, (list, tuple)) else None
+    if not cams or not all(isinstance(c, Camera) for c in cams):
+        raise InputError("video: cameras must be a non-empty list of Cameras")
+    sizes = sorted({c.resolution for c in cams})
+    if len(sizes) > 1:
+        raise InputError(f"video: every camera of a clip must have one resolution (got {', '.join(f'{w}x{h}' for w, h in sizes)})")
+    width, height = sizes[0]
+    check_video_size(width, height)
+    check_fps(fps)
+    try:
+        with np.errstate(over="ignore"):  # a huge value becomes inf and is refused below
+            bg = np.asarray(background, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        bg = np.zeros(0, np.float32)
+    if bg.shape != (3,) or not np.all(np.isfinite(bg)):
+        raise InputError(f"video: background must be three finite linear RGB values (got {background!r})")
+    if not isinstance(prompt, str):
+        raise InputError(f"video: prompt must be text (got {type(prompt).__name__})")
+    smoother = None
+    if smoothing is not None:
+        from .temporal import SmoothingSettings, TemporalSmoother, load_animatediff
+
+        if not isinstance(smoothing, SmoothingSettings):
+            raise InputError(f"video: smoothing must be SmoothingSettings (got {type(smoothing).__name__})")
+        if not smoothing.prompt and prompt:
+            smoothing = replace(smoothing, prompt=prompt)
+        smoother = TemporalSmoother(smoothing, device=device)
+        load_animatediff(smoothing, device)  # missing weights fail now, before any frame is rendered
+    if frames_from == "generate":
+        from .generation import GenerationSettings
+
+        generation = GenerationSettings() if generation is None else generation
+        if not isinstance(generation, GenerationSettings):
+            raise InputError(f"video: generation must be GenerationSettings (got {type(generation).__name__})")
+    n = len(cams)
+
+    def frames() -> Any:
+        for k, cam in enumerate(cams):
+            if cancel is not None and cancel():
+                raise Cancelled(f"video cancelled after {k} of {n} frames")
+            step = scaled(progress, k / n, (k + 1) / n)
+            report(step, 0.0, f"frame {k + 1}/{n}: {frames_from}")
+            if frames_from == "render":
+                passes = render_frame(scene, cam, ["color", "alpha"], backend=backend, device=device).passes
+                yield passes["color"] + (1.0 - passes["alpha"])[..., None] * bg
+                continue
+            res = refresh(scene, cam, locks=locks, backend=backend, device=device, progress=scaled(step, 0.0, 0.3))
+            if frames_from == "refresh":
+                yield res.witness
+                continue
+            cond = condition(res, scene, prompt=prompt, seed=seed)
+            yield generate(cond, generation, device=device, progress=scaled(step, 0.3, 1.0)).image
+
+    result = write_clip(frames(), out, width, height, fps=fps, gif=gif,
+                        gif_max_side=GIF_MAX_SIDE if gif_max_side is None else gif_max_side,
+                        crf=DEFAULT_CRF if crf is None else crf, smoother=smoother)
+    report(progress, 1.0, f"{result.frames} frames")
+    return result

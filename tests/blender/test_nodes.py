@@ -50,7 +50,7 @@ def test_nodes_are_registered_in_the_add_menu(fresh_scene):
                      "AnchorStageRegressionNode", "AnchorStageRegionsNode", "AnchorStageRenderNode",
                      "AnchorStageSplatObjectNode", "AnchorStageExportNode", "AnchorStageRefreshNode",
                      "AnchorStageConfidenceNode", "AnchorStageGenerateNode", "AnchorStageFuseNode",
-                     "AnchorStageFidelityNode"}
+                     "AnchorStageFidelityNode", "AnchorStageTurntableNode", "AnchorStageVideoNode"}
     for idname in items:
         assert bpy.types.Node.bl_rna_get_subclass_py(idname) is not None
     # nodes belong to the AnchorStage tree only

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..errors import InputError
 
-NAMES = ("reconstruct", "render", "depth", "segment", "fidelity", "refresh", "viewport", "generate", "multiview")
+NAMES = ("reconstruct", "render", "depth", "segment", "fidelity", "refresh", "viewport", "generate", "multiview",
+         "video")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

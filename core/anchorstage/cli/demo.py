@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Reconstruct the sample photo with its metric depth, render a metric camera move "
                                    "(orbit, then dolly) to multilayer EXRs with void maps, region masks and metadata, "
                                    "refresh the witness for every camera (classical inpainting, no weights) and write "
-                                   "contact_sheet.png (raw render, void, refreshed witness, confidence).")
+                                   "contact_sheet.png (raw render, void, refreshed witness, confidence) and "
+                                   "camera_move.mp4 (the refreshed move, H.264).")
     p.add_argument("--out", default="out/demo", metavar="DIR", help="output folder (default out/demo)")
     p.add_argument("--sample", metavar="DIR", help="sample folder (photo, depth, camera JSON); default: the bundled one")
     p.add_argument("--frames", type=int, default=12, metavar="N", help="frames in the move (default 12: 6 orbit + 6 dolly)")
@@ -37,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
     worst = min(res.refresh, key=lambda r: r["confidence"])
     print(f"{args.out}: {res.splat_count} splats; {len(res.frames)} frames (orbit {res.orbit_deg:g}°, dolly "
           f"{res.dolly_m:.2f} m) in {args.out}/frames; refreshed witnesses in {args.out}/refresh (lowest confidence "
-          f"{worst['confidence']:.2f}, {worst['level']}, frame {worst['frame']}); contact sheet {res.contact_sheet}")
+          f"{worst['confidence']:.2f}, {worst['level']}, frame {worst['frame']}); contact sheet {res.contact_sheet}; "
+          f"video {res.video}")
     return 0

@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``anchorstage turntable``: render a stage from N angles about the product's centre, a compositing
+package per angle (see docs/video.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_backend_arg, add_device_arg, progress_enabled
+
+
+def add_turntable_args(p: argparse.ArgumentParser) -> None:
+    """The turntable's shape (shared with ``anchorstage video --path turntable``)."""
+    g = p.add_argument_group("turntable (defaults: the scene camera's distance, height and direction)")
+    g.add_argument("--radius-m", type=float, default=None, metavar="M", help="distance from the product's centre, metres")
+    g.add_argument("--elevation-deg", type=float, default=None, metavar="DEG",
+                   help="degrees above the centre's horizontal plane")
+    g.add_argument("--centre", default=None, metavar="X,Y,Z",
+                   help="world metres (default: the middle of the foreground splats)")
+    g.add_argument("--start-deg", type=float, default=None, metavar="DEG", help="azimuth of the first view")
+    g.add_argument("--sweep-deg", type=float, default=360.0, metavar="DEG", help="azimuth covered (default 360)")
+    g.add_argument("--resolution", default=None, metavar="WxH", help="frame size in pixels (default: the scene camera's)")
+
+
+def parse_resolution(text: str | None, flag: str = "--resolution") -> tuple[int, int] | None:
+    from ..errors import InputError
+
+    if text is None:
+        return None
+    w, _, h = text.lower().partition("x")
+    if not (w.strip().isdigit() and h.strip().isdigit()) or int(w) <= 0 or int(h) <= 0:
+        raise InputError(f"{flag} must look like 1920x1080, two positive integers (got {text!r})")
+    return int(w), int(h)
+
+
+def parse_centre(text: str | None) -> tuple[float, float, float] | None:
+    import math
+
+    from ..errors import InputError
+
+    if text is None:
+        return None
+    try:
+        xyz = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        xyz = ()
+    if len(xyz) != 3 or not all(math.isfinite(v) for v in xyz):
+        raise InputError(f"--centre must be three finite numbers X,Y,Z in metres (got {text!r})")
+    return xyz  # type: ignore[return-value]
+
+
+def turntable_from_args(scene, views: int, args: argparse.Namespace):
+    """The cameras of the turntable the flags describe, and a JSON-ready record of it."""
+    import math
+
+    from ..stages import product_centre, turntable_cameras
+
+    centre = parse_centre(args.centre)
+    cams = turntable_cameras(scene, views, radius_m=args.radius_m, elevation_deg=args.elevation_deg, centre=centre,
+                             start_deg=args.start_deg, sweep_deg=args.sweep_deg,
+                             resolution=parse_resolution(args.resolution))
+    c = [float(v) for v in (product_centre(scene) if centre is None else centre)]
+    p = cams[0].position
+    radius = math.dist(p, c)
+    record = {"views": views, "centre_m": c, "centre_source": "given" if centre is not None else "foreground splats",
+              "radius_m": round(radius, 9), "elevation_deg": round(math.degrees(math.asin((p[2] - c[2]) / radius)), 9),
+              "sweep_deg": args.sweep_deg, "resolution": list(cams[0].resolution)}
+    return cams, record
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..export import PRESETS
+    from ..passes import PASSES
+
+    p = sub.add_parser(
+        "turntable", help="render a stage from N angles about the product's centre (a compositing package per angle)",
+        description="Place N cameras on a circle about the vertical axis through the product's centre (radius in "
+                    "metres, elevation in degrees), each looking at it, and render every pass per angle as "
+                    "'anchorstage export' does (multilayer EXR, void map, region masks, proxy, metadata). Writes "
+                    "cameras.json (for 'anchorstage video --path') and turntable.json into DIR. See docs/video.md.")
+    p.add_argument("scene", metavar="SCENE_DIR", help="scene folder written by 'anchorstage reconstruct' (or fuse)")
+    p.add_argument("--views", type=int, default=8, metavar="N", help="angles (default 8: 45° apart)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_turntable_args(p)
+    p.add_argument("--preset", choices=PRESETS, default="blender", help="file layout for the target application")
+    p.add_argument("--passes", default=",".join(PASSES), metavar="LIST", help="comma-separated passes (default: all)")
+    add_backend_arg(p)
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ..atomic import atomic_file, ensure_writable_dir
+    from ..errors import InputError
+    from ..export import export_frames, save_camera_list
+    from ..passes import check_passes
+    from ..progress import cli_progress
+    from ..scene import load_scene
+
+    if args.views < 1:
+        raise InputError(f"--views must be a positive number of angles (got {args.views})")
+    passes = check_passes(args.passes, "--passes")
+    parse_centre(args.centre)
+    parse_resolution(args.resolution)
+    scene = load_scene(args.scene)
+    cams, record = turntable_from_args(scene, args.views, args)
+    out = ensure_writable_dir(Path(args.out), "turntable folder")
+    with cli_progress("turntable", enabled=progress_enabled()) as bar:
+        export_frames(scene, cams, out, preset=args.preset, passes=passes, backend=args.backend, device=args.device,
+                      generation={"turntable": record}, progress=bar)
+    save_camera_list(out / "cameras.json", cams)
+    with atomic_file(out / "turntable.json", "turntable record") as tmp:
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    print(f"{out}: {len(cams)} angles about ({', '.join(f'{v:.3f}' for v in record['centre_m'])}) m, radius "
+          f"{record['radius_m']:.3f} m, elevation {record['elevation_deg']:.1f}°; cameras.json for 'anchorstage video'")
+    return 0
