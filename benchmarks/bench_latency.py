@@ -58,6 +58,8 @@ t["render"] = time.time()
 write_exr(out, frame.passes, camera=camera)
 t["write"] = time.time()
 print(json.dumps(t), flush=True)
+import gc
+gc.freeze()  # as anchorstage.cli.entry does before the interpreter shuts down
 """
 
 
