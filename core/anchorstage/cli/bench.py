@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-NAMES = ("reconstruct", "render", "depth", "segment", "fidelity", "refresh", "viewport", "generate", "latency")
+NAMES = ("reconstruct", "render", "depth", "segment", "fidelity", "refresh", "viewport", "generate", "latency", "engine")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
