@@ -85,8 +85,7 @@ def render_passes(depsgraph, camera_obj=None) -> tuple[dict[str, np.ndarray], "o
         raise InputError("Beauty is Refreshed Witness but no splat object carries a witness (run the Splat Object "
                          "node, or New Stage + Execute)")
     if witness is not None:
-        stage = boundary.scene_from_mesh(witness.data, witness.matrix_world,
-                                         splats=splat_cache.object_splats(witness, witness.matrix_world))
+        stage = splat_cache.object_stage(witness)
         if refresh_mode:
             from anchorstage.stages import refresh
 

@@ -14,7 +14,9 @@ the GPU drawer on every change; both ask this module, which reads a mesh again o
   custom property names and SH encoding (written by Python without a depsgraph update).
 
 World-space splats are kept per object too, keyed on the mesh's stamp and the object's matrix, so
-an unchanged object costs nothing per frame and a moving one only its transform.
+an unchanged object costs nothing per frame and a moving one only its transform; so is the stage
+(:func:`object_stage`) of an object carrying its witness, which the Void pass and the refreshed
+beauty warp every frame (the witness mesh is built once per stage, not per frame).
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ import bpy
 
 from . import boundary
 
-__all__ = ["data_key", "stamp", "mesh_splats", "object_splats", "forget", "STATS", "register", "unregister"]
+__all__ = ["data_key", "stamp", "mesh_splats", "object_splats", "object_stage", "prune", "forget", "STATS", "register",
+           "unregister"]
 
 _GENERATION: dict[Hashable, int] = {}
 _MESHES: dict[Hashable, tuple[tuple, object]] = {}   # data key -> (stamp, splats in the mesh's frame)
 _OBJECTS: dict[Hashable, tuple[tuple, object]] = {}  # object key -> (stamp + matrix, splats in world space)
-#: How often meshes were read and objects moved to world space (for tests and benchmarks).
-STATS = {"mesh_reads": 0, "world_transforms": 0}
+_STAGES: dict[Hashable, tuple[tuple, object]] = {}   # object key -> (stamp + matrix + witness, core Scene)
+#: How often meshes were read, objects moved to world space and witness stages built (for tests and benchmarks).
+STATS = {"mesh_reads": 0, "world_transforms": 0, "stages": 0}
 
 
 def data_key(mesh: bpy.types.Mesh) -> Hashable:
@@ -96,21 +100,46 @@ def object_splats(obj: bpy.types.Object, matrix_world=None):
     return splats
 
 
+def object_stage(obj: bpy.types.Object):
+    """The core Scene of a splat object carrying its stage's witness (:func:`.boundary.scene_from_mesh`:
+    world space, region locks as listed), kept while its splats, matrix, witness record and locks stay.
+
+    Raises:
+        InputError: no witness stored, or a malformed one.
+    """
+    mesh = obj.data
+    if not boundary.has_witness(mesh):
+        return boundary.scene_from_mesh(mesh, obj.matrix_world)  # raises its message
+    m = np.array(obj.matrix_world, dtype=np.float64)
+    rec = mesh[boundary.WITNESS_KEY]
+    st = (stamp(mesh), m.tobytes(), tuple(boundary.locked_region_ids(mesh)),
+          tuple(str(rec.get(k, "")) for k in ("width", "height", "camera", "regions", "meta")),
+          tuple(len(rec[k]) if k in rec else -1 for k in ("image", "depth", "region")))
+    key = _object_key(obj)
+    hit = _STAGES.get(key)
+    if hit is not None and hit[0] == st:
+        return hit[1]
+    stage = boundary.scene_from_mesh(mesh, m, splats=object_splats(obj, m))
+    STATS["stages"] += 1
+    _STAGES[key] = (st, stage)
+    return stage
+
+
 def prune() -> None:
     """Forget the splats of meshes and objects that no longer exist."""
     meshes = {data_key(m) for m in bpy.data.meshes}
     objects = {_object_key(o) for o in bpy.data.objects}
     for k in [k for k in _MESHES if k not in meshes]:
         del _MESHES[k]
-    for k in [k for k in _OBJECTS if k not in objects]:
-        del _OBJECTS[k]
+    for cache in (_OBJECTS, _STAGES):
+        for k in [k for k in cache if k not in objects]:
+            del cache[k]
 
 
 def forget() -> None:
     """Drop every cached splat set (a new file, or the add-on going away)."""
-    _MESHES.clear()
-    _OBJECTS.clear()
-    _GENERATION.clear()
+    for cache in (_MESHES, _OBJECTS, _STAGES, _GENERATION):
+        cache.clear()
 
 
 @bpy.app.handlers.persistent
