@@ -57,8 +57,13 @@ def stamp(mesh: bpy.types.Mesh) -> tuple:
             str(mesh.get(boundary.SH_ENCODING_TAG, "")))
 
 
-def mesh_splats(mesh: bpy.types.Mesh):
+def mesh_splats(mesh: bpy.types.Mesh, keep: bool = True):
     """The splats of a splat mesh in the mesh's own frame (read only when its stamp changed).
+
+    Args:
+        mesh: the splat mesh.
+        keep: keep what is read for the next call (the render engine); False reads without keeping
+            (the GPU drawer, which keeps its own textures: a stage only looked at holds no copy here).
 
     Raises:
         InputError: not a splat mesh, or a malformed one (as :func:`.boundary.splats_from_mesh`).
@@ -69,7 +74,10 @@ def mesh_splats(mesh: bpy.types.Mesh):
         return hit[1]
     splats = boundary.splats_from_mesh(mesh)
     STATS["mesh_reads"] += 1
-    _MESHES[key] = (st, splats)
+    if keep:
+        _MESHES[key] = (st, splats)
+    else:
+        _MESHES.pop(key, None)
     return splats
 
 

@@ -626,7 +626,7 @@ def draw_items_from_objects(objects, errors: Optional[list] = None) -> list[Draw
             errors.append(f"object {orig.name!r} not drawn: {e}")
             continue
         items.append(DrawItem(key=("object", getattr(orig, "session_uid", None) or orig.name_full),
-                              data_key=splat_cache.data_key(mesh), load=lambda mesh=mesh: splat_cache.mesh_splats(mesh),
+                              data_key=splat_cache.data_key(mesh), load=lambda mesh=mesh: splat_cache.mesh_splats(mesh, keep=False),
                               generation=splat_cache.stamp(mesh), matrix=m))
     return items
 
