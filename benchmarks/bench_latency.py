@@ -14,6 +14,10 @@ Two measurements, each over ``--repeat`` fresh processes (medians; the machine m
 A first, unmeasured CLI run fills numba's on-disk cache, so every measured process is a warm-cache,
 cold-process start: what a farm task or a script calling the CLI per frame pays.
 
+Every figure comes as wall seconds and as CPU seconds (user + system, all threads: from the child's
+resource usage and ``time.process_time``). On a machine shared with other jobs the wall time stretches
+with the load; the CPU time much less, so compare CPU times across runs made under different loads.
+
     python benchmarks/bench_latency.py [--repeat 5] [--scene DIR] [--json out.json]
 
 Prints a table and writes JSON (per-phase medians and every run).
@@ -25,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +43,7 @@ PHASES = ("startup", "imports", "scene_load", "kernel_load", "render", "write", 
 # The child: the CLI render path step by step; prints the clock after each step as one JSON line.
 _CHILD = r"""
 import json, sys, time
-t = {"startup": time.time()}
+t, cpu = {"startup": time.time()}, {"startup": time.process_time()}
 import anchorstage.cli, anchorstage.cli.render
 anchorstage.cli.build_parser()
 from anchorstage.camera import load_camera_json
@@ -46,18 +51,18 @@ from anchorstage.exr import write_exr
 from anchorstage.passes import PASSES
 from anchorstage.stages import open_source, render_frame
 import anchorstage.scene, anchorstage.renderer, anchorstage.raster_cpu, anchorstage.witness
-t["imports"] = time.time()
+t["imports"], cpu["imports"] = time.time(), time.process_time()
 scene_dir, camera_json, out = sys.argv[1:4]
 camera = load_camera_json(camera_json)
 source = open_source(scene_dir)
-t["scene_load"] = time.time()
+t["scene_load"], cpu["scene_load"] = time.time(), time.process_time()
 render_frame(source, camera.with_resolution(16, 9), PASSES)
-t["kernel_load"] = time.time()
+t["kernel_load"], cpu["kernel_load"] = time.time(), time.process_time()
 frame = render_frame(source, camera, PASSES)
-t["render"] = time.time()
+t["render"], cpu["render"] = time.time(), time.process_time()
 write_exr(out, frame.passes, camera=camera)
-t["write"] = time.time()
-print(json.dumps(t), flush=True)
+t["write"], cpu["write"] = time.time(), time.process_time()
+print(json.dumps({"wall": t, "cpu": cpu}), flush=True)
 import gc
 gc.freeze()  # as anchorstage.cli.entry does before the interpreter shuts down
 """
@@ -73,23 +78,30 @@ def sample_scene(folder: Path) -> tuple[Path, Path]:
     return scene, cam
 
 
-def cli_run(scene: Path, cam: Path, out: Path) -> float:
-    """Seconds for one ``anchorstage render`` process, start to exit."""
-    t0 = time.perf_counter()
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def cli_run(scene: Path, cam: Path, out: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``anchorstage render`` process, start to exit."""
+    c0, t0 = _children_cpu_s(), time.perf_counter()
     subprocess.run([sys.executable, "-m", "anchorstage", "render", str(scene), "--camera", str(cam), "--out", str(out)],
                    check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _children_cpu_s() - c0
 
 
-def phase_run(scene: Path, cam: Path, out: Path) -> dict[str, float]:
-    """Seconds per phase for one child process walking the render path."""
-    t0 = time.time()
+def phase_run(scene: Path, cam: Path, out: Path) -> dict[str, dict[str, float]]:
+    """Wall and CPU seconds per phase of one child process walking the render path."""
+    c0, t0 = _children_cpu_s(), time.time()
     res = subprocess.run([sys.executable, "-c", _CHILD, str(scene), str(cam), str(out)], check=True,
                          capture_output=True, text=True)
-    t_exit = time.time()
+    t_exit, c_exit = time.time(), _children_cpu_s() - c0
     stamps = json.loads(res.stdout.strip().splitlines()[-1])
-    marks = [t0] + [stamps[p] for p in PHASES[:-1]] + [t_exit]
-    return {p: marks[i + 1] - marks[i] for i, p in enumerate(PHASES)}
+    wall = [t0] + [stamps["wall"][p] for p in PHASES[:-1]] + [t_exit]
+    cpu = [0.0] + [stamps["cpu"][p] for p in PHASES[:-1]] + [c_exit]
+    return {"wall": {p: wall[i + 1] - wall[i] for i, p in enumerate(PHASES)},
+            "cpu": {p: cpu[i + 1] - cpu[i] for i, p in enumerate(PHASES)}}
 
 
 def main(argv=None) -> int:
@@ -111,22 +123,26 @@ def main(argv=None) -> int:
         cli = [cli_run(scene, cam, out) for _ in range(args.repeat)]
         runs = [phase_run(scene, cam, out) for _ in range(args.repeat)]
 
-    med = {p: statistics.median(r[p] for r in runs) for p in PHASES}
-    total = [sum(r.values()) for r in runs]
+    med = {k: {p: statistics.median(r[k][p] for r in runs) for p in PHASES} for k in ("wall", "cpu")}
+    best = {k: {p: min(r[k][p] for r in runs) for p in PHASES} for k in ("wall", "cpu")}
+    total = {k: [sum(r[k].values()) for r in runs] for k in ("wall", "cpu")}
     info = {
         "benchmark": "latency", "scene": str(args.scene or "sample/ (reconstructed)"), "repeat": args.repeat,
         "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
         "load_avg": os.getloadavg(),
-        "cli_median_s": statistics.median(cli), "cli_best_s": min(cli), "cli_runs_s": cli,
-        "phases_median_s": med, "phases_total_median_s": statistics.median(total), "phase_runs_s": runs,
+        "cli_median_s": statistics.median(w for w, _ in cli), "cli_best_s": min(w for w, _ in cli),
+        "cli_cpu_median_s": statistics.median(c for _, c in cli), "cli_runs_s": cli,
+        "phases_median_s": med, "phases_best_s": best,
+        "phases_total_median_s": {k: statistics.median(v) for k, v in total.items()}, "phase_runs_s": runs,
     }
     print(f"anchorstage render, one frame from a cold process ({args.repeat} runs, load average "
           f"{info['load_avg'][0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"{'phase':<12} {'median s':>9} {'best s':>8}")
+    print(f"{'phase':<12} {'wall med s':>11} {'wall best s':>12} {'CPU med s':>10}")
     for p in PHASES:
-        print(f"{p:<12} {med[p]:>9.3f} {min(r[p] for r in runs):>8.3f}")
-    print(f"{'(sum)':<12} {info['phases_total_median_s']:>9.3f} {min(total):>8.3f}")
-    print(f"{'cli wall':<12} {info['cli_median_s']:>9.3f} {info['cli_best_s']:>8.3f}")
+        print(f"{p:<12} {med['wall'][p]:>11.3f} {best['wall'][p]:>12.3f} {med['cpu'][p]:>10.3f}")
+    print(f"{'(sum)':<12} {info['phases_total_median_s']['wall']:>11.3f} {min(total['wall']):>12.3f} "
+          f"{info['phases_total_median_s']['cpu']:>10.3f}")
+    print(f"{'cli':<12} {info['cli_median_s']:>11.3f} {info['cli_best_s']:>12.3f} {info['cli_cpu_median_s']:>10.3f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
