@@ -18,7 +18,7 @@ from mathutils import Matrix
 from anchorstage import Camera, InputError
 
 __all__ = ["render_resolution", "camera_from_blender", "apply_camera_to_blender", "camera_json_from_blender",
-           "SPLAT_ATTRIBUTES", "splats_to_mesh", "splats_from_mesh", "splats_in_world", "is_splat_mesh", "image_to_render_rect",
+           "SPLAT_ATTRIBUTES", "splats_to_mesh", "splats_from_mesh", "splats_in_world", "is_splat_mesh", "image_to_render_rect", "set_render_pass",
            "render_rect_to_image", "image_to_pixels", "set_float_image", "camera_from_view", "set_placement", "file_frame_transform",
            "splat_matrix_scale", "cam_from_view_matrix", "view_matrices_from_camera", "WITNESS_KEY", "witness_to_mesh",
            "has_witness", "scene_from_mesh", "locked_region_ids"]
@@ -382,6 +382,21 @@ def image_to_render_rect(image: np.ndarray) -> np.ndarray:
         a = a[:, :, None]
     h, w, c = a.shape
     return np.ascontiguousarray(a[::-1].reshape(h * w, c))
+
+
+def set_render_pass(render_pass, image: np.ndarray) -> None:
+    """Fill a render result's pass with a core image ([H, W] or [H, W, C], rows top-down).
+
+    One copy through ``rect.foreach_set``: assigning ``rect`` an array goes value by value (0.8 s for
+    one 1280x720 RGBA pass, against milliseconds).
+
+    Raises:
+        ValueError: the image's channels differ from the pass's.
+    """
+    rect = image_to_render_rect(image)
+    if rect.shape[1] != render_pass.channels:
+        raise ValueError(f"pass {render_pass.name}: {rect.shape[1]} channels, Blender expects {render_pass.channels}")
+    render_pass.rect.foreach_set(rect.ravel())
 
 
 def render_rect_to_image(rect, width: int, height: int, channels: int) -> np.ndarray:

@@ -148,10 +148,7 @@ class AnchorStageRenderEngine(bpy.types.RenderEngine):
                     v = values.get(p.name)
                     if v is None:
                         continue
-                    rect = boundary.image_to_render_rect(v)
-                    if rect.shape[1] != p.channels:
-                        raise ValueError(f"pass {p.name}: {rect.shape[1]} channels, Blender expects {p.channels}")
-                    p.rect = rect
+                    boundary.set_render_pass(p, v)
         finally:
             self.end_result(result)
         self.update_progress(1.0)
