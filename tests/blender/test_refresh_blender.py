@@ -174,4 +174,10 @@ def test_engine_renders_refreshed_frames_with_void_and_confidence(stage, tmp_pat
     ch = _read_exr(tmp_path / "proxy.exr")
     sky = ~np.isfinite(load_view("v0")["depth_m"])
     assert (ch["ViewLayer.Void.X"][sky] > 0.5).mean() < 0.05
+    # a region lock toggled: the kept stage is rebuilt with it, the splats are not read again
+    item = bpy.data.objects["AnchorStage Splats"].data.anchorstage_regions[0]
+    item.locked = not item.locked
+    before = dict(cache)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert (cache["mesh_reads"] - before["mesh_reads"], cache["stages"] - before["stages"]) == (0, 1)
     del obj
