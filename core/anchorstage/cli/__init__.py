@@ -111,11 +111,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def entry() -> None:
     """The program's entry point (the ``anchorstage`` script, ``python -m anchorstage``): :func:`main`, then exit.
 
-    Before exiting, every live object moves to the collector's permanent generation
-    (:func:`gc.freeze`): interpreter shut-down otherwise walks the hundreds of thousands of objects
-    torch and numba made, looking for cycles, which took ~1 s of every command. The work is done
-    and written by then, and the process ends, so nothing is left that needs collecting.
+    Two settings of the process, not of the work (results are identical):
+
+    * ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it, before a command imports torch:
+      torch's idle OpenMP threads sleep instead of spinning. On a machine shared with other jobs
+      (a farm node, a workstation) the spinning threads burned the cores the others needed: loading
+      the sample scene took 1.5-2 s instead of 0.3 s. The CPU renderer runs its own threads, each
+      with one OpenMP thread, so its frames do not change.
+    * Before exiting, every live object moves to the collector's permanent generation
+      (:func:`gc.freeze`): interpreter shut-down otherwise walks the hundreds of thousands of objects
+      torch and numba made, looking for cycles, which took ~1 s of every command. The work is done
+      and written by then, and the process ends, so nothing is left that needs collecting.
     """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     code = main()
     gc.freeze()
     sys.exit(code)
