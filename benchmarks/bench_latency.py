@@ -40,10 +40,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("startup", "imports", "scene_load", "kernel_load", "render", "write", "exit")
 
-# The child: the CLI render path step by step; prints the clock after each step as one JSON line.
+# The child: the CLI render path step by step, with the process settings of the program entry
+# (anchorstage.cli.entry); prints the clock after each step as one JSON line.
 _CHILD = r"""
-import json, sys, time
+import json, os, sys, time
 t, cpu = {"startup": time.time()}, {"startup": time.process_time()}
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as anchorstage.cli.entry does before any torch import
 import anchorstage.cli, anchorstage.cli.render
 anchorstage.cli.build_parser()
 from anchorstage.camera import load_camera_json
