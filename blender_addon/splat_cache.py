@@ -2,7 +2,7 @@
 """Splats read from splat meshes, kept while the meshes stay as they were.
 
 Reading a splat mesh (:func:`.boundary.splats_from_mesh`: every point attribute copied out and
-checked) costs 0.5–1 s per million splats on a small CPU, and moving them to world space about as
+checked) costs 0.1–1 s per million splats on a small CPU (more when it is busy), and moving them to world space about as
 much again. The render engine needs them every frame (F12, ``-a``, the CPU viewport) and
 the GPU drawer on every change; both ask this module, which reads a mesh again only when its
 *stamp* changes:
