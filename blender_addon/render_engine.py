@@ -35,7 +35,7 @@ def gather_splats(depsgraph):
     """All visible splat objects of the evaluated scene, in world space, as one core Splats (or None).
 
     The splats come from :mod:`.splat_cache`: an object whose mesh and matrix did not change since
-    the last frame costs nothing (see docs/blender_addon.md, "Warm paths").
+    the last frame costs nothing (see docs/rendering.md, "Warm paths").
     """
     from anchorstage import Splats
 
