@@ -11,7 +11,7 @@ import importlib
 from . import preferences
 
 #: modules registered after the preferences, in order (unregistered in reverse).
-_MODULE_NAMES = ("properties", "nodes", "render_engine", "viewport", "operators", "generate", "ui", "meter")
+_MODULE_NAMES = ("properties", "splat_cache", "nodes", "render_engine", "viewport", "operators", "generate", "ui", "meter")
 _modules: tuple = ()
 
 

@@ -9,6 +9,8 @@ between bpy objects and the core.
 
 from __future__ import annotations
 
+import copy
+
 import bpy
 import numpy as np
 from mathutils import Matrix
@@ -16,7 +18,7 @@ from mathutils import Matrix
 from anchorstage import Camera, InputError
 
 __all__ = ["render_resolution", "camera_from_blender", "apply_camera_to_blender", "camera_json_from_blender",
-           "SPLAT_ATTRIBUTES", "splats_to_mesh", "splats_from_mesh", "is_splat_mesh", "image_to_render_rect",
+           "SPLAT_ATTRIBUTES", "splats_to_mesh", "splats_from_mesh", "splats_in_world", "is_splat_mesh", "image_to_render_rect", "set_render_pass",
            "render_rect_to_image", "image_to_pixels", "set_float_image", "camera_from_view", "set_placement", "file_frame_transform",
            "splat_matrix_scale", "cam_from_view_matrix", "view_matrices_from_camera", "WITNESS_KEY", "witness_to_mesh",
            "has_witness", "scene_from_mesh", "locked_region_ids"]
@@ -304,18 +306,32 @@ def splats_from_mesh(mesh: bpy.types.Mesh, matrix_world=None):
                     sh_rest=t(np.stack(rest, axis=1)) if rest else None,
                     sh_encoding=encoding if encoding in ("sRGB", "linearRGB") else "sRGB",
                     stored=_stored_from_mesh(mesh, n))
-    if matrix_world is None:
-        return splats
+    return splats if matrix_world is None else splats_in_world(splats, matrix_world, mesh.name)
+
+
+def splats_in_world(splats, matrix_world, name: str):
+    """Splats of an object's mesh (its own frame) moved to world space by the object's matrix:
+    translation and rotation exactly, scale as one uniform factor (its cube-root volume ratio).
+
+    Args:
+        splats: the mesh's splats (left unchanged; an identity matrix returns them as they are).
+        matrix_world: the object's 4x4 object-to-world matrix (Blender's or an array), metres.
+        name: the mesh's name, for the message.
+
+    Raises:
+        InputError: a non-uniform or sheared scale (Gaussians cannot follow it).
+    """
     m = _matrix_to_np(matrix_world)
     if np.allclose(m, np.eye(4), atol=1e-12):
         return splats
-    a = m[:3, :3]
-    s = splat_matrix_scale(m, mesh.name)
-    splats.means *= s
-    splats.scales *= s
-    u, _, vt = np.linalg.svd(a)  # the nearest rotation: drops float noise of Blender's matrix
+    s = splat_matrix_scale(m, name)
+    u, _, vt = np.linalg.svd(m[:3, :3])  # the nearest rotation: drops float noise of Blender's matrix
     rigid = np.eye(4)
     rigid[:3, :3], rigid[:3, 3] = u @ vt, m[:3, 3]
+    if s != 1.0:
+        # A shallow copy with scaled tensors (the caller's splats stay as they are); transformed() checks the result.
+        splats = copy.copy(splats)
+        splats.means, splats.scales = splats.means * s, splats.scales * s
     return splats.transformed(rigid)
 
 
@@ -366,6 +382,21 @@ def image_to_render_rect(image: np.ndarray) -> np.ndarray:
         a = a[:, :, None]
     h, w, c = a.shape
     return np.ascontiguousarray(a[::-1].reshape(h * w, c))
+
+
+def set_render_pass(render_pass, image: np.ndarray) -> None:
+    """Fill a render result's pass with a core image ([H, W] or [H, W, C], rows top-down).
+
+    One copy through ``rect.foreach_set``: assigning ``rect`` an array goes value by value (0.8 s for
+    one 1280x720 RGBA pass, against milliseconds).
+
+    Raises:
+        ValueError: the image's channels differ from the pass's.
+    """
+    rect = image_to_render_rect(image)
+    if rect.shape[1] != render_pass.channels:
+        raise ValueError(f"pass {render_pass.name}: {rect.shape[1]} channels, Blender expects {render_pass.channels}")
+    render_pass.rect.foreach_set(rect.ravel())
 
 
 def render_rect_to_image(rect, width: int, height: int, channels: int) -> np.ndarray:
@@ -504,10 +535,13 @@ def locked_region_ids(mesh) -> list[str]:
     return [it.region_id for it in getattr(mesh, "anchorstage_regions", []) if it.locked]
 
 
-def scene_from_mesh(mesh: bpy.types.Mesh, matrix_world=None):
+def scene_from_mesh(mesh: bpy.types.Mesh, matrix_world=None, splats=None):
     """The core Scene of a splat mesh with a stored witness: its splats in world space (the object's
     transform applied, as the render engine does) and the witness camera moved with them; region
     locks as the mesh's region list says.
+
+    ``splats``: the mesh's splats already under ``matrix_world`` (the render engine passes its
+    cached ones); read from the mesh when None.
 
     Raises:
         InputError: no witness stored, or a malformed one.
@@ -537,11 +571,11 @@ def scene_from_mesh(mesh: bpy.types.Mesh, matrix_world=None):
         r.mask = region == r.index
         r.locked = r.id in locks
         regions.append(r)
-    splats = splats_from_mesh(mesh)
+    if splats is None:
+        splats = splats_from_mesh(mesh, matrix_world)
     if matrix_world is not None:
         m = _matrix_to_np(matrix_world)
         if not np.allclose(m, np.eye(4), atol=1e-12):
-            splats = splats_from_mesh(mesh, matrix_world)
             a = m[:3, :3] / np.cbrt(np.linalg.det(m[:3, :3]))
             u, _, vt = np.linalg.svd(a)
             rigid = np.eye(4)

@@ -18,7 +18,7 @@ import numpy as np
 
 import bpy
 
-from . import boundary
+from . import boundary, splat_cache
 
 ENGINE_ID = "ANCHORSTAGE"
 
@@ -28,8 +28,15 @@ def _prefs():
     return addon.preferences if addon is not None else None
 
 
+_GATHERED: list = [(), None]  # (the parts, their concatenation): several objects are joined once while they stay
+
+
 def gather_splats(depsgraph):
-    """All visible splat objects of the evaluated scene, in world space, as one core Splats (or None)."""
+    """All visible splat objects of the evaluated scene, in world space, as one core Splats (or None).
+
+    The splats come from :mod:`.splat_cache`: an object whose mesh and matrix did not change since
+    the last frame costs nothing (see docs/rendering.md, "Warm paths").
+    """
     from anchorstage import Splats
 
     parts, seen = [], set()
@@ -41,10 +48,16 @@ def gather_splats(depsgraph):
             continue
         seen.add(orig.name)
         if len(orig.data.vertices):
-            parts.append(boundary.splats_from_mesh(orig.data, obj.matrix_world))
+            parts.append(splat_cache.object_splats(orig, obj.matrix_world))
+    splat_cache.prune()
     if not parts:
         return None
-    return parts[0] if len(parts) == 1 else Splats.concat(parts)
+    if len(parts) == 1:
+        return parts[0]
+    last = _GATHERED[0]
+    if len(last) != len(parts) or any(a is not b for a, b in zip(last, parts)):
+        _GATHERED[:] = [tuple(parts), Splats.concat(parts)]
+    return _GATHERED[1]
 
 
 def render_passes(depsgraph, camera_obj=None) -> tuple[dict[str, np.ndarray], "object"]:
@@ -72,7 +85,7 @@ def render_passes(depsgraph, camera_obj=None) -> tuple[dict[str, np.ndarray], "o
         raise InputError("Beauty is Refreshed Witness but no splat object carries a witness (run the Splat Object "
                          "node, or New Stage + Execute)")
     if witness is not None:
-        stage = boundary.scene_from_mesh(witness.data, witness.matrix_world)
+        stage = splat_cache.object_stage(witness)
         if refresh_mode:
             from anchorstage.stages import refresh
 
@@ -135,10 +148,7 @@ class AnchorStageRenderEngine(bpy.types.RenderEngine):
                     v = values.get(p.name)
                     if v is None:
                         continue
-                    rect = boundary.image_to_render_rect(v)
-                    if rect.shape[1] != p.channels:
-                        raise ValueError(f"pass {p.name}: {rect.shape[1]} channels, Blender expects {p.channels}")
-                    p.rect = rect
+                    boundary.set_render_pass(p, v)
         finally:
             self.end_result(result)
         self.update_progress(1.0)

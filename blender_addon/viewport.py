@@ -41,7 +41,7 @@ from anchorstage.splat_sort import BackgroundSorter, ResortPolicy, SortResult, V
 from anchorstage.viewport_layout import (TEXTURE_WIDTH, display_kind, pass_channels, padded, splat_arrays,
                                          texture_shape)
 
-from . import boundary
+from . import boundary, splat_cache
 from . import viewport_shaders as sh
 
 __all__ = ["SplatDrawer", "DrawItem", "DrawStats", "drawer", "drawer_stats", "message", "draw_items_from_objects",
@@ -577,7 +577,6 @@ def _median(vo: _ViewOrder) -> float:
 
 # ---------------------------------------------------------------------------------------------- Blender side
 _DRAWER: list[Optional[SplatDrawer]] = [None]
-_GENERATION: dict[Hashable, int] = {}
 _MESSAGE = [""]
 _HANDLES: list = []
 
@@ -598,10 +597,6 @@ def drawer_stats() -> Optional[DrawStats]:
 def message() -> str:
     """The overlay's last error message ("" when none)."""
     return _MESSAGE[0]
-
-
-def _data_key(mesh) -> Hashable:
-    return ("mesh", getattr(mesh, "session_uid", None) or mesh.name_full)
 
 
 def draw_items_from_objects(objects, errors: Optional[list] = None) -> list[DrawItem]:
@@ -630,10 +625,9 @@ def draw_items_from_objects(objects, errors: Optional[list] = None) -> list[Draw
                 raise
             errors.append(f"object {orig.name!r} not drawn: {e}")
             continue
-        dk = _data_key(mesh)
-        items.append(DrawItem(key=("object", getattr(orig, "session_uid", None) or orig.name_full), data_key=dk,
-                              load=lambda mesh=mesh: boundary.splats_from_mesh(mesh),
-                              generation=(dk, _GENERATION.get(dk, 0), len(mesh.vertices)), matrix=m))
+        items.append(DrawItem(key=("object", getattr(orig, "session_uid", None) or orig.name_full),
+                              data_key=splat_cache.data_key(mesh), load=lambda mesh=mesh: splat_cache.mesh_splats(mesh, keep=False),
+                              generation=splat_cache.stamp(mesh), matrix=m))
     return items
 
 
@@ -734,25 +728,9 @@ def _start_polling() -> None:
 
 
 @bpy.app.handlers.persistent
-def _on_depsgraph_update(scene, depsgraph) -> None:
-    """A splat mesh changed: its textures are rebuilt at the next draw."""
-    for upd in depsgraph.updates:
-        idd = getattr(upd.id, "original", upd.id)
-        mesh = None
-        if isinstance(idd, bpy.types.Mesh):
-            mesh = idd
-        elif isinstance(idd, bpy.types.Object) and idd.type == "MESH" and upd.is_updated_geometry:
-            mesh = idd.data
-        if mesh is not None and boundary.is_splat_mesh(mesh):
-            dk = _data_key(mesh)
-            _GENERATION[dk] = _GENERATION.get(dk, 0) + 1
-
-
-@bpy.app.handlers.persistent
 def _on_load(*_args) -> None:
     if _DRAWER[0] is not None:
         _DRAWER[0].free()
-    _GENERATION.clear()
     _MESSAGE[0] = ""
 
 
@@ -808,8 +786,6 @@ def register() -> None:
     handle = bpy.types.SpaceView3D.draw_handler_add(_overlay_draw, (), "WINDOW", "POST_VIEW")
     text = bpy.types.SpaceView3D.draw_handler_add(_overlay_text, (), "WINDOW", "POST_PIXEL")
     _HANDLES[:] = [handle, text]
-    if _on_depsgraph_update not in bpy.app.handlers.depsgraph_update_post:
-        bpy.app.handlers.depsgraph_update_post.append(_on_depsgraph_update)
     if _on_load not in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.append(_on_load)
 
@@ -818,13 +794,10 @@ def unregister() -> None:
     for h in _HANDLES:
         bpy.types.SpaceView3D.draw_handler_remove(h, "WINDOW")
     _HANDLES.clear()
-    for handlers, fn in ((bpy.app.handlers.depsgraph_update_post, _on_depsgraph_update),
-                         (bpy.app.handlers.load_post, _on_load)):
-        if fn in handlers:
-            handlers.remove(fn)
+    if _on_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_on_load)
     if bpy.app.timers.is_registered(_poll_sorts):
         bpy.app.timers.unregister(_poll_sorts)
     if _DRAWER[0] is not None:
         _DRAWER[0].close()
         _DRAWER[0] = None
-    _GENERATION.clear()

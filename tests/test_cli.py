@@ -86,6 +86,32 @@ def test_help_does_not_import_torch():
     assert out == "False"
 
 
+def test_render_imports_no_model_library(tmp_path):
+    """One `anchorstage render` frame loads what a render needs, not the generation stack (its start-up
+    is measured by benchmarks/bench_latency.py)."""
+    import torch
+
+    from anchorstage import Scene, Splats
+    from anchorstage.scene import save_scene
+
+    n = 200
+    g = torch.Generator().manual_seed(0)
+    sp = Splats(means=torch.rand(n, 3, generator=g) + torch.tensor([-0.5, 2.0, -0.5]),
+                quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), scales=torch.full((n, 3), 0.05),
+                opacities=torch.full((n,), 0.9), colors=torch.rand(n, 3, generator=g))
+    cam = Camera(width=32, height=24, lens_mm=30.0, world_from_cam=look_at((0, 0, 0), (0, 1, 0)))
+    save_scene(Scene(camera=cam, splats=sp, image_linear=np.zeros((24, 32, 3), np.float32),
+                     depth_m=np.full((24, 32), 2.5, np.float32), regions=[], meta={}), tmp_path / "scene")
+    save_camera_json(tmp_path / "cam.json", cam)
+    code = ("import sys\nfrom anchorstage.cli import main\n"
+            f"assert main(['render', {str(tmp_path / 'scene')!r}, '--camera', {str(tmp_path / 'cam.json')!r}, "
+            f"'--out', {str(tmp_path / 'f.exr')!r}]) == 0\n"
+            "heavy = {'transformers', 'diffusers', 'accelerate', 'huggingface_hub', 'av', 'cv2', 'runpod'}\n"
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_internal_error_is_one_line_with_a_log_file(tmp_path, monkeypatch, capsys):
     import anchorstage.cli.camera as cam_cli
 

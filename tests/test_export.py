@@ -136,6 +136,42 @@ def test_render_and_export_cli(tmp_path, capsys):
     assert (tmp_path / "one" / "frame_0001" / "metadata.json").is_file()
 
 
+def test_export_renders_a_sequence_with_one_scene_load_and_one_kernel_load(tmp_path, monkeypatch):
+    """`anchorstage export` renders the whole camera list in one process: the scene folder is read
+    once, the witness mesh built once, and every compiled kernel loaded for the first frame only."""
+    import anchorstage.scene
+    import anchorstage.segmentation
+    from anchorstage import _raster_cpu_kernels, _refresh_kernels
+
+    sc = _scene()
+    save_scene(sc, tmp_path / "scene")
+    lst = tmp_path / "cams.json"
+    save_camera_list(lst, _moves(sc, 4))
+    calls: dict[str, list] = {"load_scene": [], "label_map": [], "composite_rows": [], "mesh_warp": []}
+
+    def counted(module, name, note=lambda fn: None):
+        fn = getattr(module, name)
+
+        def wrapper(*a, **kw):
+            out = fn(*a, **kw)
+            calls[name].append(note(fn))
+            return out
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counted(anchorstage.scene, "load_scene")
+    counted(anchorstage.segmentation, "label_map")  # once per witness mesh built
+    # a kernel's overloads (compiled or read from numba's cache) after each frame's call
+    counted(_raster_cpu_kernels, "composite_rows", lambda fn: len(fn.overloads))
+    counted(_refresh_kernels, "mesh_warp", lambda fn: len(fn.overloads))
+    assert main(["export", str(tmp_path / "scene"), "--cameras", str(lst), "--out", str(tmp_path / "ex"),
+                 "--device", "cpu"]) == 0
+    assert len(list((tmp_path / "ex").glob("render.*.exr"))) == 4
+    assert len(calls["load_scene"]) == 1 and len(calls["label_map"]) == 1
+    assert len(calls["mesh_warp"]) == 4 and len(set(calls["mesh_warp"])) == 1
+    assert len(calls["composite_rows"]) >= 4 and len(set(calls["composite_rows"])) == 1
+
+
 def test_a_killed_export_leaves_only_complete_frames_and_a_rerun_cleans_up(tmp_path):
     """SIGKILL an export at a spread of moments: every EXR on disk has its complete frame folder,
     and a re-run removes what the killed run left and completes every frame."""

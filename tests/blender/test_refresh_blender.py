@@ -147,7 +147,11 @@ def test_engine_renders_refreshed_frames_with_void_and_confidence(stage, tmp_pat
     # what `blender -b refresh.blend -a` does: open the file, render the animation
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     scene = bpy.context.scene
+    cache = _addon("splat_cache").STATS
+    before = dict(cache)
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    # the splats are read and the witness stage built once for the animation, not once per frame
+    assert (cache["mesh_reads"] - before["mesh_reads"], cache["stages"] - before["stages"]) == (1, 1)
     boundary = _addon("boundary")
     core = boundary.scene_from_mesh(bpy.data.objects["AnchorStage Splats"].data)
     for f in (1, 2):
@@ -164,8 +168,16 @@ def test_engine_renders_refreshed_frames_with_void_and_confidence(stage, tmp_pat
     # the plain splat render's Void pass is the witness's too (the sky it saw is not void)
     scene.anchorstage.engine_output = "PROXY"
     scene.render.filepath = str(tmp_path / "proxy.exr")
+    before = dict(cache)
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert cache["mesh_reads"] == before["mesh_reads"]
     ch = _read_exr(tmp_path / "proxy.exr")
     sky = ~np.isfinite(load_view("v0")["depth_m"])
     assert (ch["ViewLayer.Void.X"][sky] > 0.5).mean() < 0.05
+    # a region lock toggled: the kept stage is rebuilt with it, the splats are not read again
+    item = bpy.data.objects["AnchorStage Splats"].data.anchorstage_regions[0]
+    item.locked = not item.locked
+    before = dict(cache)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    assert (cache["mesh_reads"] - before["mesh_reads"], cache["stages"] - before["stages"]) == (0, 1)
     del obj

@@ -102,6 +102,66 @@ def test_object_transform_moves_the_splats(small_stage, tmp_path):
         bpy.ops.render.render(write_still=True)
 
 
+def test_engine_reads_splats_once_until_they_change(small_stage, tmp_path):
+    """The engine keeps each splat mesh's arrays between frames (splat_cache) and reads them again
+    only when the splats change: a moved vertex, an attribute written, new mesh data on the object."""
+    scene, obj, cam = small_stage
+    stats = _addon("splat_cache").STATS
+    boundary = _addon("boundary")
+    n = len(obj.data.vertices)
+
+    def frame(name):
+        scene.render.filepath = str(tmp_path / f"{name}.exr")
+        before = dict(stats)
+        assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+        return _read_exr(tmp_path / f"{name}.exr"), {k: stats[k] - before[k] for k in ("mesh_reads", "world_transforms")}
+
+    first, _ = frame("first")
+    again, reads = frame("again")  # unchanged: nothing read, the same frame
+    assert reads == {"mesh_reads": 0, "world_transforms": 0}
+    for k in first:
+        np.testing.assert_array_equal(again[k], first[k])
+    red_px = first["ViewLayer.Combined.R"] > 0.5
+
+    # A vertex moved (through RNA): read again, and the frame shows it.
+    obj.data.vertices[0].co.y += 1.0
+    moved, reads = frame("moved")
+    assert reads["mesh_reads"] == 1
+    assert not np.array_equal(moved["ViewLayer.Depth.Z"], first["ViewLayer.Depth.Z"])
+    _, reads = frame("moved_again")
+    assert reads["mesh_reads"] == 0
+
+    # An attribute written in bulk: every red splat turns green.
+    col = np.empty(n * 4, np.float32)
+    obj.data.attributes["color"].data.foreach_get("color", col)
+    col = col.reshape(n, 4)
+    red = col[:, 0] > 0.5
+    col[red] = (0.0, 1.0, 0.0, 1.0)
+    obj.data.attributes["color"].data.foreach_set("color", col.ravel())
+    obj.data.update()
+    green, reads = frame("green")
+    assert reads["mesh_reads"] == 1
+    assert green["ViewLayer.Combined.R"][red_px].max() < 0.05 and np.median(green["ViewLayer.Combined.G"][red_px]) > 0.5
+
+    # Other mesh data on the object (the original splats, kept as a copy): read, and rendered as they are.
+    original = boundary.splats_from_mesh(obj.data)
+    other = bpy.data.meshes.new("Blobs other")
+    boundary.splats_to_mesh(original.subset(~torch.from_numpy(red)), other)  # only the blue blob
+    obj.data = other
+    swapped, reads = frame("swapped")
+    assert reads["mesh_reads"] == 1
+    assert swapped["ViewLayer.Combined.G"][red_px].max() < 0.05
+    blue_px = first["ViewLayer.Combined.B"] > 0.5
+    np.testing.assert_allclose(swapped["ViewLayer.Combined.B"][blue_px], first["ViewLayer.Combined.B"][blue_px], atol=1e-5)
+
+    # The object moved, its mesh not: the cached splats are only moved to world space again.
+    obj.location = (0.0, 1.0, 0.0)
+    _, reads = frame("object_moved")
+    assert reads == {"mesh_reads": 0, "world_transforms": 1}
+    _, reads = frame("object_moved_again")
+    assert reads == {"mesh_reads": 0, "world_transforms": 0}
+
+
 def test_hidden_splat_objects_are_not_rendered(small_stage, tmp_path):
     scene, obj, cam = small_stage
     obj.hide_render = True

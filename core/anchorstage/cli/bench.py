@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import InputError
 
 NAMES = ("reconstruct", "render", "depth", "segment", "fidelity", "refresh", "viewport", "generate", "multiview",
-         "video")
+         "video", "latency", "engine")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
