@@ -106,6 +106,13 @@ def test_confidence_and_opacity_drop_at_depth_edges_and_flying_pixels():
     assert flying.sum() == 40 and interior.sum() > 1000
     assert sp.confidence[flying].max() < 0.05 and sp.opacities[flying].max() < 0.15
     assert sp.confidence[interior].min() > 0.99 and sp.opacities[interior].min() > 0.98
+    # The box's outermost columns and the wall next to the edge continue their own surfaces: true
+    # samples, opaque (sharp silhouettes) though their depth confidence is low.
+    box_edge = (np.abs(z - 3.0) < 1e-3) & ((col == 60) | (col == 99)) & (row > 42) & (row < 77)
+    wall_edge = (np.abs(z - 8.0) < 1e-3) & ((col == 58) | (col == 100)) & (row > 42) & (row < 77)
+    assert box_edge.sum() == 2 * 34 and wall_edge.sum() == 2 * 34
+    assert sp.confidence[box_edge].max() < 0.5 and sp.confidence[wall_edge].max() < 0.5
+    assert sp.opacities[box_edge].min() > 0.98 and sp.opacities[wall_edge].min() > 0.98
     # No opaque splat bridges foreground and background.
     between = (z > 3.05) & (z < 7.9)
     assert sp.opacities[between].max() < 0.15

@@ -9,7 +9,9 @@ The algorithm (see docs/reconstruction.md):
    never reach across a depth edge or around a crease.
 3. Depth confidence from the second difference of inverse depth (zero on any plane, large at
    discontinuities and on "flying" pixels between foreground and background), times the
-   caller's confidence; it sets each splat's opacity, so nothing opaque bridges an edge.
+   caller's confidence. Opacity follows the one-sided version: a pixel whose depth continues
+   the surface on one side is a true sample and stays opaque (sharp silhouettes), a flying
+   pixel is off both sides' surfaces and stays faint, so nothing opaque bridges an edge.
 4. Each splat is the pixel's footprint on its tangent plane: the exact Jacobian of the
    ray–plane intersection gives two in-plane axes and scales (stretched by the slant), and
    the third axis — the normal — is thin.
@@ -234,6 +236,26 @@ def _second_diff(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor
     return e / w.clamp_min(1e-30)
 
 
+def _one_sided_second_diff(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
+    """[H, W] the smallest of the second differences of ``w`` centred on a pixel and on its two
+    neighbours along ``dim`` (each over three valid pixels), relative to ``w``; 0 where none exists.
+
+    A pixel on a depth edge whose depth continues one side's surface (a true sample of it) scores
+    ~0 from that side; a "flying" pixel between two surfaces is off both sides' lines and scores high.
+    """
+    n = w.shape[dim]
+    if n < 3:
+        return torch.zeros_like(w)
+    ok = valid.narrow(dim, 0, n - 2) & valid.narrow(dim, 1, n - 2) & valid.narrow(dim, 2, n - 2)
+    sd = w.narrow(dim, 0, n - 2) + w.narrow(dim, 2, n - 2) - 2 * w.narrow(dim, 1, n - 2)
+    sd = torch.where(ok, sd.abs(), math.inf)  # centred on 1..n-2
+    pad = (2, 2) if dim == 1 else (0, 0, 2, 2)
+    sp = F.pad(sd, pad, value=math.inf)  # sp index i + 1 holds the difference centred on i
+    best = torch.minimum(torch.minimum(sp.narrow(dim, 0, n), sp.narrow(dim, 1, n)), sp.narrow(dim, 2, n))
+    best = torch.where(torch.isinf(best), 0.0, best)
+    return best / w.clamp_min(1e-30)
+
+
 @dataclass
 class _Pixels:
     """Per-pixel maps, all [H, W] (camera frame, OpenCV; metres).
@@ -246,6 +268,7 @@ class _Pixels:
     valid: torch.Tensor
     n: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # 3 x [H, W] unit normal components, facing the camera
     conf: torch.Tensor
+    solid: torch.Tensor  # [H, W] in [0, 1]: the depth is a true sample of some surface (sets opacity)
     xs: torch.Tensor
     ys: torch.Tensor
 
@@ -272,7 +295,10 @@ def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
     vpad = F.pad(valid, (1, 1, 1, 1), value=True)
     border = ~(vpad[:-2, 1:-1] & vpad[2:, 1:-1] & vpad[1:-1, :-2] & vpad[1:-1, 2:])
     conf = torch.where(valid, torch.where(border, conf * _SKY_EDGE_CONF, conf), 0.0)
-    return _Pixels(z=torch.where(valid, depth, 0.0), valid=valid, n=n, conf=conf, xs=xs, ys=ys)
+    e1 = torch.maximum(_one_sided_second_diff(inv, valid, 0), _one_sided_second_diff(inv, valid, 1))
+    solid = torch.exp(-((e1 / _EDGE_TAU) ** 2))
+    solid = torch.where(valid, torch.where(border, solid * _SKY_EDGE_CONF, solid), 0.0)
+    return _Pixels(z=torch.where(valid, depth, 0.0), valid=valid, n=n, conf=conf, solid=solid, xs=xs, ys=ys)
 
 
 # ---------------------------------------------------------------------------- second layer
@@ -596,8 +622,9 @@ def reconstruct(
     px = _pixel_geometry(depth, cam)
     if conf_np is not None:
         px.conf = px.conf * torch.from_numpy(conf_np).to(dev)
+        px.solid = px.solid * torch.from_numpy(conf_np).to(dev)
     depth_conf = px.conf.cpu().numpy().astype(np.float32)
-    opacity = _OPACITY_MAX * (_OPACITY_FLOOR + (1 - _OPACITY_FLOOR) * px.conf)
+    opacity = _OPACITY_MAX * (_OPACITY_FLOOR + (1 - _OPACITY_FLOOR) * px.solid)
     f = cam.focal_px
 
     report(progress, 0.3, "second layer" if second_layer else "merging")
