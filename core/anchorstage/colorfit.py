@@ -34,7 +34,7 @@ __all__ = ["DEFAULT_ITERATIONS", "DEFAULT_TIKHONOV", "MIN_WEIGHT", "WitnessWeigh
            "solve_colors"]
 
 #: Conjugate-gradient iterations (each one pass over the recorded pairs).
-DEFAULT_ITERATIONS = 8
+DEFAULT_ITERATIONS = 7
 #: Weight of the pull towards the pixel colours, relative to one pixel's squared error: smaller
 #: reproduces the photo closer (its sharpest detail) with more extreme colours, which moved
 #: cameras then show (docs/reconstruction.md has the measured trade-off).
