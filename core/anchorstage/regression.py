@@ -53,6 +53,8 @@ __all__ = ["reconstruct", "default_max_splats", "DEFAULT_SPLATS_PER_PIXEL"]
 DEFAULT_SPLATS_PER_PIXEL = 1_000_000 / (1920 * 1080)
 
 _SIGMA_CELLS = 0.6  # splat std along the surface, in pixel (cell) spans: neighbours overlap, no gaps
+_STEP_SIGMA_CELLS = 0.1  # the same for a single pixel on a colour step: little overlap, order-robust
+_STEP_SRGB = 0.1  # sRGB-encoded change to a 4-neighbour (any channel) that makes a colour step
 _THIN = 0.1  # normal-axis scale relative to the smaller in-plane scale
 _MIN_COS = 0.05  # grazing clamp on |cos(normal, ray)|: at most 20x elongation
 _EDGE_TAU = 0.03  # relative second difference of inverse depth at which confidence falls to 1/e
@@ -131,7 +133,7 @@ def _fit_camera(camera: Camera, width: int, height: int, notes: list[str]) -> Ca
 
 
 # ---------------------------------------------------------------------------- geometry helpers
-def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
+def _footprint(p: torch.Tensor, n: torch.Tensor, std_px: torch.Tensor, f: float
                ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """Each cell's footprint on its tangent plane as a flat 3D Gaussian.
 
@@ -141,7 +143,8 @@ def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
     Args:
         p: [3, M] cell centres (rows x, y, z), metres, camera frame (OpenCV).
         n: [3, M] unit normals facing the camera, camera frame.
-        span: [M] cell size in pixels (1 for a pixel, 2^L for a merged block).
+        std_px: [M] footprint standard deviation in photo pixels (the cell span in pixels times
+            its std in cells).
         f: focal length in pixels.
 
     Returns:
@@ -155,7 +158,7 @@ def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
     lim = _MIN_COS * torch.sqrt(dx * dx + dy * dy + 1.0)
     nd = torch.where(nd.abs() < lim, -lim, nd)  # bound the slant: grazing surfaces would be unbounded
     gx, gy = nx / nd, ny / nd
-    # The footprint Jacobian is (z span / f) (I - d g^T)[:, :2] with g = n / (n . d); its 2x2 Gram
+    # The footprint Jacobian is (z / f) (I - d g^T)[:, :2] per pixel with g = n / (n . d); its 2x2 Gram
     # matrix [[a, b], [b, c]] = I - g d^T - d g^T + |d|^2 g g^T (top-left block).
     d2 = dx * dx + dy * dy + 1.0
     a = 1.0 - 2.0 * gx * dx + d2 * gx * gx
@@ -177,7 +180,7 @@ def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
     inv = torch.rsqrt(a1x * a1x + a1y * a1y + a1z * a1z)
     a1x, a1y, a1z = a1x * inv, a1y * inv, a1z * inv
     a2 = (ny * a1z - nz * a1y, nz * a1x - nx * a1z, nx * a1y - ny * a1x)  # n x a1: right-handed frame
-    k = _SIGMA_CELLS * p[2] * span / f
+    k = p[2] * std_px / f
     s2 = k * lam2.sqrt()
     scales = torch.stack([k * lam1.sqrt(), s2, _THIN * s2], -1)
     return quat_from_axes((a1x, a1y, a1z), a2, (nx, ny, nz)), scales
@@ -299,6 +302,29 @@ def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
     solid = torch.exp(-((e1 / _EDGE_TAU) ** 2))
     solid = torch.where(valid, torch.where(border, solid * _SKY_EDGE_CONF, solid), 0.0)
     return _Pixels(z=torch.where(valid, depth, 0.0), valid=valid, n=n, conf=conf, solid=solid, xs=xs, ys=ys)
+
+
+def _colour_steps(rgb: torch.Tensor) -> torch.Tensor:
+    """[H, W] bool: pixels on a colour step (a 4-neighbour differs by more than ``_STEP_SRGB``
+    in some sRGB-encoded channel).
+
+    Overlapping splats blend in depth order, which a moved camera changes; where neighbours
+    differ strongly the colour fit's compensation of the photo's order shows as seams, so those
+    pixels get small footprints (the renderer's low-pass still closes the gaps).
+
+    Args:
+        rgb: [H, W, 3] linear colours.
+    """
+    x = rgb.clamp(0.0, 1.0)
+    g = torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
+    step = torch.zeros(rgb.shape[:2], dtype=torch.bool, device=rgb.device)
+    dx = (g[:, 1:] - g[:, :-1]).abs().amax(-1) > _STEP_SRGB
+    dy = (g[1:] - g[:-1]).abs().amax(-1) > _STEP_SRGB
+    step[:, 1:] |= dx
+    step[:, :-1] |= dx
+    step[1:] |= dy
+    step[:-1] |= dy
+    return step
 
 
 # ---------------------------------------------------------------------------- second layer
@@ -502,14 +528,14 @@ def _choose(eligible: torch.Tensor, cost: torch.Tensor, need: int) -> torch.Tens
     return chosen | ties.view_as(chosen)
 
 
-def _records_from_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, mask: torch.Tensor
-                         ) -> dict[str, torch.Tensor]:
+def _records_from_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, mask: torch.Tensor,
+                         std_px: torch.Tensor) -> dict[str, torch.Tensor]:
     h, w = mask.shape
     idx = mask.view(-1).nonzero()[:, 0]
     z = px.z.view(-1)[idx]
     return {"p": torch.stack([z * px.xs[idx % w], z * px.ys[idx // w], z]), "n": torch.stack([c.view(-1)[idx] for c in px.n]),
             "c": rgb.view(-1, 3)[idx], "o": opacity.view(-1)[idx], "conf": px.conf.view(-1)[idx],
-            "span": torch.ones_like(z)}
+            "std": std_px.view(-1)[idx]}
 
 
 def _records_from_cells(s: torch.Tensor, whole: torch.Tensor, span: int) -> dict[str, torch.Tensor]:
@@ -517,7 +543,7 @@ def _records_from_cells(s: torch.Tensor, whole: torch.Tensor, span: int) -> dict
     cnt = sel[:, _CNT:_CNT + 1]
     return {"p": (sel[:, _P] / cnt).T.contiguous(), "n": F.normalize(sel[:, _N], dim=-1).T.contiguous(), "c": sel[:, _C] / cnt,
             "o": sel[:, _O] / cnt[:, 0], "conf": sel[:, _CF] / cnt[:, 0],
-            "span": torch.full((sel.shape[0],), float(span), device=s.device)}
+            "std": torch.full((sel.shape[0],), _SIGMA_CELLS * span, device=s.device)}
 
 
 # ---------------------------------------------------------------------------- colour fit
@@ -634,7 +660,7 @@ def reconstruct(
         m2, cap = layer2["o"].shape[0], int(budget * _L2_MAX_SHARE)
         if m2 > cap:  # keep an even spread of the band
             layer2 = _take(layer2, torch.linspace(0, m2 - 1, cap, device=dev).round().long())
-        layer2["span"] = torch.ones(layer2["o"].shape[0], device=dev)
+        layer2["std"] = torch.full((layer2["o"].shape[0],), _SIGMA_CELLS, device=dev)
     budget1 = budget - (layer2["o"].shape[0] if layer2 else 0)
 
     count = int(px.valid.sum())
@@ -660,7 +686,8 @@ def reconstruct(
             report(progress, 0.3 + 0.3 * (phase * _MAX_LEVELS + lv) / (2 * _MAX_LEVELS), f"merging level {lv}")
 
     report(progress, 0.6, "fitting splat shapes")
-    parts = [_records_from_pixels(px, rgb, opacity, alone)]
+    std_px = torch.where(_colour_steps(rgb), _STEP_SIGMA_CELLS, _SIGMA_CELLS)
+    parts = [_records_from_pixels(px, rgb, opacity, alone, std_px)]
     parts += [_records_from_cells(lev.sums, lev.whole, 2 ** (lv + 1)) for lv, lev in enumerate(levels)]
     per_level = [int(p["o"].shape[0]) for p in parts]
     if layer2 is not None:
@@ -680,7 +707,7 @@ def reconstruct(
     chunk = max(1, n_out) if dev.type == "cuda" else _CHUNK
     for i in range(0, n_out, chunk):
         j = min(i + chunk, n_out)
-        q_cam, scales[i:j] = _footprint(rec["p"][:, i:j], rec["n"][:, i:j], rec["span"][i:j], f)
+        q_cam, scales[i:j] = _footprint(rec["p"][:, i:j], rec["n"][:, i:j], rec["std"][i:j], f)
         quats[i:j] = torch.stack(q_cam, -1)
     in_camera = Splats(means=rec["p"].T, quats=quats, scales=scales,
                        opacities=rec["o"].clamp(1e-4, _OPACITY_MAX).contiguous(), colors=rec["c"].contiguous(),
