@@ -14,7 +14,8 @@ The algorithm (see docs/reconstruction.md):
    pixel is off both sides' surfaces and stays faint, so nothing opaque bridges an edge.
 4. Each splat is the pixel's footprint on its tangent plane: the exact Jacobian of the
    ray–plane intersection gives two in-plane axes and scales (stretched by the slant), and
-   the third axis — the normal — is thin.
+   the third axis — the normal — is thin. Pixels on a colour step get a narrow footprint, so
+   the blending order a moved camera sees matters little there.
 5. Over the splat budget, 2x2 blocks (then 4x4, ...) of coplanar, confident pixels merge into one
    splat: first the flat, low-texture ones, as far up the levels as they go, then the cheapest of
    the rest; whatever still exceeds the budget is pruned by lowest opacity x confidence.
