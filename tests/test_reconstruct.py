@@ -30,6 +30,12 @@ def _image(h=H, w=W, seed=0):
     return np.random.default_rng(seed).uniform(0.05, 0.9, (h, w, 3)).astype(np.float32)
 
 
+def _smooth_image(h=H, w=W):
+    """[h, w, 3] linear colours that change by far less than a colour step between neighbours."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([0.2 + 0.5 * x / w, 0.3 + 0.4 * y / h, np.full((h, w), 0.5)], -1).astype(np.float32)
+
+
 def _project_cov(splats, cam):
     """[N, 2, 2] image-space covariance of each splat's in-plane part (pixels^2), by the perspective Jacobian."""
     q = splats.quats.double().numpy()
@@ -56,7 +62,7 @@ def _project_cov(splats, cam):
 
 def test_fronto_wall_splats_are_pixel_footprints():
     cam = _camera()
-    img = _image()
+    img = _smooth_image()
     sc = reconstruct(img, _wall(cam), cam, max_splats=W * H, second_layer=False, fit_colors=False, device="cpu")
     sp = sc.splats
     assert len(sp) == W * H and sc.meta["merges_per_level"] == []
@@ -70,6 +76,25 @@ def test_fronto_wall_splats_are_pixel_footprints():
     np.testing.assert_allclose(torch.linalg.norm(sp.quats, dim=1).numpy(), 1.0, atol=1e-6)
 
 
+def test_pixels_on_colour_steps_get_small_footprints():
+    # Two flat halves of the wall meet in a colour step: the two columns at the step project to
+    # 0.1-pixel Gaussians (little overlap, so a moved camera's blending order matters little),
+    # every other pixel to 0.6-pixel ones; noise is all steps.
+    cam = _camera()
+    img = np.full((H, W, 3), 0.05, np.float32)
+    img[:, W // 2:] = 0.8
+    sp = reconstruct(img, _wall(cam), cam, max_splats=W * H, second_layer=False, device="cpu").splats
+    uv, _ = cam.project(sp.means.numpy())
+    col = np.floor(uv[:, 0]).astype(int)
+    step = (col == W // 2 - 1) | (col == W // 2)
+    cov = _project_cov(sp, cam)
+    assert step.sum() == 2 * H
+    np.testing.assert_allclose(cov[step, 0, 0], 0.01, rtol=1e-3)
+    np.testing.assert_allclose(cov[~step, 0, 0], 0.36, rtol=1e-3)
+    noise = reconstruct(_image(), _wall(cam), cam, max_splats=W * H, second_layer=False, device="cpu").splats
+    assert np.median(_project_cov(noise, cam)[:, 1, 1]) == pytest.approx(0.01, rel=1e-3)
+
+
 def test_slanted_ground_footprints_stretch_with_the_slant():
     # Looking down at a ground plane: footprints on it project to the same 0.6-pixel circles,
     # so in 3D they are long along the view direction and thin along the normal (world Z).
@@ -78,7 +103,7 @@ def test_slanted_ground_footprints_stretch_with_the_slant():
     rays = cam.unproject(uv, np.ones(len(uv))) - cam.position
     t = -cam.position[2] / rays[:, 2]
     depth = (t * 1.0).reshape(H, W).astype(np.float32)  # planar z = t for unit-z rays
-    sc = reconstruct(_image(), depth, cam, max_splats=W * H, second_layer=False, device="cpu")
+    sc = reconstruct(_smooth_image(), depth, cam, max_splats=W * H, second_layer=False, device="cpu")
     sp = sc.splats
     np.testing.assert_allclose(sp.means[:, 2].numpy(), 0.0, atol=1e-4)
     cov = _project_cov(sp, cam)
@@ -106,6 +131,13 @@ def test_confidence_and_opacity_drop_at_depth_edges_and_flying_pixels():
     assert flying.sum() == 40 and interior.sum() > 1000
     assert sp.confidence[flying].max() < 0.05 and sp.opacities[flying].max() < 0.15
     assert sp.confidence[interior].min() > 0.99 and sp.opacities[interior].min() > 0.98
+    # The box's outermost columns and the wall next to the edge continue their own surfaces: true
+    # samples, opaque (sharp silhouettes) though their depth confidence is low.
+    box_edge = (np.abs(z - 3.0) < 1e-3) & ((col == 60) | (col == 99)) & (row > 42) & (row < 77)
+    wall_edge = (np.abs(z - 8.0) < 1e-3) & ((col == 58) | (col == 100)) & (row > 42) & (row < 77)
+    assert box_edge.sum() == 2 * 34 and wall_edge.sum() == 2 * 34
+    assert sp.confidence[box_edge].max() < 0.5 and sp.confidence[wall_edge].max() < 0.5
+    assert sp.opacities[box_edge].min() > 0.98 and sp.opacities[wall_edge].min() > 0.98
     # No opaque splat bridges foreground and background.
     between = (z > 3.05) & (z < 7.9)
     assert sp.opacities[between].max() < 0.15

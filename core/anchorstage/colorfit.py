@@ -38,11 +38,11 @@ __all__ = ["DEFAULT_ITERATIONS", "DEFAULT_TIKHONOV", "MIN_WEIGHT", "WitnessWeigh
            "stacked_weights", "solve_colors"]
 
 #: Conjugate-gradient iterations (each one pass over the recorded pairs).
-DEFAULT_ITERATIONS = 5
+DEFAULT_ITERATIONS = 7
 #: Weight of the pull towards the pixel colours, relative to one pixel's squared error: smaller
 #: reproduces the photo closer (its sharpest detail) with more extreme colours, which moved
 #: cameras then show (docs/reconstruction.md has the measured trade-off).
-DEFAULT_TIKHONOV = 0.04
+DEFAULT_TIKHONOV = 0.03
 #: Pairs blending less than this are left out of the fit (about 40 % of them; the render keeps them).
 MIN_WEIGHT = 2e-3
 

@@ -9,10 +9,13 @@ The algorithm (see docs/reconstruction.md):
    never reach across a depth edge or around a crease.
 3. Depth confidence from the second difference of inverse depth (zero on any plane, large at
    discontinuities and on "flying" pixels between foreground and background), times the
-   caller's confidence; it sets each splat's opacity, so nothing opaque bridges an edge.
+   caller's confidence. Opacity follows the one-sided version: a pixel whose depth continues
+   the surface on one side is a true sample and stays opaque (sharp silhouettes), a flying
+   pixel is off both sides' surfaces and stays faint, so nothing opaque bridges an edge.
 4. Each splat is the pixel's footprint on its tangent plane: the exact Jacobian of the
    ray–plane intersection gives two in-plane axes and scales (stretched by the slant), and
-   the third axis — the normal — is thin.
+   the third axis — the normal — is thin. Pixels on a colour step get a narrow footprint, so
+   the blending order a moved camera sees matters little there.
 5. Over the splat budget, 2x2 blocks (then 4x4, ...) of coplanar, confident pixels merge into one
    splat: first the flat, low-texture ones, as far up the levels as they go, then the cheapest of
    the rest; whatever still exceeds the budget is pruned by lowest opacity x confidence.
@@ -51,6 +54,8 @@ __all__ = ["reconstruct", "default_max_splats", "DEFAULT_SPLATS_PER_PIXEL"]
 DEFAULT_SPLATS_PER_PIXEL = 1_000_000 / (1920 * 1080)
 
 _SIGMA_CELLS = 0.6  # splat std along the surface, in pixel (cell) spans: neighbours overlap, no gaps
+_STEP_SIGMA_CELLS = 0.1  # the same for a single pixel on a colour step: little overlap, order-robust
+_STEP_SRGB = 0.1  # sRGB-encoded change to a 4-neighbour (any channel) that makes a colour step
 _THIN = 0.1  # normal-axis scale relative to the smaller in-plane scale
 _MIN_COS = 0.05  # grazing clamp on |cos(normal, ray)|: at most 20x elongation
 _EDGE_TAU = 0.03  # relative second difference of inverse depth at which confidence falls to 1/e
@@ -129,7 +134,7 @@ def _fit_camera(camera: Camera, width: int, height: int, notes: list[str]) -> Ca
 
 
 # ---------------------------------------------------------------------------- geometry helpers
-def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
+def _footprint(p: torch.Tensor, n: torch.Tensor, std_px: torch.Tensor, f: float
                ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """Each cell's footprint on its tangent plane as a flat 3D Gaussian.
 
@@ -139,7 +144,8 @@ def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
     Args:
         p: [3, M] cell centres (rows x, y, z), metres, camera frame (OpenCV).
         n: [3, M] unit normals facing the camera, camera frame.
-        span: [M] cell size in pixels (1 for a pixel, 2^L for a merged block).
+        std_px: [M] footprint standard deviation in photo pixels (the cell span in pixels times
+            its std in cells).
         f: focal length in pixels.
 
     Returns:
@@ -153,7 +159,7 @@ def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
     lim = _MIN_COS * torch.sqrt(dx * dx + dy * dy + 1.0)
     nd = torch.where(nd.abs() < lim, -lim, nd)  # bound the slant: grazing surfaces would be unbounded
     gx, gy = nx / nd, ny / nd
-    # The footprint Jacobian is (z span / f) (I - d g^T)[:, :2] with g = n / (n . d); its 2x2 Gram
+    # The footprint Jacobian is (z / f) (I - d g^T)[:, :2] per pixel with g = n / (n . d); its 2x2 Gram
     # matrix [[a, b], [b, c]] = I - g d^T - d g^T + |d|^2 g g^T (top-left block).
     d2 = dx * dx + dy * dy + 1.0
     a = 1.0 - 2.0 * gx * dx + d2 * gx * gx
@@ -175,7 +181,7 @@ def _footprint(p: torch.Tensor, n: torch.Tensor, span: torch.Tensor, f: float
     inv = torch.rsqrt(a1x * a1x + a1y * a1y + a1z * a1z)
     a1x, a1y, a1z = a1x * inv, a1y * inv, a1z * inv
     a2 = (ny * a1z - nz * a1y, nz * a1x - nx * a1z, nx * a1y - ny * a1x)  # n x a1: right-handed frame
-    k = _SIGMA_CELLS * p[2] * span / f
+    k = p[2] * std_px / f
     s2 = k * lam2.sqrt()
     scales = torch.stack([k * lam1.sqrt(), s2, _THIN * s2], -1)
     return quat_from_axes((a1x, a1y, a1z), a2, (nx, ny, nz)), scales
@@ -234,6 +240,26 @@ def _second_diff(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor
     return e / w.clamp_min(1e-30)
 
 
+def _one_sided_second_diff(w: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor:
+    """[H, W] the smallest of the second differences of ``w`` centred on a pixel and on its two
+    neighbours along ``dim`` (each over three valid pixels), relative to ``w``; 0 where none exists.
+
+    A pixel on a depth edge whose depth continues one side's surface (a true sample of it) scores
+    ~0 from that side; a "flying" pixel between two surfaces is off both sides' lines and scores high.
+    """
+    n = w.shape[dim]
+    if n < 3:
+        return torch.zeros_like(w)
+    ok = valid.narrow(dim, 0, n - 2) & valid.narrow(dim, 1, n - 2) & valid.narrow(dim, 2, n - 2)
+    sd = w.narrow(dim, 0, n - 2) + w.narrow(dim, 2, n - 2) - 2 * w.narrow(dim, 1, n - 2)
+    sd = torch.where(ok, sd.abs(), math.inf)  # centred on 1..n-2
+    pad = (2, 2) if dim == 1 else (0, 0, 2, 2)
+    sp = F.pad(sd, pad, value=math.inf)  # sp index i + 1 holds the difference centred on i
+    best = torch.minimum(torch.minimum(sp.narrow(dim, 0, n), sp.narrow(dim, 1, n)), sp.narrow(dim, 2, n))
+    best = torch.where(torch.isinf(best), 0.0, best)
+    return best / w.clamp_min(1e-30)
+
+
 @dataclass
 class _Pixels:
     """Per-pixel maps, all [H, W] (camera frame, OpenCV; metres).
@@ -246,6 +272,7 @@ class _Pixels:
     valid: torch.Tensor
     n: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # 3 x [H, W] unit normal components, facing the camera
     conf: torch.Tensor
+    solid: torch.Tensor  # [H, W] in [0, 1]: the depth is a true sample of some surface (sets opacity)
     xs: torch.Tensor
     ys: torch.Tensor
 
@@ -272,7 +299,33 @@ def _pixel_geometry(depth: torch.Tensor, camera: Camera) -> _Pixels:
     vpad = F.pad(valid, (1, 1, 1, 1), value=True)
     border = ~(vpad[:-2, 1:-1] & vpad[2:, 1:-1] & vpad[1:-1, :-2] & vpad[1:-1, 2:])
     conf = torch.where(valid, torch.where(border, conf * _SKY_EDGE_CONF, conf), 0.0)
-    return _Pixels(z=torch.where(valid, depth, 0.0), valid=valid, n=n, conf=conf, xs=xs, ys=ys)
+    e1 = torch.maximum(_one_sided_second_diff(inv, valid, 0), _one_sided_second_diff(inv, valid, 1))
+    solid = torch.exp(-((e1 / _EDGE_TAU) ** 2))
+    solid = torch.where(valid, torch.where(border, solid * _SKY_EDGE_CONF, solid), 0.0)
+    return _Pixels(z=torch.where(valid, depth, 0.0), valid=valid, n=n, conf=conf, solid=solid, xs=xs, ys=ys)
+
+
+def _colour_steps(rgb: torch.Tensor) -> torch.Tensor:
+    """[H, W] bool: pixels on a colour step (a 4-neighbour differs by more than ``_STEP_SRGB``
+    in some sRGB-encoded channel).
+
+    Overlapping splats blend in depth order, which a moved camera changes; where neighbours
+    differ strongly the colour fit's compensation of the photo's order shows as seams, so those
+    pixels get small footprints (the renderer's low-pass still closes the gaps).
+
+    Args:
+        rgb: [H, W, 3] linear colours.
+    """
+    x = rgb.clamp(0.0, 1.0)
+    g = torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
+    step = torch.zeros(rgb.shape[:2], dtype=torch.bool, device=rgb.device)
+    dx = (g[:, 1:] - g[:, :-1]).abs().amax(-1) > _STEP_SRGB
+    dy = (g[1:] - g[:-1]).abs().amax(-1) > _STEP_SRGB
+    step[:, 1:] |= dx
+    step[:, :-1] |= dx
+    step[1:] |= dy
+    step[:-1] |= dy
+    return step
 
 
 # ---------------------------------------------------------------------------- second layer
@@ -476,14 +529,14 @@ def _choose(eligible: torch.Tensor, cost: torch.Tensor, need: int) -> torch.Tens
     return chosen | ties.view_as(chosen)
 
 
-def _records_from_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, mask: torch.Tensor
-                         ) -> dict[str, torch.Tensor]:
+def _records_from_pixels(px: _Pixels, rgb: torch.Tensor, opacity: torch.Tensor, mask: torch.Tensor,
+                         std_px: torch.Tensor) -> dict[str, torch.Tensor]:
     h, w = mask.shape
     idx = mask.view(-1).nonzero()[:, 0]
     z = px.z.view(-1)[idx]
     return {"p": torch.stack([z * px.xs[idx % w], z * px.ys[idx // w], z]), "n": torch.stack([c.view(-1)[idx] for c in px.n]),
             "c": rgb.view(-1, 3)[idx], "o": opacity.view(-1)[idx], "conf": px.conf.view(-1)[idx],
-            "span": torch.ones_like(z)}
+            "std": std_px.view(-1)[idx]}
 
 
 def _records_from_cells(s: torch.Tensor, whole: torch.Tensor, span: int) -> dict[str, torch.Tensor]:
@@ -491,7 +544,7 @@ def _records_from_cells(s: torch.Tensor, whole: torch.Tensor, span: int) -> dict
     cnt = sel[:, _CNT:_CNT + 1]
     return {"p": (sel[:, _P] / cnt).T.contiguous(), "n": F.normalize(sel[:, _N], dim=-1).T.contiguous(), "c": sel[:, _C] / cnt,
             "o": sel[:, _O] / cnt[:, 0], "conf": sel[:, _CF] / cnt[:, 0],
-            "span": torch.full((sel.shape[0],), float(span), device=s.device)}
+            "std": torch.full((sel.shape[0],), _SIGMA_CELLS * span, device=s.device)}
 
 
 # ---------------------------------------------------------------------------- colour fit
@@ -596,8 +649,9 @@ def reconstruct(
     px = _pixel_geometry(depth, cam)
     if conf_np is not None:
         px.conf = px.conf * torch.from_numpy(conf_np).to(dev)
+        px.solid = px.solid * torch.from_numpy(conf_np).to(dev)
     depth_conf = px.conf.cpu().numpy().astype(np.float32)
-    opacity = _OPACITY_MAX * (_OPACITY_FLOOR + (1 - _OPACITY_FLOOR) * px.conf)
+    opacity = _OPACITY_MAX * (_OPACITY_FLOOR + (1 - _OPACITY_FLOOR) * px.solid)
     f = cam.focal_px
 
     report(progress, 0.3, "second layer" if second_layer else "merging")
@@ -607,7 +661,7 @@ def reconstruct(
         m2, cap = layer2["o"].shape[0], int(budget * _L2_MAX_SHARE)
         if m2 > cap:  # keep an even spread of the band
             layer2 = _take(layer2, torch.linspace(0, m2 - 1, cap, device=dev).round().long())
-        layer2["span"] = torch.ones(layer2["o"].shape[0], device=dev)
+        layer2["std"] = torch.full((layer2["o"].shape[0],), _SIGMA_CELLS, device=dev)
     budget1 = budget - (layer2["o"].shape[0] if layer2 else 0)
 
     count = int(px.valid.sum())
@@ -633,7 +687,8 @@ def reconstruct(
             report(progress, 0.3 + 0.3 * (phase * _MAX_LEVELS + lv) / (2 * _MAX_LEVELS), f"merging level {lv}")
 
     report(progress, 0.6, "fitting splat shapes")
-    parts = [_records_from_pixels(px, rgb, opacity, alone)]
+    std_px = torch.where(_colour_steps(rgb), _STEP_SIGMA_CELLS, _SIGMA_CELLS)
+    parts = [_records_from_pixels(px, rgb, opacity, alone, std_px)]
     parts += [_records_from_cells(lev.sums, lev.whole, 2 ** (lv + 1)) for lv, lev in enumerate(levels)]
     per_level = [int(p["o"].shape[0]) for p in parts]
     if layer2 is not None:
@@ -653,7 +708,7 @@ def reconstruct(
     chunk = max(1, n_out) if dev.type == "cuda" else _CHUNK
     for i in range(0, n_out, chunk):
         j = min(i + chunk, n_out)
-        q_cam, scales[i:j] = _footprint(rec["p"][:, i:j], rec["n"][:, i:j], rec["span"][i:j], f)
+        q_cam, scales[i:j] = _footprint(rec["p"][:, i:j], rec["n"][:, i:j], rec["std"][i:j], f)
         quats[i:j] = torch.stack(q_cam, -1)
     in_camera = Splats(means=rec["p"].T, quats=quats, scales=scales,
                        opacities=rec["o"].clamp(1e-4, _OPACITY_MAX).contiguous(), colors=rec["c"].contiguous(),
