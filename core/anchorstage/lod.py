@@ -8,8 +8,10 @@ area = product of its two largest scales):
 
 * mean ``μ = Σ w μ_i / Σ w``; covariance ``Σ = Σ w (Σ_i + (μ_i - μ)(μ_i - μ)ᵀ) / Σ w``, whose
   eigen-decomposition gives the parent's scales and rotation;
-* opacity ``min(1 - Π(1 - o_i), Σ o_i A_i / A)``: never more than the children stacked, never
-  more coverage than they had spread over the parent's area;
+* opacity, set per frame where the node is drawn: ``min(1 - Π(1 - o_i), Σ o_i (A_i + b²) / (A + b²))``
+  over the splats below it, ``b`` the projection's low-pass radius (``sqrt(EPS2D)`` pixels) at the
+  node's depth: never more than the splats stacked, never more coverage than they had, each
+  blurred as the rasterizer blurs it, spread over the parent's blurred area;
 * colour, SH coefficients and confidence weighted by ``w``; the region of the heaviest child;
 * a bounding radius that holds every descendant's 3.33-sigma sphere (what projection keeps).
 
@@ -44,7 +46,7 @@ from .splats import Splats
 __all__ = ["LodLevel", "LodTree", "LodCut", "build_lod", "cut", "tree_for", "fingerprint", "DEFAULT_THRESHOLD_PX", "MIN_SPLATS"]
 
 #: A node smaller than this (largest standard deviation, pixels) is drawn in place of its subtree.
-DEFAULT_THRESHOLD_PX = 0.6
+DEFAULT_THRESHOLD_PX = 0.3
 #: Scenes with fewer splats render without level of detail (the full render is fast there).
 MIN_SPLATS = 200_000
 #: Projection keeps a splat out to 3.33 sigma (``projection.project``'s ``extend`` cap).
@@ -67,12 +69,14 @@ class LodLevel:
         means: [M, 3] centres, metres, world frame.
         quats: [M, 4] unit rotations, wxyz.
         scales: [M, 3] standard deviations, metres.
-        opacities: [M] in [0, 1].
+        opacities: [M] in [0, 1]: ``1 - Π(1 - o_i)`` over the splats below (the per-frame opacity's cap).
         colors: [M, 3] linear Rec.709.
         confidence: [M] in [0, 1].
         region_ids: [M] int32 region index (-1 none).
         sh_rest: [M, K, 3] SH coefficients of degrees 1.. (the leaves' K), or None.
         radius: [M] metres: a sphere about ``means`` holding every descendant's 3.33-sigma sphere.
+        opacity_sum: [M] ``Σ o_i`` over the splats below.
+        area_sum: [M] m², ``Σ o_i A_i`` over the splats below (A: product of the two largest scales).
         child_start: [M + 1] int64: node j's children are rows ``child_start[j]:child_start[j + 1]``
             of the level below (for the first level: positions in ``LodTree.leaf_order``).
     """
@@ -86,6 +90,8 @@ class LodLevel:
     region_ids: np.ndarray
     sh_rest: Optional[np.ndarray]
     radius: np.ndarray
+    opacity_sum: np.ndarray
+    area_sum: np.ndarray
     child_start: np.ndarray
 
     def __len__(self) -> int:
@@ -228,8 +234,11 @@ def _merge(src: dict, rows: np.ndarray, starts: np.ndarray) -> dict:
 
     quats = torch.stack(quat_from_axes(*cols), dim=1).numpy()
     union = 1.0 - np.exp(np.add.reduceat(np.log1p(-np.minimum(o, 1.0 - 1e-7)), starts))
-    cover = np.add.reduceat(o * area, starts) / np.maximum(scales[:, 1] * scales[:, 2], 1e-30)
-    opac = np.clip(np.minimum(union, cover), 0.0, 1.0)
+    if "opacity_sum" in src:
+        osum = np.add.reduceat(src["opacity_sum"][rows].astype(np.float64), starts)
+        asum = np.add.reduceat(src["area_sum"][rows].astype(np.float64), starts)
+    else:
+        osum, asum = np.add.reduceat(o, starts), np.add.reduceat(o * area, starts)
     # Heaviest child per group: sort by (group, -w), take each group's first.
     group = np.repeat(np.arange(len(starts)), counts)
     heaviest = np.lexsort((-w, group))[starts]
@@ -237,7 +246,8 @@ def _merge(src: dict, rows: np.ndarray, starts: np.ndarray) -> dict:
     radius = np.maximum(np.maximum.reduceat(reach, starts), _SIGMA_EXTENT * scales[:, 2])
     out = {
         "means": mu.astype(np.float32), "quats": quats.astype(np.float32), "scales": scales.astype(np.float32),
-        "opacities": opac.astype(np.float32), "colors": wmean(src["colors"][rows].astype(np.float64)).astype(np.float32),
+        "opacities": np.clip(union, 0.0, 1.0).astype(np.float32), "opacity_sum": osum.astype(np.float32),
+        "area_sum": asum.astype(np.float32), "colors": wmean(src["colors"][rows].astype(np.float64)).astype(np.float32),
         "confidence": wmean(src["confidence"][rows].astype(np.float64)).astype(np.float32),
         "region_ids": np.asarray(src["region_ids"][rows][heaviest], dtype=np.int32),
         "radius": radius.astype(np.float32),
@@ -350,6 +360,14 @@ class _Frustum:
         return ok
 
 
+def _opacity(lv: LodLevel, i: np.ndarray, scales: torch.Tensor, z: torch.Tensor, fx: float) -> torch.Tensor:
+    """Merged nodes' opacity for this frame (module docstring): coverage of the blurred splats below."""
+    b2 = (math.sqrt(EPS2D) / fx * z) ** 2  # the low-pass radius at the node's depth, squared, m²
+    s = torch.sort(scales, dim=1).values
+    cover = (torch.from_numpy(lv.area_sum[i]) + torch.from_numpy(lv.opacity_sum[i]) * b2) / (s[:, 1] * s[:, 2] + b2)
+    return torch.minimum(torch.from_numpy(lv.opacities[i]), cover).clamp_(0.0, 1.0)
+
+
 def _take(arr: np.ndarray, idx: torch.Tensor) -> np.ndarray:
     return arr[idx.numpy()]
 
@@ -391,7 +409,7 @@ def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEF
 def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float) -> LodCut:
     """The body of :func:`cut` once inputs are checked."""
     fr = _Frustum(camera)
-    parts: list[tuple[LodLevel, torch.Tensor]] = []
+    parts: list[tuple[LodLevel, torch.Tensor, torch.Tensor]] = []
     culled = 0
     cand = torch.arange(len(tree.levels[-1]), dtype=torch.int64) if tree.levels else None
     for lv in reversed(tree.levels):
@@ -403,7 +421,7 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float) -> 
         z = p[:, 2]
         size_px = fr.fx * torch.from_numpy(_take(lv.scales, cand)).amax(1) / z.clamp(min=1e-9)
         expand = (size_px >= threshold_px) | (z - radius <= fr.near)
-        parts.append((lv, cand[~expand]))
+        parts.append((lv, cand[~expand], z[~expand]))
         cs = torch.from_numpy(lv.child_start)
         e = cand[expand]
         cand = _ranges(cs[e], cs[e + 1])
@@ -414,13 +432,14 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float) -> 
     leaves = keep.nonzero().squeeze(1)
     drawn = [{k: None if t is None else t[leaves] for k, t in splats._tensors().items()}]
     merged = 0
-    for lv, idx in parts:
+    for lv, idx, z in parts:
         if len(idx):
             merged += len(idx)
             i = idx.numpy()
-            drawn.append({k: None if getattr(lv, k) is None else torch.from_numpy(getattr(lv, k)[i])
-                          for k in ("means", "quats", "scales", "opacities", "colors", "confidence", "region_ids",
-                                    "sh_rest")})
+            node = {k: None if getattr(lv, k) is None else torch.from_numpy(getattr(lv, k)[i])
+                    for k in ("means", "quats", "scales", "colors", "confidence", "region_ids", "sh_rest")}
+            node["opacities"] = _opacity(lv, i, node["scales"], z, fr.fx)
+            drawn.append(node)
     tensors = {k: None if drawn[0][k] is None else torch.cat([d[k] for d in drawn]) for k in drawn[0]}
     out = Splats(**tensors, sh_encoding=splats.sh_encoding)
     return LodCut(splats=out, leaves=leaves, merged=merged, culled=culled)

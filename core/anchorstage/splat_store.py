@@ -40,7 +40,7 @@ LOD_DIR = "lod"
 _LOD_VERSION = 1
 _SPLAT_FIELDS = {"means": ("f", (3,)), "quats": ("f", (4,)), "scales": ("f", (3,)), "opacities": ("f", ()),
                  "colors": ("f", (3,)), "confidence": ("f", ()), "region_ids": ("i", ())}
-_LEVEL_FIELDS = {**_SPLAT_FIELDS, "radius": ("f", ())}
+_LEVEL_FIELDS = {**_SPLAT_FIELDS, "radius": ("f", ()), "opacity_sum": ("f", ()), "area_sum": ("f", ())}
 
 
 def _save(path: Path, array: np.ndarray, dtype: str) -> None:
