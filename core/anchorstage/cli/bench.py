@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-NAMES = ("reconstruct", "render", "depth", "segment", "fidelity", "refresh", "viewport", "generate")
+NAMES = ("reconstruct", "render", "depth", "segment", "fidelity", "refresh", "viewport", "generate", "scale")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
