@@ -252,3 +252,21 @@ def test_corrupt_hierarchy_is_refused(plane, small_limits, tmp_path):
     np.save(folder / "lod" / "level1_child_start.npy", cs)
     with pytest.raises(InputError, match="child_start"):
         load_scene(folder)
+
+
+def test_cli_no_lod_renders_exactly(plane, small_limits, tmp_path):
+    """``anchorstage render --no-lod`` is the exact frame; without it a big scene renders through its hierarchy."""
+    from anchorstage.cli import main
+    from anchorstage.exr import read_exr
+
+    sp, _ = plane
+    folder = save_scene(_scene(sp), tmp_path / "s")
+    cam = _camera()
+    (tmp_path / "cam.json").write_text(json.dumps(cam.to_json_dict()))
+    for flag, name in (([], "lod.exr"), (["--no-lod"], "exact.exr")):
+        assert main(["render", str(folder), "--camera", str(tmp_path / "cam.json"), "--out", str(tmp_path / name),
+                     "--passes", "color,alpha", *flag]) == 0
+    lod, exact = read_exr(tmp_path / "lod.exr"), read_exr(tmp_path / "exact.exr")
+    truth = render(sp, cam, ["color"])["color"].numpy()
+    np.testing.assert_allclose(exact["color"], truth, atol=1e-3)  # EXR colour is half float
+    assert not np.allclose(lod["color"], exact["color"], atol=1e-3)
