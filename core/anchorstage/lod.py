@@ -59,6 +59,7 @@ _MERGE_BELOW = 0.5  # a level is stored once it has at most this fraction of the
 _ROOT_NODES = 64  # stop building at this many nodes
 _CHUNK = 1 << 18  # nodes merged per piece (bounds the float64 temporaries)
 _FINGERPRINT_SAMPLES = 4096
+_ALL_SPLATS_SHARE = 0.5  # a cut that merges nothing and keeps this share of the splats draws them all
 
 
 @dataclass
@@ -142,13 +143,14 @@ class LodCut:
 
     Attributes:
         splats: what to render: the reached leaves (in input order), then the merged nodes drawn.
-        leaves: [L] int64 indices of the splats drawn as themselves (ascending).
+        leaves: [L] int64 indices of the splats drawn as themselves (ascending), or None when
+            nothing merged and most splats are in view: then ``splats`` is the whole set, as given.
         merged: merged nodes drawn in place of their subtrees.
         culled: nodes and splats dropped by the frustum test (each dropped subtree counts once).
     """
 
     splats: Splats
-    leaves: torch.Tensor
+    leaves: Optional[torch.Tensor]
     merged: int
     culled: int
 
@@ -425,16 +427,24 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float) -> 
         cs = torch.from_numpy(lv.child_start)
         e = cand[expand]
         cand = _ranges(cs[e], cs[e + 1])
-    keep = torch.zeros(len(splats), dtype=torch.bool)
-    keep[torch.from_numpy(_take(tree.leaf_order, cand)) if tree.levels else slice(None)] = True
+    n = len(splats)
+    leaf_ids = torch.from_numpy(_take(tree.leaf_order, cand)) if tree.levels else None
+    if leaf_ids is not None and len(leaf_ids) and (int(leaf_ids.min()) < 0 or int(leaf_ids.max()) >= n):
+        raise InputError(f"level of detail: the hierarchy's leaf order holds indices outside [0, {n:,})")
+    merged = sum(len(idx) for _, idx, _ in parts)
+    if merged == 0 and (leaf_ids is None or len(leaf_ids) >= _ALL_SPLATS_SHARE * n):
+        # Nothing merged and most splats in view: the set as it is renders the same (projection
+        # culls the rest) without copying it.
+        splats.ensure_finite()
+        return LodCut(splats=splats, leaves=None, merged=0, culled=culled)
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[leaf_ids] = True
     # Input order (a cut at threshold 0 renders exactly like the whole set), read front to back
     # of the arrays; leaves are culled by projection itself.
     leaves = keep.nonzero().squeeze(1)
     drawn = [{k: None if t is None else t[leaves] for k, t in splats._tensors().items()}]
-    merged = 0
     for lv, idx, z in parts:
         if len(idx):
-            merged += len(idx)
             i = idx.numpy()
             node = {k: None if getattr(lv, k) is None else torch.from_numpy(getattr(lv, k)[i])
                     for k in ("means", "quats", "scales", "colors", "confidence", "region_ids", "sh_rest")}
