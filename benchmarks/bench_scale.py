@@ -170,7 +170,7 @@ def plot(rows: list[dict], recon: list[dict], path: Path) -> None:
             series_a.setdefault(lab, []).append((r["splats"], r["median_s"]))
         if r["lod"] == "on":
             w, h = RESOLUTIONS[r["res"]]
-            series_b.setdefault(f"{r['kind']} {r['splats'] / 1e6:g}M", []).append((w * h, r["median_s"]))
+            series_b.setdefault(f"{r['kind']} {r['splats'] / 1e6:.1f}M splats", []).append((w * h, r["median_s"]))
     if recon:
         series_b["reconstruct"] = [(r["photo"][0] * r["photo"][1], r["median_s"]) for r in recon if "median_s" in r]
     panels = [("render time vs splats (1280x720, all passes)", "splats", series_a),
