@@ -238,6 +238,8 @@ def test_memory_mapped_bad_values_are_refused(plane, small_limits, tmp_path):
     sc = load_scene(folder)  # opening reads headers only
     with pytest.raises(InputError, match="non-finite"):
         render_frame(sc, _camera(), ["color"], lod=False)
+    with pytest.raises(InputError, match="non-finite"):  # through the cut (the hierarchy built on demand)
+        render_frame(sc, _camera(), ["color"])
     # A header of another shape is refused when the folder is opened.
     np.save(folder / "splats_mmap" / "scales.npy", np.zeros((len(sp), 2), np.float32))
     with pytest.raises(InputError, match="scales.npy"):

@@ -283,13 +283,14 @@ def build_lod(splats: Splats) -> LodTree:
         The :class:`LodTree` (numpy arrays in host memory).
 
     Raises:
-        InputError: no splats.
+        InputError: no splats, or splats with NaN / inf parameters.
     """
     if not isinstance(splats, Splats):
         raise InputError(f"build_lod: splats must be a Splats (got {type(splats).__name__})")
     n = len(splats)
     if n == 0:
         raise InputError("build_lod: no splats to build a hierarchy from")
+    splats.ensure_finite()  # memory-mapped splats are checked as they are read: the build reads them all
 
     def host(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
         return None if t is None else t.detach().cpu().numpy()
@@ -442,17 +443,33 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float) -> 
     # Input order (a cut at threshold 0 renders exactly like the whole set), read front to back
     # of the arrays; leaves are culled by projection itself.
     leaves = keep.nonzero().squeeze(1)
-    drawn = [{k: None if t is None else t[leaves] for k, t in splats._tensors().items()}]
+    del keep
+    nodes = []
     for lv, idx, z in parts:
         if len(idx):
             i = idx.numpy()
             node = {k: None if getattr(lv, k) is None else torch.from_numpy(getattr(lv, k)[i])
                     for k in ("means", "quats", "scales", "colors", "confidence", "region_ids", "sh_rest")}
             node["opacities"] = _opacity(lv, i, node["scales"], z, fr.fx)
-            drawn.append(node)
-    tensors = {k: None if drawn[0][k] is None else torch.cat([d[k] for d in drawn]) for k in drawn[0]}
-    out = Splats(**tensors, sh_encoding=splats.sh_encoding)
-    return LodCut(splats=out, leaves=leaves, merged=merged, culled=culled)
+            nodes.append(node)
+    # One copy of each field: leaves gathered straight into place, merged nodes after them.
+    m = len(leaves) + merged
+    tensors = {}
+    for k, t in splats._tensors().items():
+        if t is None:
+            tensors[k] = None
+            continue
+        out = torch.empty((m, *t.shape[1:]), dtype=t.dtype)
+        torch.index_select(t, 0, leaves, out=out[:len(leaves)])
+        at = len(leaves)
+        for node in nodes:
+            out[at:at + len(node[k])] = node[k]
+            at += len(node[k])
+        tensors[k] = out
+    cut_splats = Splats(**tensors, sh_encoding=splats.sh_encoding, check_finite=False)
+    # Merged nodes (read from a file) are always checked; leaves when their set was not.
+    cut_splats.check_rows_finite(0 if not splats.finite_checked else len(leaves))
+    return LodCut(splats=cut_splats, leaves=leaves, merged=merged, culled=culled)
 
 
 # ------------------------------------------------------------------------------------------ per source

@@ -193,6 +193,17 @@ class Splats:
         """Whether every float parameter has been checked finite (see ``check_finite``)."""
         return self._finite_checked
 
+    def check_rows_finite(self, start: int) -> None:
+        """Check rows ``start:`` finite (the rows before are known to be); then the set counts as checked.
+
+        Raises:
+            InputError: NaN / inf in a splat parameter of those rows (which fields, how many splats).
+        """
+        if start < len(self):
+            tail = {k: None if t is None else t[start:] for k, t in self._tensors().items()}  # views, no copy
+            _refuse_non_finite(Splats(**tail, sh_encoding=self.sh_encoding, check_finite=False), len(self) - start)
+        self._finite_checked = True
+
     def ensure_finite(self) -> None:
         """Check every float parameter now if construction skipped it.
 
