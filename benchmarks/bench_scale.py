@@ -113,7 +113,7 @@ def worker_render(args: argparse.Namespace) -> dict:
     frame = None
     for i in range(args.repeat + 1):  # the first frame builds what a scene lacks and warms the kernels
         t0 = time.perf_counter()
-        frame = render_frame(scene, cam, backend=args.backend, device=device, lod=lod)
+        frame = render_frame(scene, cam, backend=args.backend, device=device, lod=lod, lod_threshold_px=args.lod_threshold)
         if device == "cuda":
             torch.cuda.synchronize()
         if i:
@@ -124,7 +124,10 @@ def worker_render(args: argparse.Namespace) -> dict:
     if lod and scene.lod is not None:
         from anchorstage.lod import cut
 
-        drawn = len(cut(scene.lod, scene.splats, cam).splats)
+        from anchorstage.lod import DEFAULT_THRESHOLD_PX
+
+        drawn = len(cut(scene.lod, scene.splats, cam, DEFAULT_THRESHOLD_PX if args.lod_threshold is None
+                        else args.lod_threshold).splats)
     if args.save_frame:
         np.save(args.save_frame, np.concatenate([frame.passes["color"], frame.passes["alpha"][..., None]], -1))
     return {"open_s": open_s, "rss_after_open_mb": rss_open, "first_frame_s": first,
@@ -252,6 +255,7 @@ def main(argv=None) -> int:
     ap.add_argument("--counts", help="comma-separated splat counts (default 100k,1M,4M,10M)")
     ap.add_argument("--resolutions", help=f"comma-separated, from {', '.join(RESOLUTIONS)}")
     ap.add_argument("--kinds", default="stage,trained", help="scenes: stage, trained")
+    ap.add_argument("--lod-modes", default="on,off", help="LOD settings to run: on, off or both")
     ap.add_argument("--sweep-counts", default="1000000,10000000",
                     help="splat counts whose scenes are also rendered at every resolution (LOD on)")
     ap.add_argument("--repeat", type=int, default=3)
@@ -259,6 +263,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="OUT.json")
     ap.add_argument("--plot", metavar="OUT.png", help="plot file (default: beside --json)")
     ap.add_argument("--no-reconstruct", action="store_true")
+    ap.add_argument("--lod-threshold", type=float, metavar="PX",
+                    help="LOD cut threshold in pixels (default: anchorstage.lod.DEFAULT_THRESHOLD_PX)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
     # worker mode (one configuration per process)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -310,16 +316,18 @@ def main(argv=None) -> int:
         for res in resolutions:
             if res != "720p" and n not in sweep and not args.quick:
                 continue
-            configs = [("torch", "on"), ("torch", "off")] + ([("gsplat", "on"), ("gsplat", "off")] if cuda else [])
+            modes = [m for m in args.lod_modes.split(",") if m in ("on", "off")]
+            configs = [(b, m) for b in (("torch", "gsplat") if cuda else ("torch",)) for m in modes]
             if res != "720p" and not args.quick:
                 configs = [c for c in configs if c[1] == "on"]
             saved = {}
             for backend, lod in configs:
                 fpath = frames / f"{kind}_{n}_{res}_{backend}_{lod}.npy"
+                thr = [] if args.lod_threshold is None else ["--lod-threshold", str(args.lod_threshold)]
                 r = _run_worker(["--scene", str(folder), "--res", res, "--lod", lod, "--backend", backend,
-                                 "--repeat", str(repeat), "--save-frame", str(fpath)], args.timeout)
+                                 "--repeat", str(repeat), "--save-frame", str(fpath), *thr], args.timeout)
                 r.update(kind=kind, splats=facts["splats"], res=res, lod=lod, backend=backend,
-                         ply_read_s=facts.get("ply_read_s"))
+                         ply_read_s=facts.get("ply_read_s"), lod_threshold_px=args.lod_threshold)
                 if "error" not in r:
                     saved[(backend, lod)] = fpath
                 rows.append(r)
