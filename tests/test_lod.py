@@ -206,6 +206,8 @@ def test_scene_saved_with_lod_reloads(plane, small_limits, tmp_path):
             assert np.array_equal(getattr(a, k), getattr(b, k)), k
     cam = _camera()
     assert torch.equal(render(back.splats, cam, ["color"], lod=back.lod)["color"], render(sp, cam, ["color"], lod=tree)["color"])
+    # The saved hierarchy serves the scene and renders of its bare splats (the witness's): nothing is rebuilt.
+    assert lod_mod.tree_for(back) is back.lod and lod_mod.tree_for(back.splats) is back.lod
     # Splats edited after saving: the saved hierarchy no longer matches and is not used.
     (folder / "splats_mmap" / "colors.npy").write_bytes((folder / "splats_mmap" / "colors.npy").read_bytes()[:128]
                                                         + np.zeros((len(sp), 3), "<f4").tobytes())

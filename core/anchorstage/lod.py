@@ -489,14 +489,12 @@ def tree_for(source) -> Optional[LodTree]:
     splats = getattr(source, "splats", source)
     if not isinstance(splats, Splats) or len(splats) < MIN_SPLATS or splats.device.type != "cpu":
         return None
-    tree = getattr(source, "lod", None)
-    if tree is not None and tree._checked_for(splats):
-        return tree
     held = _BUILT.get(id(splats))
-    if held is not None and held[0]() is splats:
-        tree = held[1]
-    else:
-        tree = build_lod(splats)
+    tree = getattr(source, "lod", None)
+    if tree is None or not tree._checked_for(splats):
+        tree = held[1] if held is not None and held[0]() is splats else build_lod(splats)
+    if held is None or held[0]() is not splats:
+        # Kept for the splat object too: a render of the scene's bare splats (the witness's) finds it.
         key = id(splats)
         _BUILT[key] = (weakref.ref(splats, lambda _ref, k=key: _BUILT.pop(k, None)), tree)
     if hasattr(source, "lod"):
