@@ -200,6 +200,7 @@ def test_scene_saved_with_lod_reloads(plane, small_limits, tmp_path):
     folder = save_scene(sc, tmp_path / "s")
     back = load_scene(folder)
     assert back.lod is not None and back.lod.fingerprint == tree.fingerprint
+    assert lod_mod.tree_for(back.splats) is back.lod  # bare splats of a loaded scene find its hierarchy
     assert [len(lv) for lv in back.lod.levels] == [len(lv) for lv in tree.levels]
     for a, b in zip(back.lod.levels, tree.levels):
         for k in ("means", "quats", "scales", "opacities", "colors", "radius", "child_start", "region_ids"):

@@ -43,7 +43,7 @@ from .errors import InputError
 from .projection import EPS2D
 from .splats import Splats
 
-__all__ = ["LodLevel", "LodTree", "LodCut", "build_lod", "cut", "tree_for", "fingerprint", "DEFAULT_THRESHOLD_PX", "MIN_SPLATS"]
+__all__ = ["LodLevel", "LodTree", "LodCut", "build_lod", "cut", "tree_for", "remember", "fingerprint", "DEFAULT_THRESHOLD_PX", "MIN_SPLATS"]
 
 #: A node smaller than this (largest standard deviation, pixels) is drawn in place of its subtree.
 DEFAULT_THRESHOLD_PX = 0.3
@@ -494,10 +494,15 @@ def tree_for(source) -> Optional[LodTree]:
     if tree is None or not tree._checked_for(splats):
         tree = held[1] if held is not None and held[0]() is splats else build_lod(splats)
     if held is None or held[0]() is not splats:
-        # Kept for the splat object too: a render of the scene's bare splats (the witness's) finds it.
-        key = id(splats)
-        _BUILT[key] = (weakref.ref(splats, lambda _ref, k=key: _BUILT.pop(k, None)), tree)
+        remember(splats, tree)
     if hasattr(source, "lod"):
         source.lod = tree
     tree._checked_for(splats)
     return tree
+
+
+def remember(splats: Splats, tree: LodTree) -> None:
+    """Keep ``tree`` for this splat object (as long as it lives), so a render of the bare splats (a
+    scene's witness statistics, say) uses it instead of building another."""
+    key = id(splats)
+    _BUILT[key] = (weakref.ref(splats, lambda _ref, k=key: _BUILT.pop(k, None)), tree)

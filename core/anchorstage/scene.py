@@ -379,6 +379,10 @@ def load_scene(path: str | os.PathLike, *, mmap: bool = True) -> Scene:
         if tree is None or not tree._checked_for(splats):
             notes.append(f"{splat_store.LOD_DIR}/ was built for other splats: rebuilt when a render needs it")
             tree = None
+        else:
+            from .lod import remember
+
+            remember(splats, tree)
     img = _read_exr(sd.image_file, where)
     if not all(c in img for c in "RGB"):
         raise InputError(f"{where}: {sd.image_file.name} lacks R, G, B channels")
