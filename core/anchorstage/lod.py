@@ -215,7 +215,7 @@ def _merge(src: dict, rows: np.ndarray, starts: np.ndarray) -> dict:
     s = src["scales"][rows].astype(np.float64)
     o = src["opacities"][rows].astype(np.float64)
     rot = _rotmats(src["quats"][rows])
-    cov = np.einsum("kij,kj,klj->kil", rot, s * s, rot)
+    cov = (rot * (s * s)[:, None, :]) @ rot.transpose(0, 2, 1)
     s_sorted = np.sort(s, axis=1)
     area = s_sorted[:, 1] * s_sorted[:, 2]
     w = o * area + 1e-30
@@ -291,6 +291,16 @@ def build_lod(splats: Splats) -> LodTree:
     if n == 0:
         raise InputError("build_lod: no splats to build a hierarchy from")
     splats.ensure_finite()  # memory-mapped splats are checked as they are read: the build reads them all
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small torch steps per chunk: OpenMP barriers cost more than they give on a busy CPU
+    try:
+        return _build(splats, n)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(splats: Splats, n: int) -> LodTree:
+    """The body of :func:`build_lod` once inputs are checked."""
 
     def host(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
         return None if t is None else t.detach().cpu().numpy()
