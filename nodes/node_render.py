@@ -20,7 +20,7 @@ class AnchorStageRenderNode(AnchorStageNode, bpy.types.Node):
                                       description="Image that receives the colour pass (empty: none)")
     level_of_detail: bpy.props.BoolProperty(
         name="Level of Detail", default=True,
-        description="Render big scenes (200,000 splats and more) through their level-of-detail hierarchy: "
+        description="Render big scenes (2,000,000 splats and more) through their level-of-detail hierarchy: "
                     "sub-pixel splats drawn through merged parents, off-screen ones culled. Off: every splat, exactly")
 
     required_inputs = ("scene", "camera")

@@ -47,8 +47,10 @@ __all__ = ["LodLevel", "LodTree", "LodCut", "build_lod", "cut", "tree_for", "rem
 
 #: A node smaller than this (largest standard deviation, pixels) is drawn in place of its subtree.
 DEFAULT_THRESHOLD_PX = 0.3
-#: Scenes with fewer splats render without level of detail (the full render is fast there).
-MIN_SPLATS = 200_000
+#: Sets with fewer splats render without level of detail: a stage reconstructed from a photo (one
+#: splat per pixel) seen at a like resolution has no sub-pixel splats to merge, and building the
+#: hierarchy (≈ 3 µs per splat) would cost more than the culling saves.
+MIN_SPLATS = 2_000_000
 #: Projection keeps a splat out to 3.33 sigma (``projection.project``'s ``extend`` cap).
 _SIGMA_EXTENT = 3.33
 #: Pixels the projected box may pass the 3D sphere's footprint: the low-pass (3.33 · sqrt(EPS2D))
