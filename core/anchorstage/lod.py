@@ -441,15 +441,15 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float) -> 
         e = cand[expand]
         cand = _ranges(cs[e], cs[e + 1])
     n = len(splats)
-    leaf_ids = torch.from_numpy(_take(tree.leaf_order, cand)) if tree.levels else None
-    if leaf_ids is not None and len(leaf_ids) and (int(leaf_ids.min()) < 0 or int(leaf_ids.max()) >= n):
-        raise InputError(f"level of detail: the hierarchy's leaf order holds indices outside [0, {n:,})")
     merged = sum(len(idx) for _, idx, _ in parts)
-    if merged == 0 and (leaf_ids is None or len(leaf_ids) >= _ALL_SPLATS_SHARE * n):
+    if merged == 0 and (cand is None or len(cand) >= _ALL_SPLATS_SHARE * n):
         # Nothing merged and most splats in view: the set as it is renders the same (projection
         # culls the rest) without copying it.
         splats.ensure_finite()
         return LodCut(splats=splats, leaves=None, merged=0, culled=culled)
+    leaf_ids = torch.from_numpy(_take(tree.leaf_order, cand)) if tree.levels else torch.arange(n)
+    if len(leaf_ids) and (int(leaf_ids.min()) < 0 or int(leaf_ids.max()) >= n):
+        raise InputError(f"level of detail: the hierarchy's leaf order holds indices outside [0, {n:,})")
     keep = torch.zeros(n, dtype=torch.bool)
     keep[leaf_ids] = True
     # Input order (a cut at threshold 0 renders exactly like the whole set), read front to back
