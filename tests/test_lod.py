@@ -86,10 +86,11 @@ def _away_from_edges(alpha: torch.Tensor, px: int = 2) -> torch.Tensor:
     return (-torch.nn.functional.max_pool2d(-covered, 2 * px + 1, stride=1, padding=px))[0, 0] > 0.5
 
 
-def test_lod_render_is_within_the_documented_bound():
+def test_lod_render_is_within_the_documented_bound(monkeypatch):
     """The benchmark stage at a third of its photo's resolution (splats ~0.2 px, as 10M splats at
     720p): at the default threshold surfaces are >= 40 dB PSNR from the exact frame (colour and
     alpha, pixels 2 px or more from a silhouette), the whole frame >= 38 dB (docs/scale.md)."""
+    monkeypatch.setattr(lod_mod, "_EXACT_SHARE", 1.1)  # always the cut here (it draws ~90 % of the count)
     sp, ref = stage_splats(200_000)
     tree = build_lod(sp)
     cam = ref.with_resolution(ref.width // 3, ref.height // 3).truck(0.3).orbit((0, 0, 1.2), 6.0, 3.0)

@@ -62,6 +62,7 @@ _ROOT_NODES = 64  # stop building at this many nodes
 _CHUNK = 1 << 18  # nodes merged per piece (bounds the float64 temporaries)
 _FINGERPRINT_SAMPLES = 4096
 _ALL_SPLATS_SHARE = 0.5  # a cut that merges nothing and keeps this share of the splats draws them all
+_EXACT_SHARE = 0.8  # a cut drawing this share of the splat count draws the whole set exactly (copying costs more)
 
 
 @dataclass
@@ -146,7 +147,8 @@ class LodCut:
     Attributes:
         splats: what to render: the reached leaves (in input order), then the merged nodes drawn.
         leaves: [L] int64 indices of the splats drawn as themselves (ascending), or None when
-            nothing merged and most splats are in view: then ``splats`` is the whole set, as given.
+            nothing merged and most splats are in view, or the cut would draw 80 % of the count
+            or more: then ``splats`` is the whole set, as given (an exact frame, cheaper than the copy).
         merged: merged nodes drawn in place of their subtrees.
         culled: nodes and splats dropped by the frustum test (each dropped subtree counts once).
     """
@@ -442,9 +444,10 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float) -> 
         cand = _ranges(cs[e], cs[e + 1])
     n = len(splats)
     merged = sum(len(idx) for _, idx, _ in parts)
-    if merged == 0 and (cand is None or len(cand) >= _ALL_SPLATS_SHARE * n):
-        # Nothing merged and most splats in view: the set as it is renders the same (projection
-        # culls the rest) without copying it.
+    reached = n if cand is None else len(cand)
+    if (merged == 0 and reached >= _ALL_SPLATS_SHARE * n) or reached + merged >= _EXACT_SHARE * n:
+        # Nothing merged and most splats in view, or a cut about as big as the set: the set as it
+        # is renders the same or exactly (projection culls the rest), without copying it.
         splats.ensure_finite()
         return LodCut(splats=splats, leaves=None, merged=0, culled=culled)
     leaf_ids = torch.from_numpy(_take(tree.leaf_order, cand)) if tree.levels else torch.arange(n)
