@@ -18,6 +18,10 @@ class AnchorStageRenderNode(AnchorStageNode, bpy.types.Node):
 
     preview: bpy.props.StringProperty(name="Preview Image", default=PREVIEW_IMAGE,
                                       description="Image that receives the colour pass (empty: none)")
+    level_of_detail: bpy.props.BoolProperty(
+        name="Level of Detail", default=True,
+        description="Render big scenes (2,000,000 splats and more) through their level-of-detail hierarchy: "
+                    "sub-pixel splats drawn through merged parents, off-screen ones culled. Off: every splat, exactly")
 
     required_inputs = ("scene", "camera")
 
@@ -28,9 +32,10 @@ class AnchorStageRenderNode(AnchorStageNode, bpy.types.Node):
 
     def draw_props(self, context, layout):
         layout.prop(self, "preview", text="", icon="IMAGE_DATA")
+        layout.prop(self, "level_of_detail")
 
     def job_params(self, context, services):
-        return {"device": services.device(context), "preview": self.preview}
+        return {"device": services.device(context), "preview": self.preview, "lod": self.level_of_detail}
 
     @staticmethod
     def compute(params, inputs, ctx):
@@ -40,7 +45,7 @@ class AnchorStageRenderNode(AnchorStageNode, bpy.types.Node):
 
         camera = inputs["camera"]
         ctx.report(0.0, "rendering")
-        frame = render_frame(inputs["scene"], camera, device=params["device"])
+        frame = render_frame(inputs["scene"], camera, device=params["device"], lod=params.get("lod", True))
         if params["preview"]:
             ctx.services.show_preview(params["preview"], np.concatenate([frame.passes["color"],
                                                                          frame.passes["alpha"][..., None]], axis=-1))

@@ -280,6 +280,7 @@ def export_frames(
     generation: Optional[Mapping[str, Any]] = None,
     skip_existing: bool = False,
     progress: Optional[ProgressFn] = None,
+    lod: bool = True,
 ) -> list[dict[str, Any]]:
     """Render and export a camera sequence (or one camera) of a scene.
 
@@ -300,6 +301,8 @@ def export_frames(
             (:func:`frame_is_complete`) as they are, so a re-run of a farm chunk renders only
             what an earlier, interrupted run did not finish.
         progress: optional progress callback.
+        lod: render big scenes through their level-of-detail hierarchy (:func:`anchorstage.stages.render_frame`);
+            False renders every splat exactly.
 
     Returns:
         Each exported frame's metadata (as written to its metadata.json, with ``files``); frames
@@ -334,12 +337,17 @@ def export_frames(
     meta = dict(getattr(scene, "meta", {}) or {})
     naming = _NAMING[preset]
     results = []
+    if not isinstance(lod, (bool, np.bool_)):
+        raise InputError(f"export: lod must be True or False (got {lod!r})")
+    from .lod import tree_for
+
+    tree = tree_for(scene) if lod else None
     for k, (frame, cam) in enumerate(numbered):
         step = scaled(progress, k / len(numbered), (k + 1) / len(numbered))
         report(step, 0.0, f"frame {frame}: render")
         from .renderer import render
 
-        res = render(splats, cam, passes, backend=backend, device=device, void_threshold=void_threshold)
+        res = render(splats, cam, passes, backend=backend, device=device, void_threshold=void_threshold, lod=tree)
         res = {name: t.detach().cpu().numpy() for name, t in res.items()}
         conf = None
         if getattr(scene, "depth_m", None) is not None:  # a stage with its witness: void and confidence from it

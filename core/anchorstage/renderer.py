@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 
@@ -30,6 +30,9 @@ from .limits import check_count
 from .passes import BACKGROUND_DEPTH, DEFAULT_VOID_THRESHOLD, PASSES, FinishInputs, check_passes, spec
 from .splats import Splats
 from .workers import Workers, cpu_workers
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .lod import LodTree
 
 __all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD"]
 
@@ -63,6 +66,8 @@ def render(
     device: str | torch.device = "auto",
     background: Optional[Sequence[float]] = None,
     void_threshold: float = DEFAULT_VOID_THRESHOLD,
+    lod: Optional["LodTree"] = None,
+    lod_threshold_px: Optional[float] = None,
 ) -> dict[str, torch.Tensor]:
     """Render splats into compositing passes.
 
@@ -77,12 +82,18 @@ def render(
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         background: linear RGB behind the splats in ``color`` (default black: premultiplied).
         void_threshold: alpha below which a pixel counts as void.
+        lod: the splats' level-of-detail hierarchy (:func:`anchorstage.lod.build_lod`), or None for
+            the exact render of every splat. With it, subtrees outside the view frustum are dropped
+            before projection and merged nodes smaller than ``lod_threshold_px`` stand in for
+            their splats (see docs/scale.md for the error bound).
+        lod_threshold_px: projected size (largest standard deviation, pixels) below which a merged
+            node is drawn (default :data:`anchorstage.lod.DEFAULT_THRESHOLD_PX`; 0: cull only).
 
     Returns:
         pass name → tensor on the rendering device, shapes as in the module docstring.
 
     Raises:
-        InputError: unknown pass, bad backend/device/background/threshold.
+        InputError: unknown pass, bad backend/device/background/threshold, a hierarchy of other splats.
         MissingDependencyError: backend ``"gsplat"`` without gsplat installed.
     """
     wanted = check_passes(passes)
@@ -105,6 +116,12 @@ def render(
     if bg.shape != (3,) or not torch.isfinite(bg).all():
         raise InputError(f"render: background must be 3 finite linear RGB values (got {background!r})")
 
+    if lod is None:
+        splats.ensure_finite()  # memory-mapped splats are checked where read: here, all of them
+    else:
+        from .lod import DEFAULT_THRESHOLD_PX, cut
+
+        splats = cut(lod, splats, camera, DEFAULT_THRESHOLD_PX if lod_threshold_px is None else lod_threshold_px).splats
     sp = splats if splats.device == dev else splats.to(dev)
     with cpu_workers(dev) if which == "torch" else contextlib.nullcontext(Workers(None, 1)) as workers:
         return _render(sp, camera, wanted, which, dev, bg, void_threshold, workers)

@@ -16,6 +16,10 @@ A scene folder holds::
     depth.exr           the depth, planar z in metres, channel Z, float32, inf = masked (sky); channel
                         ``confidence`` [0, 1] the per-pixel depth confidence when known
     regions/<id>.png    one 8-bit mask per region (255 inside)
+    lod/                the level-of-detail hierarchy (scenes of anchorstage.lod.MIN_SPLATS splats and
+                        more; see anchorstage.splat_store); older scenes without it build it on demand
+    splats_mmap/        the working splat arrays as .npy files (scenes of splat_store.MMAP_MIN_SPLATS
+                        splats and more): such scenes load memory-mapped, without decoding splats.ply
 
 Everything is written into a temporary sibling folder and renamed into place, so a failure
 never leaves a half-written scene.
@@ -27,7 +31,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
@@ -44,6 +48,9 @@ from .region import Region
 from .safe_json import load_json
 from .schema import SAFE_ID, parse_scene_json
 from .splats import Splats, StoredSplats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .lod import LodTree
 
 __all__ = ["Scene", "save_scene", "load_scene", "FORMAT_VERSION", "is_scene_dir", "check_scene_target"]
 
@@ -65,6 +72,8 @@ class Scene:
         meta: JSON-ready facts: ``metric_scale``, ``intrinsics_source``, ``depth_source``, ...
         depth_confidence: [H, W] float32 in [0, 1], how far each witness pixel's depth is trusted
             (what the splats' confidence was made from; 0 where depth is masked), or None when unknown.
+        lod: the splats' level-of-detail hierarchy (:mod:`anchorstage.lod`), or None: built when
+            a render needs it (big scenes) and saved with the scene.
     """
 
     camera: Camera
@@ -74,6 +83,7 @@ class Scene:
     regions: list[Region] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     depth_confidence: Optional[np.ndarray] = None
+    lod: Optional["LodTree"] = None
 
     @property
     def width(self) -> int:
@@ -219,7 +229,21 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
     }
     from PIL import Image
 
+    from . import lod as lod_mod, splat_store
+
+    tree = None
+    if len(sp) >= lod_mod.MIN_SPLATS:
+        tree = scene.lod if scene.lod is not None and scene.lod.matches(sp) else lod_mod.build_lod(sp)
+        scene.lod = tree
+        doc["splats"]["lod"] = splat_store.LOD_DIR
+    lazy = len(sp) >= splat_store.MMAP_MIN_SPLATS
+    if lazy:
+        doc["splats"]["mmap"] = splat_store.MMAP_DIR
     with atomic_dir(final, replace=force, what="scene folder") as tmp:
+        if tree is not None:
+            splat_store.write_lod(tmp, tree)
+        if lazy:
+            splat_store.write_splat_arrays(tmp, sp)
         write_ply(tmp / "splats.ply", sp)
         np.savez(tmp / "splats_extra.npz", **extra)
         _write_exr(tmp / "image.exr", {c: scene.image_linear[..., i] for i, c in enumerate("RGB")})
@@ -314,8 +338,13 @@ def _read_mask(path: Path, folder: Path, region_id: str, size: tuple[int, int], 
         raise InputError(f"{what} cannot be read: {e}") from None
 
 
-def load_scene(path: str | os.PathLike) -> Scene:
+def load_scene(path: str | os.PathLike, *, mmap: bool = True) -> Scene:
     """Read a scene folder written by :func:`save_scene`.
+
+    A big scene (``splats_mmap/`` present, see :mod:`anchorstage.splat_store`) opens memory-mapped:
+    only headers are read, and renders read the rows they touch (``mmap=False`` decodes
+    splats.ply instead, as for smaller scenes). Its saved level-of-detail hierarchy (``lod/``) is
+    attached when it was built from these splats.
 
     Every field of ``scene.json`` is validated (:mod:`anchorstage.schema`), every path it holds
     must stay inside the folder, and every file is checked against docs/limits.md before it is read.
@@ -325,6 +354,8 @@ def load_scene(path: str | os.PathLike) -> Scene:
             leading outside the folder, or missing/corrupt/mismatched files.
     """
     p = path_arg(path, "load_scene: path")
+    if not isinstance(mmap, (bool, np.bool_)):
+        raise InputError(f"load_scene: mmap must be True or False (got {mmap!r})")
     where = f"scene folder {str(p)!r}"
     if not p.is_dir():
         raise InputError(f"{where} does not exist" if not p.exists() else f"{where} is not a folder")
@@ -334,23 +365,24 @@ def load_scene(path: str | os.PathLike) -> Scene:
     sd = parse_scene_json(raw, p, where, newest=FORMAT_VERSION, reader=__version__)
     camera = sd.camera
     notes: list[str] = []
-    if not sd.splats_file.exists():
-        raise InputError(f"{where}: {sd.splats_file.name} is missing")
-    splats = read_ply(check_input_file(sd.splats_file, f"{where}: splats file"))
-    extra = None
-    if sd.extra_file.exists():
-        extra = _read_extra(sd.extra_file, len(splats), where, notes)
-    elif len(splats):
-        notes.append(f"{sd.extra_file.name} missing: confidence and region ids default")
-    splats = Splats(
-        means=splats.means, quats=splats.quats,
-        scales=_exact_or_ply("scales", splats.scales, extra, notes),
-        opacities=_exact_or_ply("opacities", splats.opacities, extra, notes),
-        colors=_exact_or_ply("colors", splats.colors, extra, notes),
-        confidence=torch.from_numpy(np.asarray(extra["confidence"], dtype=np.float32)) if extra else None,
-        region_ids=torch.from_numpy(np.asarray(extra["region_ids"], dtype=np.int32)) if extra else None,
-        sh_rest=splats.sh_rest, sh_encoding=splats.sh_encoding, stored=_stored(extra, splats, where),
-    )
+    from . import splat_store
+
+    count = sd.splat_count
+    if mmap and count is not None and count >= splat_store.MMAP_MIN_SPLATS and (p / splat_store.MMAP_DIR).is_dir():
+        splats = splat_store.open_splat_arrays(p, count, where)
+        extra = _read_region_splats(sd.extra_file, count, where) if sd.extra_file.exists() else None
+    else:
+        splats, extra = _read_splats(sd, where, notes)
+    tree = None
+    if (p / splat_store.LOD_DIR).is_dir():
+        tree = splat_store.open_lod(p, len(splats), where)
+        if tree is None or not tree._checked_for(splats):
+            notes.append(f"{splat_store.LOD_DIR}/ was built for other splats: rebuilt when a render needs it")
+            tree = None
+        else:
+            from .lod import remember
+
+            remember(splats, tree)
     img = _read_exr(sd.image_file, where)
     if not all(c in img for c in "RGB"):
         raise InputError(f"{where}: {sd.image_file.name} lacks R, G, B channels")
@@ -378,4 +410,36 @@ def load_scene(path: str | os.PathLike) -> Scene:
     if dconf is not None and (dconf.shape != depth.shape or not np.all(np.isfinite(dconf))):
         raise InputError(f"{where}: {sd.depth_file.name} channel 'confidence' must be finite and the depth's size")
     return Scene(camera=camera, splats=splats, image_linear=image, depth_m=depth, regions=regions, meta=meta,
-                 depth_confidence=None if dconf is None else np.clip(dconf, 0.0, 1.0))
+                 depth_confidence=None if dconf is None else np.clip(dconf, 0.0, 1.0), lod=tree)
+
+
+def _read_splats(sd, where: str, notes: list[str]) -> tuple[Splats, Optional[dict[str, np.ndarray]]]:
+    """The splats decoded from splats.ply with splats_extra.npz's exact values, and that archive's arrays."""
+    if not sd.splats_file.exists():
+        raise InputError(f"{where}: {sd.splats_file.name} is missing")
+    splats = read_ply(check_input_file(sd.splats_file, f"{where}: splats file"))
+    extra = None
+    if sd.extra_file.exists():
+        extra = _read_extra(sd.extra_file, len(splats), where, notes)
+    elif len(splats):
+        notes.append(f"{sd.extra_file.name} missing: confidence and region ids default")
+    splats = Splats(
+        means=splats.means, quats=splats.quats,
+        scales=_exact_or_ply("scales", splats.scales, extra, notes),
+        opacities=_exact_or_ply("opacities", splats.opacities, extra, notes),
+        colors=_exact_or_ply("colors", splats.colors, extra, notes),
+        confidence=torch.from_numpy(np.asarray(extra["confidence"], dtype=np.float32)) if extra else None,
+        region_ids=torch.from_numpy(np.asarray(extra["region_ids"], dtype=np.int32)) if extra else None,
+        sh_rest=splats.sh_rest, sh_encoding=splats.sh_encoding, stored=_stored(extra, splats, where),
+    )
+    return splats, extra
+
+
+def _read_region_splats(path: Path, n: int, where: str) -> dict[str, np.ndarray]:
+    """Only the region splat indices of splats_extra.npz (a memory-mapped scene reads nothing else there)."""
+    _, families = _extra_specs(n)
+    extra, _ = read_npz(path, f"{where}: {path.name}", {}, {"region_splats_": families["region_splats_"]})
+    for k, v in extra.items():
+        if v.size and (v.min() < 0 or v.max() >= n):
+            raise InputError(f"{where}: {path.name} {k} holds splat indices outside [0, {n})")
+    return extra

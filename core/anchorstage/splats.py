@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -128,6 +128,9 @@ class Splats:
         sh_encoding: ``"sRGB"`` (3DGS trainers, the default) or ``"linearRGB"``: the colour
             encoding the SH expansion (DC and ``sh_rest``) sums in; files are written in it.
         stored: what the file the splats came from stored beyond these values, or None.
+        check_finite: refuse NaN / inf now (default). Memory-mapped splats skip it (it would read
+            every splat); then :attr:`finite_checked` is False and whatever reads them checks what
+            it reads: every subset is checked as it is made, and the renderer checks a whole set.
     """
 
     means: torch.Tensor
@@ -140,8 +143,9 @@ class Splats:
     sh_rest: Optional[torch.Tensor] = None
     sh_encoding: str = "sRGB"
     stored: Optional[StoredSplats] = None
+    check_finite: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, check_finite: bool = True) -> None:
         for name in ("means", "quats", "scales", "opacities", "colors"):
             if not isinstance(getattr(self, name), torch.Tensor):
                 raise InputError(f"splats: {name} must be a torch.Tensor (got {type(getattr(self, name)).__name__})")
@@ -173,7 +177,9 @@ class Splats:
                     raise InputError(f"splats: region_ids must be an integer tensor (got {t.dtype})")
             elif not t.dtype.is_floating_point:
                 raise InputError(f"splats: {name} must be a floating-point tensor (got {t.dtype})")
-        _refuse_non_finite(self, n)
+        if check_finite:
+            _refuse_non_finite(self, n)
+        self._finite_checked = bool(check_finite)
         if self.sh_encoding not in _SH_ENCODINGS:
             raise InputError(f"splats: sh_encoding must be one of {', '.join(_SH_ENCODINGS)} (got {self.sh_encoding!r})")
         if self.stored is not None:
@@ -181,6 +187,32 @@ class Splats:
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
+
+    @property
+    def finite_checked(self) -> bool:
+        """Whether every float parameter has been checked finite (see ``check_finite``)."""
+        return self._finite_checked
+
+    def check_rows_finite(self, start: int) -> None:
+        """Check rows ``start:`` finite (the rows before are known to be); then the set counts as checked.
+
+        Raises:
+            InputError: NaN / inf in a splat parameter of those rows (which fields, how many splats).
+        """
+        if start < len(self):
+            tail = {k: None if t is None else t[start:] for k, t in self._tensors().items()}  # views, no copy
+            _refuse_non_finite(Splats(**tail, sh_encoding=self.sh_encoding, check_finite=False), len(self) - start)
+        self._finite_checked = True
+
+    def ensure_finite(self) -> None:
+        """Check every float parameter now if construction skipped it.
+
+        Raises:
+            InputError: NaN / inf in a splat parameter (which fields, how many splats).
+        """
+        if not self._finite_checked:
+            _refuse_non_finite(self, len(self))
+            self._finite_checked = True
 
     @property
     def device(self) -> torch.device:

@@ -310,7 +310,8 @@ def open_source(path: Union[str, os.PathLike]) -> Union["Scene", "Splats"]:
 
 
 def render_frame(source: Union["Scene", "Splats"], camera: Camera, passes: Union[Sequence[str], str, None] = None, *,
-                 backend: str = "auto", device: str = "auto", void_threshold: Optional[float] = None) -> Frame:
+                 backend: str = "auto", device: str = "auto", void_threshold: Optional[float] = None,
+                 lod: bool = True, lod_threshold_px: Optional[float] = None) -> Frame:
     """Render a scene (or bare splats) from a camera into passes on the CPU side.
 
     Args:
@@ -321,6 +322,10 @@ def render_frame(source: Union["Scene", "Splats"], camera: Camera, passes: Union
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         void_threshold: for bare splats, alpha below which a pixel is void (default 0.5); a scene's
             Void pass marks what its witness never saw (:mod:`anchorstage.witness`).
+        lod: render big sets (:data:`anchorstage.lod.MIN_SPLATS` splats and more) through their
+            level-of-detail hierarchy (the scene's own, else built once and kept); False renders
+            every splat exactly.
+        lod_threshold_px: the hierarchy's cut (default :data:`anchorstage.lod.DEFAULT_THRESHOLD_PX`).
 
     Returns:
         A :class:`Frame` with numpy passes.
@@ -328,9 +333,17 @@ def render_frame(source: Union["Scene", "Splats"], camera: Camera, passes: Union
     from .passes import DEFAULT_VOID_THRESHOLD, PASSES
     from .renderer import render
 
+    if not isinstance(lod, (bool, np.bool_)):
+        raise InputError(f"render: lod must be True or False (got {lod!r})")
     splats = getattr(source, "splats", source)
+    tree = None
+    if lod:
+        from .lod import tree_for
+
+        tree = tree_for(source)
     out = render(splats, camera, PASSES if passes is None else passes, backend=backend, device=device,
-                 void_threshold=DEFAULT_VOID_THRESHOLD if void_threshold is None else void_threshold)
+                 void_threshold=DEFAULT_VOID_THRESHOLD if void_threshold is None else void_threshold,
+                 lod=tree, lod_threshold_px=lod_threshold_px)
     frame = Frame({k: v.detach().cpu().numpy() for k, v in out.items()}, camera)
     if "void" in frame.passes and getattr(source, "depth_m", None) is not None:
         from .witness import void_pass

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import InputError
 
 NAMES = ("reconstruct", "render", "depth", "segment", "fidelity", "refresh", "viewport", "generate", "multiview",
-         "video", "latency", "engine")
+         "video", "latency", "engine", "scale")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="leave frames already complete in --out as they are (resume an interrupted farm chunk)")
     add_backend_arg(p)
     add_device_arg(p)
+    p.add_argument("--no-lod", action="store_true", help="render every splat exactly (no level of detail for big scenes; see docs/scale.md)")
     p.set_defaults(func=run)
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     with cli_progress("export", enabled=progress_enabled()) as bar:
         done = export_frames(scene, cameras, args.out, preset=args.preset, frames=frames, first_frame=args.first_frame,
                              passes=passes, backend=args.backend, device=args.device, skip_existing=args.skip_existing,
-                             progress=bar)
+                             progress=bar, lod=not args.no_lod)
     if not done:
         print(f"{args.out}: every frame{f' of {args.frames}' if frames else ''} is already complete, nothing to do")
         return 0

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_backend_arg(p)
     p.add_argument("--void-threshold", type=float, default=None, metavar="A", help="alpha below which a pixel is void (default 0.5)")
     add_device_arg(p)
+    p.add_argument("--no-lod", action="store_true", help="render every splat exactly (no level of detail for big scenes; see docs/scale.md)")
     p.set_defaults(func=run)
 
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     camera = load_camera_json(args.camera)
     source = open_source(args.scene)
     t0 = time.perf_counter()
-    frame = render_frame(source, camera, passes, backend=args.backend, device=args.device, void_threshold=args.void_threshold)
+    frame = render_frame(source, camera, passes, backend=args.backend, device=args.device, void_threshold=args.void_threshold,
+                         lod=not args.no_lod)
     dt = time.perf_counter() - t0
     meta = getattr(source, "meta", {})
     write_exr(args.out, frame.passes, camera=camera, meta={"scene": str(args.scene), "metric_scale": meta.get("metric_scale", 1.0)})

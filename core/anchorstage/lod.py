@@ -1,0 +1,523 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Level of detail for big splat scenes: a merge hierarchy and the per-frame cut through it.
+
+The hierarchy is built once per splat set (:func:`build_lod`): the splats are sorted along a
+Morton (Z-order) curve over their bounding cube, and octree cells of growing size merge them into
+coarser parents, level by level, by moment matching (each child weighted by ``opacity · area``,
+area = product of its two largest scales):
+
+* mean ``μ = Σ w μ_i / Σ w``; covariance ``Σ = Σ w (Σ_i + (μ_i - μ)(μ_i - μ)ᵀ) / Σ w``, whose
+  eigen-decomposition gives the parent's scales and rotation;
+* opacity, set per frame where the node is drawn: ``min(1 - Π(1 - o_i), Σ o_i (A_i + b²) / (A + b²))``
+  over the splats below it, ``b`` the projection's low-pass radius (``sqrt(EPS2D)`` pixels) at the
+  node's depth: never more than the splats stacked, never more coverage than they had, each
+  blurred as the rasterizer blurs it, spread over the parent's blurred area;
+* colour, SH coefficients and confidence weighted by ``w``; the region of the heaviest child;
+* a bounding radius that holds every descendant's 3.33-sigma sphere (what projection keeps).
+
+Octree levels that would merge little (a cell holding one splat) are skipped, so each stored
+level has well under half as many nodes as the one below it.
+
+Per frame (:func:`cut`), the hierarchy is walked top down: a node whose bounding sphere lies
+outside the view frustum (widened by the projection's own margins) is dropped with everything
+below it; a node whose projected size (its largest standard deviation, in pixels at its depth)
+is below ``threshold_px`` is drawn itself, in place of its subtree; any other node opens into its
+children. Leaves reached are the scene's own splats. The cut is a set of ordinary splats handed
+to the renderer. ``threshold_px = 0`` never merges: the cut is then exactly the splats whose
+spheres meet the frustum, and the frame is the full render (the tests check it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import weakref
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .camera import Camera
+from .errors import InputError
+from .projection import EPS2D
+from .splats import Splats
+
+__all__ = ["LodLevel", "LodTree", "LodCut", "build_lod", "cut", "tree_for", "remember", "fingerprint", "DEFAULT_THRESHOLD_PX", "MIN_SPLATS"]
+
+#: A node smaller than this (largest standard deviation, pixels) is drawn in place of its subtree.
+DEFAULT_THRESHOLD_PX = 0.3
+#: Sets with fewer splats render without level of detail: a stage reconstructed from a photo (one
+#: splat per pixel) seen at a like resolution has no sub-pixel splats to merge, and building the
+#: hierarchy (≈ 3 µs per splat) would cost more than the culling saves.
+MIN_SPLATS = 2_000_000
+#: Projection keeps a splat out to 3.33 sigma (``projection.project``'s ``extend`` cap).
+_SIGMA_EXTENT = 3.33
+#: Pixels the projected box may pass the 3D sphere's footprint: the low-pass (3.33 · sqrt(EPS2D))
+#: plus the box's ceil, rounded up.
+_MARGIN_PX = math.ceil(_SIGMA_EXTENT * math.sqrt(EPS2D) + 1.0) + 1
+_BITS = 21  # Morton bits per axis (63 in all)
+_MERGE_BELOW = 0.5  # a level is stored once it has at most this fraction of the nodes below it
+_ROOT_NODES = 64  # stop building at this many nodes
+_CHUNK = 1 << 18  # nodes merged per piece (bounds the float64 temporaries)
+_FINGERPRINT_SAMPLES = 4096
+_ALL_SPLATS_SHARE = 0.5  # a cut that merges nothing and keeps this share of the splats draws them all
+_EXACT_SHARE = 0.8  # a cut drawing this share of the splat count draws the whole set exactly (copying costs more)
+
+
+@dataclass
+class LodLevel:
+    """The merged nodes of one level (float32 unless said).
+
+    Attributes:
+        means: [M, 3] centres, metres, world frame.
+        quats: [M, 4] unit rotations, wxyz.
+        scales: [M, 3] standard deviations, metres.
+        opacities: [M] in [0, 1]: ``1 - Π(1 - o_i)`` over the splats below (the per-frame opacity's cap).
+        colors: [M, 3] linear Rec.709.
+        confidence: [M] in [0, 1].
+        region_ids: [M] int32 region index (-1 none).
+        sh_rest: [M, K, 3] SH coefficients of degrees 1.. (the leaves' K), or None.
+        radius: [M] metres: a sphere about ``means`` holding every descendant's 3.33-sigma sphere.
+        opacity_sum: [M] ``Σ o_i`` over the splats below.
+        area_sum: [M] m², ``Σ o_i A_i`` over the splats below (A: product of the two largest scales).
+        child_start: [M + 1] int64: node j's children are rows ``child_start[j]:child_start[j + 1]``
+            of the level below (for the first level: positions in ``LodTree.leaf_order``).
+    """
+
+    means: np.ndarray
+    quats: np.ndarray
+    scales: np.ndarray
+    opacities: np.ndarray
+    colors: np.ndarray
+    confidence: np.ndarray
+    region_ids: np.ndarray
+    sh_rest: Optional[np.ndarray]
+    radius: np.ndarray
+    opacity_sum: np.ndarray
+    area_sum: np.ndarray
+    child_start: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+
+@dataclass
+class LodTree:
+    """A splat set's merge hierarchy.
+
+    Attributes:
+        n_leaves: number of splats it was built from.
+        leaf_order: [N] int64 splat indices in Morton order (the first level's children are ranges of it).
+        leaf_radius: [N] float32 3.33-sigma radius of each splat (by splat index), metres.
+        levels: coarser levels, finest first (``levels[0]``'s children are splats).
+        fingerprint: :func:`fingerprint` of the splats it was built from.
+    """
+
+    n_leaves: int
+    leaf_order: np.ndarray
+    leaf_radius: np.ndarray
+    levels: list[LodLevel]
+    fingerprint: str
+    _verified: Optional[weakref.ref] = field(default=None, repr=False, compare=False)
+
+    @property
+    def n_nodes(self) -> int:
+        """Merged nodes over all levels."""
+        return sum(len(lv) for lv in self.levels)
+
+    def matches(self, splats: Splats) -> bool:
+        """Whether this hierarchy was built from these splats (count and a sampled fingerprint)."""
+        return self.n_leaves == len(splats) and self.fingerprint == fingerprint(splats)
+
+    def _checked_for(self, splats: Splats) -> bool:
+        """:meth:`matches`, remembered for the last splat object that matched (no re-hash per frame)."""
+        if self._verified is not None and self._verified() is splats:
+            return True
+        if not self.matches(splats):
+            return False
+        self._verified = weakref.ref(splats)
+        return True
+
+
+@dataclass
+class LodCut:
+    """One frame's cut through a hierarchy.
+
+    Attributes:
+        splats: what to render: the reached leaves (in input order), then the merged nodes drawn.
+        leaves: [L] int64 indices of the splats drawn as themselves (ascending), or None when
+            nothing merged and most splats are in view, or the cut would draw 80 % of the count
+            or more: then ``splats`` is the whole set, as given (an exact frame, cheaper than the copy).
+        merged: merged nodes drawn in place of their subtrees.
+        culled: nodes and splats dropped by the frustum test (each dropped subtree counts once).
+    """
+
+    splats: Splats
+    leaves: Optional[torch.Tensor]
+    merged: int
+    culled: int
+
+
+def fingerprint(splats: Splats) -> str:
+    """A hash of the splat count and of up to 4096 evenly spaced splats' parameters (cheap on
+    memory-mapped splats: it touches only those rows)."""
+    n = len(splats)
+    idx = torch.linspace(0, max(n - 1, 0), min(n, _FINGERPRINT_SAMPLES)).round().long() if n else torch.zeros(0, dtype=torch.long)
+    h = hashlib.sha256(str(n).encode())
+    for t in (splats.means, splats.quats, splats.scales, splats.opacities, splats.colors, splats.confidence,
+              splats.region_ids):
+        h.update(np.ascontiguousarray(t.detach().cpu()[idx].numpy()).tobytes())
+    return h.hexdigest()[:32]
+
+
+# ------------------------------------------------------------------------------------------ build
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """Insert two zero bits between the low 21 bits of each int64 (Morton encoding, one axis)."""
+    v = v & 0x1FFFFF
+    v = (v | (v << 32)) & 0x1F00000000FFFF
+    v = (v | (v << 16)) & 0x1F0000FF0000FF
+    v = (v | (v << 8)) & 0x100F00F00F00F00F
+    v = (v | (v << 4)) & 0x10C30C30C30C30C3
+    v = (v | (v << 2)) & 0x1249249249249249
+    return v
+
+
+def _morton(means: np.ndarray) -> np.ndarray:
+    """[N] int64 Morton codes of [N, 3] points over their bounding cube (21 bits per axis)."""
+    lo = means.min(0).astype(np.float64)
+    span = float((means.max(0) - lo).max()) or 1.0
+    code = np.zeros(len(means), np.int64)
+    for axis in range(3):
+        q = np.clip((means[:, axis] - lo[axis]) * ((2**_BITS - 1) / span), 0, 2**_BITS - 1).astype(np.int64)
+        code |= _spread_bits(q) << axis
+    return code
+
+
+def _rotmats(quats: np.ndarray) -> np.ndarray:
+    """[K, 4] wxyz (any norm) → [K, 3, 3] float64 rotations."""
+    q = quats.astype(np.float64)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
+    w, x, y, z = q.T
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], 1)
+
+
+def _merge(src: dict, rows: np.ndarray, starts: np.ndarray) -> dict:
+    """Moment-match groups of source nodes into parents (one chunk of groups).
+
+    Args:
+        src: the level below: ``means, quats, scales, opacities, colors, confidence, region_ids,
+            sh_rest`` (or None) and ``radius`` arrays, indexed by row.
+        rows: [K] rows of ``src`` in group order.
+        starts: [G] first position in ``rows`` of each group (ascending, starts[0] == 0).
+    """
+    m = src["means"][rows].astype(np.float64)
+    s = src["scales"][rows].astype(np.float64)
+    o = src["opacities"][rows].astype(np.float64)
+    rot = _rotmats(src["quats"][rows])
+    cov = (rot * (s * s)[:, None, :]) @ rot.transpose(0, 2, 1)
+    s_sorted = np.sort(s, axis=1)
+    area = s_sorted[:, 1] * s_sorted[:, 2]
+    w = o * area + 1e-30
+    wsum = np.add.reduceat(w, starts)
+    counts = np.diff(np.append(starts, len(rows)))
+
+    def wmean(x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(w.reshape(-1, *([1] * (x.ndim - 1))) * x, starts) / wsum.reshape(-1, *([1] * (x.ndim - 1)))
+
+    mu = wmean(m)
+    d = m - np.repeat(mu, counts, axis=0)
+    pcov = wmean(cov + d[:, :, None] * d[:, None, :])
+    evals, evecs = np.linalg.eigh(pcov)
+    evecs[np.linalg.det(evecs) < 0, :, 0] *= -1.0  # a proper rotation
+    scales = np.sqrt(np.maximum(evals, 1e-24))
+    cols = [tuple(torch.from_numpy(np.ascontiguousarray(evecs[:, i, k])) for i in range(3)) for k in range(3)]
+    from .rotation import quat_from_axes
+
+    quats = torch.stack(quat_from_axes(*cols), dim=1).numpy()
+    union = 1.0 - np.exp(np.add.reduceat(np.log1p(-np.minimum(o, 1.0 - 1e-7)), starts))
+    if "opacity_sum" in src:
+        osum = np.add.reduceat(src["opacity_sum"][rows].astype(np.float64), starts)
+        asum = np.add.reduceat(src["area_sum"][rows].astype(np.float64), starts)
+    else:
+        osum, asum = np.add.reduceat(o, starts), np.add.reduceat(o * area, starts)
+    # Heaviest child per group: sort by (group, -w), take each group's first.
+    group = np.repeat(np.arange(len(starts)), counts)
+    heaviest = np.lexsort((-w, group))[starts]
+    reach = np.linalg.norm(d, axis=1) + src["radius"][rows].astype(np.float64)
+    radius = np.maximum(np.maximum.reduceat(reach, starts), _SIGMA_EXTENT * scales[:, 2])
+    out = {
+        "means": mu.astype(np.float32), "quats": quats.astype(np.float32), "scales": scales.astype(np.float32),
+        "opacities": np.clip(union, 0.0, 1.0).astype(np.float32), "opacity_sum": osum.astype(np.float32),
+        "area_sum": asum.astype(np.float32), "colors": wmean(src["colors"][rows].astype(np.float64)).astype(np.float32),
+        "confidence": wmean(src["confidence"][rows].astype(np.float64)).astype(np.float32),
+        "region_ids": np.asarray(src["region_ids"][rows][heaviest], dtype=np.int32),
+        "radius": radius.astype(np.float32),
+        "sh_rest": None if src["sh_rest"] is None else wmean(src["sh_rest"][rows].astype(np.float64)).astype(np.float32),
+    }
+    return out
+
+
+def _merge_level(src: dict, rows: np.ndarray, starts: np.ndarray) -> dict:
+    """:func:`_merge` over all groups, in chunks of about ``_CHUNK`` rows."""
+    n_groups = len(starts)
+    bounds = np.append(starts, len(rows))
+    pieces = []
+    g = 0
+    while g < n_groups:
+        g1 = int(np.searchsorted(bounds, bounds[g] + _CHUNK, side="right")) - 1
+        g1 = min(max(g1, g + 1), n_groups)
+        r0, r1 = bounds[g], bounds[g1]
+        pieces.append(_merge(src, rows[r0:r1], starts[g:g1] - r0))
+        g = g1
+    return {k: None if pieces[0][k] is None else np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+
+def build_lod(splats: Splats) -> LodTree:
+    """Build the merge hierarchy of a splat set (see the module docstring).
+
+    Args:
+        splats: the splats (any device; read on the CPU, in pieces).
+
+    Returns:
+        The :class:`LodTree` (numpy arrays in host memory).
+
+    Raises:
+        InputError: no splats, or splats with NaN / inf parameters.
+    """
+    if not isinstance(splats, Splats):
+        raise InputError(f"build_lod: splats must be a Splats (got {type(splats).__name__})")
+    n = len(splats)
+    if n == 0:
+        raise InputError("build_lod: no splats to build a hierarchy from")
+    splats.ensure_finite()  # memory-mapped splats are checked as they are read: the build reads them all
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small torch steps per chunk: OpenMP barriers cost more than they give on a busy CPU
+    try:
+        return _build(splats, n)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(splats: Splats, n: int) -> LodTree:
+    """The body of :func:`build_lod` once inputs are checked."""
+
+    def host(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+        return None if t is None else t.detach().cpu().numpy()
+
+    leaves = {k: host(getattr(splats, k)) for k in ("means", "quats", "scales", "opacities", "colors", "confidence",
+                                                     "region_ids", "sh_rest")}
+    leaf_radius = (_SIGMA_EXTENT * leaves["scales"].max(axis=1)).astype(np.float32)
+    leaves["radius"] = leaf_radius
+    code = _morton(leaves["means"])
+    order = np.argsort(code, kind="stable")
+    code = code[order]
+    src, rows = leaves, order
+    levels: list[LodLevel] = []
+    shift = 0
+    while len(code) > _ROOT_NODES and shift < 3 * _BITS:
+        shift += 3
+        parent = code >> shift
+        starts = np.concatenate([[0], np.flatnonzero(parent[1:] != parent[:-1]) + 1])
+        if len(starts) > _MERGE_BELOW * len(code) and shift < 3 * _BITS:
+            continue
+        merged = _merge_level(src, rows, starts)
+        levels.append(LodLevel(**merged, child_start=np.append(starts, len(code)).astype(np.int64)))
+        src, rows, code = merged, np.arange(len(starts)), code[starts]
+    return LodTree(n_leaves=n, leaf_order=order.astype(np.int64), leaf_radius=leaf_radius, levels=levels,
+                   fingerprint=fingerprint(splats))
+
+
+# ------------------------------------------------------------------------------------------ cut
+def _ranges(start: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
+    """The concatenation of ``arange(start[i], stop[i])`` over i (int64)."""
+    counts = stop - start
+    total = int(counts.sum())
+    if total == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    offsets = torch.repeat_interleave(start - (torch.cumsum(counts, 0) - counts), counts)
+    return torch.arange(total, dtype=torch.int64) + offsets
+
+
+class _Frustum:
+    """A camera's view volume as planes in its own frame, widened so that a sphere it rejects
+    can have no pixel in the projection's box (see :func:`cut`)."""
+
+    def __init__(self, camera: Camera) -> None:
+        self.cam_from_world = torch.as_tensor(camera.cam_from_world, dtype=torch.float32)
+        K = camera.K
+        fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+        w, h, m = camera.width, camera.height, _MARGIN_PX
+        # Side planes x >= a z (left), x <= b z (right), likewise y, at the image box widened by m pixels.
+        self.ax, self.bx = (-m - cx) / fx, (w + m - cx) / fx
+        self.ay, self.by = (-m - cy) / fy, (h + m - cy) / fy
+        # Projection's Jacobian clamp (1.3x the half field of view) bounds how far a footprint
+        # stretches off axis: sqrt(1 + t²) at the clamp.
+        lim = max((w - cx) / fx, cx / fx) + 0.3 * 0.5 * w / fx, max((h - cy) / fy, cy / fy) + 0.3 * 0.5 * h / fy
+        self.stretch = math.sqrt(1.0 + max(lim) ** 2)
+        self.near, self.far = camera.clip_start, camera.clip_end
+        self.fx = fx
+
+    def camera_points(self, means: np.ndarray) -> torch.Tensor:
+        return torch.addmm(self.cam_from_world[:3, 3], torch.from_numpy(np.ascontiguousarray(means)),
+                           self.cam_from_world[:3, :3].T)
+
+    def visible(self, p: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+        """[K] bool: the spheres (camera-frame centres ``p``, radii) may reach the image."""
+        x, y, z = p.unbind(1)
+        r = radius * self.stretch
+        ok = (z + radius >= self.near) & (z - radius <= self.far)
+        for lo, hi, c in ((self.ax, self.bx, x), (self.ay, self.by, y)):
+            ok &= (c - lo * z) / math.sqrt(1 + lo * lo) >= -r
+            ok &= (hi * z - c) / math.sqrt(1 + hi * hi) >= -r
+        return ok
+
+
+def _opacity(lv: LodLevel, i: np.ndarray, scales: torch.Tensor, z: torch.Tensor, fx: float) -> torch.Tensor:
+    """Merged nodes' opacity for this frame (module docstring): coverage of the blurred splats below."""
+    b2 = (math.sqrt(EPS2D) / fx * z) ** 2  # the low-pass radius at the node's depth, squared, m²
+    s = torch.sort(scales, dim=1).values
+    cover = (torch.from_numpy(lv.area_sum[i]) + torch.from_numpy(lv.opacity_sum[i]) * b2) / (s[:, 1] * s[:, 2] + b2)
+    return torch.minimum(torch.from_numpy(lv.opacities[i]), cover).clamp_(0.0, 1.0)
+
+
+def _take(arr: np.ndarray, idx: torch.Tensor) -> np.ndarray:
+    return arr[idx.numpy()]
+
+
+def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEFAULT_THRESHOLD_PX) -> LodCut:
+    """The splats to draw for one camera: the hierarchy's cut at ``threshold_px``, frustum-culled.
+
+    Args:
+        tree: the hierarchy built from ``splats``.
+        splats: the scene's splats (on the CPU; memory-mapped ones are read only where reached).
+        camera: the camera (OpenCV frame, metres; its clip range culls too).
+        threshold_px: merged nodes whose largest standard deviation projects below this many
+            pixels are drawn in place of their subtrees; 0 draws every splat in the frustum.
+
+    Returns:
+        The :class:`LodCut`.
+
+    Raises:
+        InputError: a hierarchy built for another splat count, a negative threshold, splats off the CPU.
+    """
+    if not isinstance(tree, LodTree):
+        raise InputError(f"level of detail: expected a LodTree (got {type(tree).__name__})")
+    if tree.n_leaves != len(splats):
+        raise InputError(f"level of detail: the hierarchy was built for {tree.n_leaves:,} splats, "
+                         f"the scene has {len(splats):,}; rebuild it (anchorstage.lod.build_lod)")
+    if isinstance(threshold_px, bool) or not isinstance(threshold_px, (int, float)) or not math.isfinite(threshold_px) \
+            or threshold_px < 0:
+        raise InputError(f"level of detail: threshold must be a number of pixels >= 0 (got {threshold_px!r})")
+    if splats.device.type != "cpu":
+        raise InputError("level of detail: the splats must be on the CPU (the cut is made there)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small elementwise steps: OpenMP barriers cost more than they give on a busy CPU
+    try:
+        return _cut(tree, splats, camera, float(threshold_px))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float) -> LodCut:
+    """The body of :func:`cut` once inputs are checked."""
+    fr = _Frustum(camera)
+    parts: list[tuple[LodLevel, torch.Tensor, torch.Tensor]] = []
+    culled = 0
+    cand = torch.arange(len(tree.levels[-1]), dtype=torch.int64) if tree.levels else None
+    for lv in reversed(tree.levels):
+        p = fr.camera_points(_take(lv.means, cand))
+        radius = torch.from_numpy(_take(lv.radius, cand))
+        vis = fr.visible(p, radius)
+        culled += int((~vis).sum())
+        cand, p, radius = cand[vis], p[vis], radius[vis]
+        z = p[:, 2]
+        size_px = fr.fx * torch.from_numpy(_take(lv.scales, cand)).amax(1) / z.clamp(min=1e-9)
+        expand = (size_px >= threshold_px) | (z - radius <= fr.near)
+        parts.append((lv, cand[~expand], z[~expand]))
+        cs = torch.from_numpy(lv.child_start)
+        e = cand[expand]
+        cand = _ranges(cs[e], cs[e + 1])
+    n = len(splats)
+    merged = sum(len(idx) for _, idx, _ in parts)
+    reached = n if cand is None else len(cand)
+    if (merged == 0 and reached >= _ALL_SPLATS_SHARE * n) or reached + merged >= _EXACT_SHARE * n:
+        # Nothing merged and most splats in view, or a cut about as big as the set: the set as it
+        # is renders the same or exactly (projection culls the rest), without copying it.
+        splats.ensure_finite()
+        return LodCut(splats=splats, leaves=None, merged=0, culled=culled)
+    leaf_ids = torch.from_numpy(_take(tree.leaf_order, cand)) if tree.levels else torch.arange(n)
+    if len(leaf_ids) and (int(leaf_ids.min()) < 0 or int(leaf_ids.max()) >= n):
+        raise InputError(f"level of detail: the hierarchy's leaf order holds indices outside [0, {n:,})")
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[leaf_ids] = True
+    # Input order (a cut at threshold 0 renders exactly like the whole set), read front to back
+    # of the arrays; leaves are culled by projection itself.
+    leaves = keep.nonzero().squeeze(1)
+    del keep
+    nodes = []
+    for lv, idx, z in parts:
+        if len(idx):
+            i = idx.numpy()
+            node = {k: None if getattr(lv, k) is None else torch.from_numpy(getattr(lv, k)[i])
+                    for k in ("means", "quats", "scales", "colors", "confidence", "region_ids", "sh_rest")}
+            node["opacities"] = _opacity(lv, i, node["scales"], z, fr.fx)
+            nodes.append(node)
+    # One copy of each field: leaves gathered straight into place, merged nodes after them.
+    m = len(leaves) + merged
+    tensors = {}
+    for k, t in splats._tensors().items():
+        if t is None:
+            tensors[k] = None
+            continue
+        out = torch.empty((m, *t.shape[1:]), dtype=t.dtype)
+        torch.index_select(t, 0, leaves, out=out[:len(leaves)])
+        at = len(leaves)
+        for node in nodes:
+            out[at:at + len(node[k])] = node[k]
+            at += len(node[k])
+        tensors[k] = out
+    cut_splats = Splats(**tensors, sh_encoding=splats.sh_encoding, check_finite=False)
+    # Merged nodes (read from a file) are always checked; leaves when their set was not.
+    cut_splats.check_rows_finite(0 if not splats.finite_checked else len(leaves))
+    return LodCut(splats=cut_splats, leaves=leaves, merged=merged, culled=culled)
+
+
+# ------------------------------------------------------------------------------------------ per source
+_BUILT: dict[int, tuple["weakref.ref", LodTree]] = {}
+
+
+def tree_for(source) -> Optional[LodTree]:
+    """The hierarchy to render a scene or bare splats with, or None below :data:`MIN_SPLATS`.
+
+    A scene's own (``Scene.lod``, loaded from its folder) is used when it was built from the
+    scene's splats; otherwise one is built and kept: on the scene, or for bare splats as long as
+    they live.
+
+    Args:
+        source: a :class:`~anchorstage.scene.Scene` or :class:`~anchorstage.splats.Splats`.
+    """
+    splats = getattr(source, "splats", source)
+    if not isinstance(splats, Splats) or len(splats) < MIN_SPLATS or splats.device.type != "cpu":
+        return None
+    held = _BUILT.get(id(splats))
+    tree = getattr(source, "lod", None)
+    if tree is None or not tree._checked_for(splats):
+        tree = held[1] if held is not None and held[0]() is splats else build_lod(splats)
+    if held is None or held[0]() is not splats:
+        remember(splats, tree)
+    if hasattr(source, "lod"):
+        source.lod = tree
+    tree._checked_for(splats)
+    return tree
+
+
+def remember(splats: Splats, tree: LodTree) -> None:
+    """Keep ``tree`` for this splat object (as long as it lives), so a render of the bare splats (a
+    scene's witness statistics, say) uses it instead of building another."""
+    key = id(splats)
+    _BUILT[key] = (weakref.ref(splats, lambda _ref, k=key: _BUILT.pop(k, None)), tree)
