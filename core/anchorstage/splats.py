@@ -95,6 +95,9 @@ def _refuse_non_finite(sp: "Splats", n: int) -> None:
     if n <= 0:
         return
     fields = [k for k in (*_FLOAT_FIELDS, "sh_rest") if getattr(sp, k) is not None]
+    # The common case in one cheap pass per field: NaN / inf reach the sum (an overflow only takes the slow path).
+    if all(bool(torch.isfinite(getattr(sp, k).sum())) for k in fields):
+        return
     bad = torch.stack([(~torch.isfinite(getattr(sp, k).reshape(n, -1))).any(1) for k in fields])
     per_field = bad.sum(1).tolist()
     if any(per_field):
