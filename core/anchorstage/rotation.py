@@ -72,14 +72,14 @@ def quat_from_matrix(rotation: np.ndarray) -> tuple[float, float, float, float]:
     return w, x, y, z
 
 
-def quat_mul(a: tuple[float, ...], b: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """[M, 4] Hamilton product a ⊗ b of one constant wxyz quaternion ``a`` and [M] components ``b``, w ≥ 0."""
+def quat_mul(a: tuple[float, ...], b: torch.Tensor) -> torch.Tensor:
+    """[M, 4] Hamilton product a ⊗ b of one constant wxyz quaternion ``a`` and [M, 4] wxyz ``b``, w ≥ 0."""
     aw, ax, ay, az = a
-    bw, bx, by, bz = b
-    w = aw * bw - ax * bx - ay * by - az * bz
-    sign = torch.where(w < 0, -1.0, 1.0)
-    return torch.stack([w * sign, (aw * bx + ax * bw + ay * bz - az * by) * sign,
-                        (aw * by - ax * bz + ay * bw + az * bx) * sign, (aw * bz + ax * by - ay * bx + az * bw) * sign], -1)
+    # a ⊗ b is linear in b: one [M, 4] x [4, 4] product instead of sixteen [M] passes.
+    left = torch.tensor([[aw, -ax, -ay, -az], [ax, aw, -az, ay], [ay, az, aw, -ax], [az, -ay, ax, aw]],
+                        dtype=b.dtype, device=b.device)
+    out = b @ left.T
+    return out.mul_(torch.where(out[:, :1] < 0, -1.0, 1.0))
 
 
 def thin_axis(quats: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
