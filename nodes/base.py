@@ -104,3 +104,16 @@ def file_stamp(path: str) -> list:
     except OSError:
         return [p, None, None]
     return [os.path.normpath(p), st.st_size, st.st_mtime_ns]
+
+
+def folder_stamp(path: str) -> list:
+    """[absolute folder, [(name, size, mtime_ns), ...]] for cache keys: any added, removed or edited file counts."""
+    if not path:
+        return ["", []]
+    p = os.path.normpath(bpy.path.abspath(path))
+    try:
+        entries = sorted((e.name, st.st_size, st.st_mtime_ns) for e in os.scandir(p) if e.is_file()
+                         for st in (e.stat(),))
+    except OSError:
+        return [p, None]
+    return [p, [list(e) for e in entries]]

@@ -5,8 +5,11 @@ from pathlib import Path
 
 import bpy
 
-from .base import AnchorStageNode
-from .node_fuse import folder_stamp
+from .base import AnchorStageNode, file_stamp, folder_stamp
+
+# report folder -> (input hash, stamp of its fidelity.json, the report): an unchanged report is not
+# measured again, a deleted or edited one is written again from the kept report.
+_WRITTEN: dict = {}
 
 
 class AnchorStageFidelityNode(AnchorStageNode, bpy.types.Node):
@@ -42,13 +45,17 @@ class AnchorStageFidelityNode(AnchorStageNode, bpy.types.Node):
         layout.prop(self, "report_dir")
         layout.prop(self, "identity_model")
 
+    volatile = True  # checks its own report on disk (see _WRITTEN)
+
     def job_params(self, context, services):
-        absp = bpy.path.abspath
-        return {"mode": self.mode, "capture": folder_stamp(self.capture_dir),
-                "generated": folder_stamp(self.generated_dir), "reference": folder_stamp(self.reference_dir),
-                "masks": absp(self.masks_dir) if self.masks_dir else None,
-                "report": absp(self.report_dir) if self.report_dir else "",
-                "identity_model": self.identity_model or None, "device": services.device(context)}
+        params = {"mode": self.mode, "report": bpy.path.abspath(self.report_dir) if self.report_dir else "",
+                  "identity_model": self.identity_model or None, "device": services.device(context)}
+        if self.mode == "LEAVE_ONE_OUT":
+            params["capture"] = folder_stamp(self.capture_dir)
+        else:
+            params.update(generated=folder_stamp(self.generated_dir), reference=folder_stamp(self.reference_dir),
+                          masks=folder_stamp(self.masks_dir))
+        return params
 
     @staticmethod
     def compute(params, inputs, ctx):
@@ -62,7 +69,11 @@ class AnchorStageFidelityNode(AnchorStageNode, bpy.types.Node):
         if report.is_dir() and any(report.iterdir()) and not (report / "fidelity.json").is_file():
             raise InputError(f"Fidelity node: report folder {str(report)!r} holds other files; choose an empty folder "
                              "or an earlier report")
-        if params["mode"] == "LEAVE_ONE_OUT":
+        key, listing = str(report), str(report / "fidelity.json")
+        kept = _WRITTEN.get(key)
+        if kept is not None and kept[0] == ctx.input_hash:
+            rep = kept[2]
+        elif params["mode"] == "LEAVE_ONE_OUT":
             if not params["capture"][0]:
                 raise InputError("Fidelity node: no capture folder is set")
             rep = measure_fidelity(leave_one_out=params["capture"][0], identity_model=params["identity_model"],
@@ -70,9 +81,11 @@ class AnchorStageFidelityNode(AnchorStageNode, bpy.types.Node):
         else:
             if not (params["generated"][0] and params["reference"][0]):
                 raise InputError("Fidelity node: set both the generated and the reference folder")
-            rep = measure_fidelity(params["generated"][0], params["reference"][0], masks=params["masks"],
+            rep = measure_fidelity(params["generated"][0], params["reference"][0], masks=params["masks"][0] or None,
                            identity_model=params["identity_model"], device=params["device"], progress=ctx.report)
-        write_report(rep, report, force=True)
+        if kept is None or kept[:2] != (ctx.input_hash, file_stamp(listing)):
+            write_report(rep, report, force=True)
+        _WRITTEN[key] = (ctx.input_hash, file_stamp(listing), rep)
         s = rep.to_json_dict()["summary"]
         ctx.note(f"{len(rep.angles)} angles: PSNR min {s['min_psnr_db']} dB, mean {s['mean_psnr_db']} dB")
         if "beats_baseline_off_frontal" in s:

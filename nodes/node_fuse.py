@@ -1,23 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Fuse node: a capture folder of posed product views → one fused metric splat scene."""
 
-import os
-
 import bpy
 
-from .base import AnchorStageNode
-
-
-def folder_stamp(path: str) -> list:
-    """[absolute folder, [(name, size, mtime_ns), ...]] for cache keys: any added, removed or edited file counts."""
-    if not path:
-        return ["", []]
-    p = os.path.normpath(bpy.path.abspath(path))
-    try:
-        entries = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(p) if e.is_file())
-    except OSError:
-        return [p, None]
-    return [p, [list(e) for e in entries]]
+from .base import AnchorStageNode, folder_stamp
 
 
 class AnchorStageFuseNode(AnchorStageNode, bpy.types.Node):

@@ -145,3 +145,12 @@ def test_leave_one_out_needs_three_views(tmp_path, capsys):
             shutil.copy(f, cap)
     assert main(["fidelity", "--leave-one-out", str(cap), "--out", str(tmp_path / "r")]) == 2
     assert "at least 3 views (got 2)" in capsys.readouterr().err
+
+
+def test_measure_fidelity_refuses_a_capture_with_generated_frames(tmp_path):
+    from anchorstage import InputError
+    from anchorstage.stages import measure_fidelity
+
+    gen, _ = _frames(tmp_path)
+    with pytest.raises(InputError, match="not both"):
+        measure_fidelity(gen, leave_one_out=SAMPLE)

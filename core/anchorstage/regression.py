@@ -45,6 +45,7 @@ from .errors import InputError
 from .image_io import LoadedImage
 from .progress import ProgressFn, report
 from .scene import Scene
+from .sh import srgb_encode
 from .rotation import quat_from_axes
 from .splats import Splats
 
@@ -316,8 +317,7 @@ def _colour_steps(rgb: torch.Tensor) -> torch.Tensor:
     Args:
         rgb: [H, W, 3] linear colours.
     """
-    x = rgb.clamp(0.0, 1.0)
-    g = torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
+    g = srgb_encode(rgb.clamp(0.0, 1.0))
     step = torch.zeros(rgb.shape[:2], dtype=torch.bool, device=rgb.device)
     dx = (g[:, 1:] - g[:, :-1]).abs().amax(-1) > _STEP_SRGB
     dy = (g[1:] - g[:-1]).abs().amax(-1) > _STEP_SRGB

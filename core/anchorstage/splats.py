@@ -257,7 +257,7 @@ class Splats:
             raise InputError("splats: transform must be a finite rigid 4x4 matrix (rotation + translation)")
         rt = torch.as_tensor(r, dtype=torch.float32, device=self.device)
         t = torch.as_tensor(m[:3, 3], dtype=torch.float32, device=self.device)
-        tensors = {k: None if v is None or k in ("means", "quats") else v.clone() for k, v in self._tensors().items()}
+        tensors = {k: None if v is None or k in ("means", "quats", "sh_rest") else v.clone() for k, v in self._tensors().items()}
         tensors["means"] = torch.addmm(t[None], self.means, rt.T)
         tensors["quats"] = quat_mul(quat_from_matrix(r), self.quats)
         if self.sh_rest is not None:

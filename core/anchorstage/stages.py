@@ -527,7 +527,8 @@ def measure_fidelity(generated_dir: Union[str, os.PathLike, None] = None, refere
     """
     from . import fidelity as fid
 
-    if (leave_one_out is None) == (generated_dir is None or reference_dir is None):
+    if (leave_one_out is None and (generated_dir is None or reference_dir is None)) or \
+            (leave_one_out is not None and (generated_dir is not None or reference_dir is not None)):
         raise InputError("fidelity: give GENERATED_DIR and REFERENCE_DIR, or a capture folder to leave one out, "
                          "not both")
     if leave_one_out is not None:

@@ -80,6 +80,11 @@ def test_fidelity_node_writes_the_report(fresh_scene, tmp_path):
     rep = json.loads((tmp_path / "report" / "fidelity.json").read_text())
     assert rep["mode"] == "leave-one-out" and len(rep["angles"]) == 4
     assert "4 angles" in fid.as_message and "identity unavailable" in fid.as_message
+    # a deleted report is written again on the next run (from the kept report: the inputs did not change)
+    shutil.rmtree(tmp_path / "report")
+    report = _graph().run_tree(tree, bpy.context)
+    assert report.ok, report.errors
+    assert json.loads((tmp_path / "report" / "fidelity.json").read_text()) == rep
     # compare mode: the held-out references against themselves
     fid.mode, fid.generated_dir, fid.reference_dir = "COMPARE", str(cap), str(cap)
     report = _graph().run_tree(tree, bpy.context)
