@@ -117,3 +117,12 @@ def test_settings_are_checked():
         dif.DiffusionSettings(steps=0)
     with pytest.raises(a.InputError, match="controlnets"):
         dif.DiffusionSettings(controlnets=("only-one",))
+
+
+def test_refresh_models_stay_sd15_whatever_generation_family_is_set(monkeypatch):
+    from anchorstage.inpaint_diffusion import DiffusionSettings, _models
+
+    monkeypatch.setenv("ANCHORSTAGE_DIFFUSION_FAMILY", "sdxl")
+    settings = DiffusionSettings.resolved()
+    assert len(settings.controlnets) == 2 and all(settings.controlnets)
+    assert _models(settings).family == "sd15"

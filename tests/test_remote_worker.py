@@ -327,3 +327,19 @@ def test_the_deploy_entry_runs_a_test_job_through_the_sdk():
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "request task must be one of generate, refresh, depth, reconstruct, render" in r.stdout + r.stderr
+
+
+def test_diffusion_refresh_on_an_sdxl_worker_is_refused_clearly(tmp_path):
+    from anchorstage.diffusion import model_set
+
+    scene_dir = a.save_scene(_stage(), tmp_path / "scene")
+    cam = load_view("dolly")["camera"].with_resolution(80, 45)
+    kept = h._CONFIG[0]
+    h.configure(h.WorkerConfig(models=model_set("sdxl", env={}), device="cpu"))
+    try:
+        out = h.run_job({"id": "sdxl-refresh", "input": {"task": "refresh", "scene": pl.encode_folder(scene_dir),
+                                                         "camera": cam.to_json_dict(), "inpaint": "diffusion"}})
+    finally:
+        h._CONFIG[0] = kept
+    assert set(out) == {"error"} and "\n" not in out["error"], out
+    assert "runs SD 1.5" in out["error"] and "serves sdxl with depth ControlNet" in out["error"], out["error"]

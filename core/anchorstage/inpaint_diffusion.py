@@ -89,8 +89,9 @@ class DiffusionSettings:
     def resolved(cls, *, model: Optional[str] = None, controlnet_depth: Optional[str] = None,
                  controlnet_normal: Optional[str] = None, **kw: Any) -> "DiffusionSettings":
         """Settings whose models not given here come from the environment, then the defaults
-        (:func:`anchorstage.diffusion.model_set`: the one place generation resolves them too)."""
-        m = model_set(None, model=model, controlnet_depth=controlnet_depth, controlnet_normal=controlnet_normal,
+        (:func:`anchorstage.diffusion.model_set`: the one place generation resolves them too). The
+        family is always SD 1.5 (depth + normal ControlNets); ``$ANCHORSTAGE_DIFFUSION_FAMILY`` is generation's."""
+        m = model_set("sd15", model=model, controlnet_depth=controlnet_depth, controlnet_normal=controlnet_normal,
                       ip_adapter="none")
         return cls(model=m.model, controlnets=(m.controlnet_depth, m.controlnet_normal), **kw)
 
@@ -102,7 +103,7 @@ class DiffusionSettings:
 
 # ---------------------------------------------------------------------------------------------- loading
 def _models(settings: DiffusionSettings) -> ModelSet:
-    return model_set(None, model=settings.model, controlnet_depth=settings.controlnets[0],
+    return model_set("sd15", model=settings.model, controlnet_depth=settings.controlnets[0],
                      controlnet_normal=settings.controlnets[1], ip_adapter="none")
 
 

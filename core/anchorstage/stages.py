@@ -718,7 +718,7 @@ def render_video(scene: "Scene", cameras: Sequence[Camera], out: Union[str, os.P
                 yield res.witness
                 continue
             cond = condition(res, scene, prompt=prompt, seed=seed)
-            yield generate(cond, generation, device=device, progress=scaled(step, 0.3, 1.0)).image
+            yield generate(cond, generation, device=device, progress=scaled(step, 0.3, 1.0), cancel=cancel).image
 
     result = write_clip(frames(), out, width, height, fps=fps, gif=gif,
                         gif_max_side=GIF_MAX_SIDE if gif_max_side is None else gif_max_side,

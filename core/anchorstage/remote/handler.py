@@ -250,6 +250,10 @@ def _task_refresh(inp: dict, tmp: Path, progress: Progress, cancel: Cancel) -> d
     settings = None
     if method == "diffusion":
         m = cfg.models
+        if m.family != "sd15" or not (m.controlnet_depth and m.controlnet_normal):
+            raise InputError(f"{where}: diffusion inpainting runs SD 1.5 with depth and normal ControlNets; this "
+                             f"worker serves {m.family} with {' + '.join(sig for sig, _ in m.controlnets) or 'no'} ControlNet "
+                             "(use inpaint 'classical', or a worker started with --family sd15)")
         prompt = inp.get("prompt", "")
         if not isinstance(prompt, str) or len(prompt) > 4096:
             raise InputError(f"{where}: prompt must be a string of at most 4096 characters")
