@@ -276,3 +276,18 @@ def test_cli_no_lod_renders_exactly(plane, small_limits, tmp_path):
     truth = render(sp, cam, ["color"])["color"].numpy()
     np.testing.assert_allclose(exact["color"], truth, atol=1e-3)  # EXR colour is half float
     assert not np.allclose(lod["color"], exact["color"], atol=1e-3)
+
+
+def test_memory_mapped_scene_keeps_what_its_source_file_stored(plane, small_limits, tmp_path):
+    from anchorstage import read_ply, write_ply
+
+    sp, _ = plane
+    write_ply(tmp_path / "src.ply", sp)
+    sp = read_ply(tmp_path / "src.ply")
+    assert sp.stored is not None
+    folder = save_scene(_scene(sp), tmp_path / "s")
+    mapped, loaded = load_scene(folder), load_scene(folder, mmap=False)
+    assert (folder / store.MMAP_DIR).is_dir() and mapped.splats.stored is not None
+    assert mapped.splats.stored.columns.keys() == loaded.splats.stored.columns.keys()
+    for k, v in loaded.splats.stored.columns.items():
+        assert np.array_equal(mapped.splats.stored.columns[k], v), k

@@ -370,7 +370,8 @@ def load_scene(path: str | os.PathLike, *, mmap: bool = True) -> Scene:
     count = sd.splat_count
     if mmap and count is not None and count >= splat_store.MMAP_MIN_SPLATS and (p / splat_store.MMAP_DIR).is_dir():
         splats = splat_store.open_splat_arrays(p, count, where)
-        extra = _read_region_splats(sd.extra_file, count, where) if sd.extra_file.exists() else None
+        extra = _read_mmap_extra(sd.extra_file, count, where) if sd.extra_file.exists() else None
+        splats.stored = _stored(extra, splats, where)
     else:
         splats, extra = _read_splats(sd, where, notes)
     tree = None
@@ -435,11 +436,12 @@ def _read_splats(sd, where: str, notes: list[str]) -> tuple[Splats, Optional[dic
     return splats, extra
 
 
-def _read_region_splats(path: Path, n: int, where: str) -> dict[str, np.ndarray]:
-    """Only the region splat indices of splats_extra.npz (a memory-mapped scene reads nothing else there)."""
+def _read_mmap_extra(path: Path, n: int, where: str) -> dict[str, np.ndarray]:
+    """The region splat indices and the source file's stored columns of splats_extra.npz (a
+    memory-mapped scene takes its per-splat values from splats_mmap/ and reads nothing else there)."""
     _, families = _extra_specs(n)
-    extra, _ = read_npz(path, f"{where}: {path.name}", {}, {"region_splats_": families["region_splats_"]})
+    extra, _ = read_npz(path, f"{where}: {path.name}", {}, families)
     for k, v in extra.items():
-        if v.size and (v.min() < 0 or v.max() >= n):
+        if k.startswith("region_splats_") and v.size and (v.min() < 0 or v.max() >= n):
             raise InputError(f"{where}: {path.name} {k} holds splat indices outside [0, {n})")
     return extra
