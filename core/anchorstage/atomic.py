@@ -41,9 +41,9 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .errors import OutputError
+from .errors import InputError, OutputError
 
-__all__ = ["atomic_file", "atomic_dir", "ensure_writable_dir", "default_mode", "clean_stale", "exchange_paths"]
+__all__ = ["atomic_file", "atomic_dir", "check_new_dir", "ensure_writable_dir", "default_mode", "clean_stale", "exchange_paths"]
 
 _UMASK_LOCK = threading.Lock()
 _CLEAN_LOCK = threading.Lock()
@@ -298,6 +298,19 @@ def atomic_file(path: str | os.PathLike, what: str = "output file") -> Iterator[
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def check_new_dir(path: str | os.PathLike, force: bool, what: str) -> Path:
+    """``path`` as a Path, refused when it is a file or a non-empty folder and ``force`` is off: called
+    before the work, since :func:`atomic_dir` only finds out when the result is ready.
+
+    Raises:
+        InputError: the folder exists and is not empty (without ``force``).
+    """
+    out = Path(path)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise InputError(f"{what} {str(out)!r} already exists and is not empty (use --force to replace it)")
+    return out
 
 
 @contextlib.contextmanager

@@ -409,11 +409,9 @@ def _plot(rep: FidelityReport) -> Any:
 
 def write_report(rep: FidelityReport, out_dir: Union[str, os.PathLike], *, force: bool = False) -> dict[str, Path]:
     """Write the report folder (:data:`REPORT_FILES`) atomically; returns file name → path."""
-    from .atomic import atomic_dir
+    from .atomic import atomic_dir, check_new_dir
 
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise InputError(f"report folder {str(out)!r} already exists and is not empty (use --force to replace it)")
+    out = check_new_dir(out_dir, force, "report folder")
     with atomic_dir(out, replace=force, what="report folder") as tmp:
         tmp = Path(tmp)
         (tmp / "fidelity.md").write_text(_markdown(rep), encoding="utf-8")

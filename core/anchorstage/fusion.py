@@ -275,10 +275,10 @@ def _judge(means: np.ndarray, normals: np.ndarray, reach: np.ndarray, own: np.nd
     for j, v in enumerate(views):
         cam = v.camera
         nearest = _nearest_around(v.depth_m)
-        for points in (means, *np.moveaxis(reach, 1, 0)):
-            idx, r, c, z = _landing(points, own, j, cam)
+        centres = _landing(means, own, j, cam)
+        for idx, r, c, z in (centres, *(_landing(p, own, j, cam) for p in np.moveaxis(reach, 1, 0))):
             empty[idx[z < nearest[r, c] - _tolerance_m(z, cam)]] = True
-        idx, r, c, z = _landing(means, own, j, cam)
+        idx, r, c, z = centres
         cand = idx[v.mask[r, c] & (np.abs(v.depth_m[r, c] - z) < _tolerance_m(z, cam))]
         fp_j = _footprint_m(means[cand], normals[cand], cam)
         better = (fp_j < own_fp[cand]) | ((fp_j == own_fp[cand]) & (j < own[cand]))

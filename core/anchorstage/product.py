@@ -23,6 +23,7 @@ The foreground comes through one interface, :func:`foreground_mask`, in this ord
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -114,6 +115,26 @@ def depth_foreground(depth_m: np.ndarray) -> np.ndarray:
     return fg
 
 
+@functools.lru_cache(maxsize=2)
+def _load_segmenter(model: str, device: str) -> tuple[Any, Any]:
+    """(image processor, model on ``device`` in eval mode), kept for the next view (a capture asks once per view)."""
+    try:
+        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+    except ImportError:
+        raise MissingDependencyError("a segmentation model needs the optional 'transformers' package "
+                                     "(pip install 'anchorstage[ml]')") from None
+    local = os.path.isdir(model)
+    try:
+        proc = AutoImageProcessor.from_pretrained(model, local_files_only=not local)
+        net = AutoModelForSemanticSegmentation.from_pretrained(model, local_files_only=not local)
+    except (OSError, ValueError) as e:
+        if local:
+            raise InputError(f"segmentation model folder {model!r} cannot be loaded: {e}") from None
+        raise MissingDependencyError(f"segmentation model {model!r} is not on this machine; download it once with "
+                                     f"`huggingface-cli download {model}` or pass a local folder") from None
+    return proc, net.to(device).eval()
+
+
 def segment_foreground(image_linear: np.ndarray, model: str, *, device: str = "auto") -> np.ndarray:
     """[H, W] bool the foreground by a transformers semantic-segmentation model (hub id or folder).
 
@@ -125,28 +146,14 @@ def segment_foreground(image_linear: np.ndarray, model: str, *, device: str = "a
         MissingDependencyError: transformers missing, or the weights are not on this machine.
         InputError: the folder holds no segmentation model.
     """
-    try:
-        import torch
-        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
-    except ImportError:
-        raise MissingDependencyError("a segmentation model needs the optional 'transformers' package "
-                                     "(pip install 'anchorstage[ml]')") from None
+    import torch
     from PIL import Image
 
     from .device import resolve_device
     from .image_io import to_uint8_srgb
 
-    local = os.path.isdir(model)
-    try:
-        proc = AutoImageProcessor.from_pretrained(model, local_files_only=not local)
-        net = AutoModelForSemanticSegmentation.from_pretrained(model, local_files_only=not local)
-    except (OSError, ValueError) as e:
-        if local:
-            raise InputError(f"segmentation model folder {model!r} cannot be loaded: {e}") from None
-        raise MissingDependencyError(f"segmentation model {model!r} is not on this machine; download it once with "
-                                     f"`huggingface-cli download {model}` or pass a local folder") from None
     dev = resolve_device(device)
-    net = net.to(dev).eval()
+    proc, net = _load_segmenter(model, str(dev))
     h, w = image_linear.shape[:2]
     inputs = proc(images=Image.fromarray(to_uint8_srgb(image_linear)), return_tensors="pt").to(dev)
     with torch.no_grad():
@@ -201,14 +208,12 @@ def package(photo: "Photo", depth: Any, out_dir: Union[str, os.PathLike], *, mas
     Returns:
         The manifest (JSON-ready).
     """
-    from .atomic import atomic_dir
+    from .atomic import atomic_dir, check_new_dir
     from .camera import save_camera_json
     from .identity import load_identity
     from .image_io import save_png, to_uint8_srgb
 
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise InputError(f"package folder {str(out)!r} already exists (use --force to replace it)")
+    out = check_new_dir(out_dir, force, "package folder")
     fg = foreground_mask(photo, depth.depth_m, model=mask_model, device=device)
     depth_m = np.where(fg.mask, depth.depth_m, np.inf).astype(np.float32)
     encoder, why = load_identity(identity_model, device=device)

@@ -31,8 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from ..atomic import check_new_dir
     from ..errors import InputError
     from ..fidelity import write_report
     from ..progress import cli_progress
@@ -42,9 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give GENERATED_DIR and REFERENCE_DIR, or --leave-one-out CAPTURE_DIR")
     if args.leave_one_out is not None and args.generated is not None:
         raise InputError("give GENERATED_DIR and REFERENCE_DIR, or --leave-one-out CAPTURE_DIR, not both")
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise InputError(f"report folder {str(out)!r} already exists and is not empty (use --force to replace it)")
+    out = check_new_dir(args.out, args.force, "report folder")
     with cli_progress("fidelity", enabled=progress_enabled()) as bar:
         rep = measure_fidelity(args.generated, args.reference, leave_one_out=args.leave_one_out, masks=args.masks,
                        identity_model=args.identity_model, depth_model=args.depth_model, device=args.device,

@@ -30,11 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_new_dir
     from ..errors import InputError
     from ..stages import load_photo, metric_depth, package_product
 
     if args.depth and args.depth_model:
         raise InputError("give either --depth or --depth-model, not both")
+    check_new_dir(args.out, args.force, "package folder")  # before the depth model runs
     photo = load_photo(args.image, camera=args.camera, lens_mm=args.lens_mm, sensor_mm=args.sensor_mm)
     depth = metric_depth(photo, depth_file=args.depth, model=args.depth_model, device=args.device)
     m = package_product(photo, depth, args.out, mask_model=args.mask_model, identity_model=args.identity_model,
