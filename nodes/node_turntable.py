@@ -82,10 +82,10 @@ class AnchorStageTurntableNode(AnchorStageNode, bpy.types.Node):
         if out and _WRITTEN.get(out) == (ctx.input_hash, file_stamp(listing)):
             note += f", up to date in {out}"
         elif out:
-            from anchorstage.export import export_frames, save_camera_list
+            from anchorstage.stages import export_turntable
 
-            export_frames(inputs["scene"], cams, out, device=params["device"], progress=ctx.report)
-            save_camera_list(listing, cams)
+            export_turntable(inputs["scene"], cams, out, centre=centre, centre_given=params["centre"] is not None,
+                             sweep_deg=params["sweep_deg"], device=params["device"], progress=ctx.report)
             _WRITTEN[out] = (ctx.input_hash, file_stamp(listing))
             note += f", rendered into {out}"
         ctx.note(note)

@@ -23,6 +23,7 @@ fidelity           :func:`measure_fidelity`                    :class:`~anchorst
 export             :func:`anchorstage.export.export_frames`    per-frame metadata
 camera paths       :func:`anchorstage.camera.camera_path`      cameras
 turntable          :func:`turntable_cameras`                   cameras about the product's centre
+turntable package  :func:`export_turntable`                    the record (+ a package per angle)
 video              :func:`render_video`                        :class:`~anchorstage.video.ClipResult`
 =================  ==========================================  ===============================
 
@@ -61,7 +62,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Photo", "Frame", "load_photo", "with_camera", "metric_depth", "depth_from_file", "stage_camera", "build_stage",
            "segment_stage", "open_source", "render_frame", "camera_from_fov", "refresh", "condition", "generate",
-           "package_product", "fuse_capture", "measure_fidelity", "product_centre", "turntable_cameras", "render_video",
+           "package_product", "fuse_capture", "measure_fidelity", "product_centre", "turntable_cameras",
+           "export_turntable", "render_video",
            "VIDEO_FRAMES"]
 
 
@@ -613,6 +615,47 @@ def turntable_cameras(scene: "Scene", views: int, *, radius_m: Optional[float] =
     c = product_centre(scene) if centre is None else centre
     return turntable_path(ref, c, views, radius_m=radius_m, elevation_deg=elevation_deg, start_deg=start_deg,
                           sweep_deg=sweep_deg)
+
+
+def export_turntable(scene: "Scene", cameras: Sequence[Camera], out: Union[str, os.PathLike], *,
+                     centre: Sequence[float], centre_given: bool = False, sweep_deg: float = 360.0,
+                     preset: str = "blender", passes: Optional[Sequence[str]] = None, backend: str = "auto",
+                     device: str = "auto", progress: Optional[ProgressFn] = None) -> dict[str, Any]:
+    """Render every pass per turntable angle into ``out`` (a compositing package per angle, as
+    :func:`anchorstage.export.export_frames`), with ``cameras.json`` (for ``anchorstage video --path``)
+    and ``turntable.json`` (the record below, also in each frame's metadata).
+
+    Args:
+        scene: the stage.
+        cameras: from :func:`turntable_cameras` (OpenCV frame, metres).
+        centre: [3] world metres the cameras turn about.
+        centre_given: the centre was given, not found from the foreground splats.
+        sweep_deg: the azimuth the cameras cover, degrees (for the record).
+        preset, passes, backend, device, progress: as :func:`anchorstage.export.export_frames`.
+
+    Returns:
+        The JSON-ready record: views, centre (metres) and its source, radius (metres), elevation and
+        sweep (degrees), resolution.
+    """
+    import json
+
+    from .atomic import atomic_file
+    from .export import export_frames, save_camera_list
+    from .passes import PASSES
+
+    c = [float(v) for v in centre]
+    p = cameras[0].position
+    radius = math.dist(p, c)
+    record = {"views": len(cameras), "centre_m": c, "centre_source": "given" if centre_given else "foreground splats",
+              "radius_m": round(radius, 9), "elevation_deg": round(math.degrees(math.asin((p[2] - c[2]) / radius)), 9),
+              "sweep_deg": sweep_deg, "resolution": list(cameras[0].resolution)}
+    out = Path(out)
+    export_frames(scene, cameras, out, preset=preset, passes=PASSES if passes is None else passes, backend=backend,
+                  device=device, generation={"turntable": record}, progress=progress)
+    save_camera_list(out / "cameras.json", cameras)
+    with atomic_file(out / "turntable.json", "turntable record") as tmp:
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
 
 
 def render_video(scene: "Scene", cameras: Sequence[Camera], out: Union[str, os.PathLike], *, fps: float = 24.0,

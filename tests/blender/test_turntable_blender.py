@@ -5,6 +5,7 @@ render engine renders the animation as `blender -b file.blend -a` does; the Turn
 write a compositing package per angle and an MP4 that decodes back to its frames."""
 
 import importlib
+import json
 
 import numpy as np
 import pytest
@@ -138,6 +139,7 @@ def test_turntable_and_video_nodes(fresh_scene, tmp_path):
     for f in range(1, 5):
         assert (tmp_path / "angles" / f"render.{f:04d}.exr").is_file()
     assert (tmp_path / "angles" / "cameras.json").is_file()
+    assert json.loads((tmp_path / "angles" / "turntable.json").read_text())["views"] == 4  # as the CLI writes it
     for path, count in ((tmp_path / "clip.mp4", 4), (tmp_path / "own.mp4", 3)):
         with av.open(str(path)) as c:
             frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

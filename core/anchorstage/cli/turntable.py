@@ -50,22 +50,16 @@ def parse_centre(text: str | None) -> tuple[float, float, float] | None:
 
 
 def turntable_from_args(scene, views: int, args: argparse.Namespace):
-    """The cameras of the turntable the flags describe, and a JSON-ready record of it."""
-    import math
-
+    """The cameras of the turntable the flags describe, the centre they turn about ([3] metres) and
+    whether it was given."""
     from ..stages import product_centre, turntable_cameras
 
-    centre = parse_centre(args.centre)
+    given = parse_centre(args.centre)
+    centre = product_centre(scene) if given is None else given
     cams = turntable_cameras(scene, views, radius_m=args.radius_m, elevation_deg=args.elevation_deg, centre=centre,
                              start_deg=args.start_deg, sweep_deg=args.sweep_deg,
                              resolution=parse_resolution(args.resolution))
-    c = [float(v) for v in (product_centre(scene) if centre is None else centre)]
-    p = cams[0].position
-    radius = math.dist(p, c)
-    record = {"views": views, "centre_m": c, "centre_source": "given" if centre is not None else "foreground splats",
-              "radius_m": round(radius, 9), "elevation_deg": round(math.degrees(math.asin((p[2] - c[2]) / radius)), 9),
-              "sweep_deg": args.sweep_deg, "resolution": list(cams[0].resolution)}
-    return cams, record
+    return cams, centre, given is not None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -90,15 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from ..atomic import atomic_file, ensure_writable_dir
     from ..errors import InputError
-    from ..export import export_frames, save_camera_list
     from ..passes import check_passes
     from ..progress import cli_progress
     from ..scene import load_scene
+    from ..stages import export_turntable
 
     if args.views < 1:
         raise InputError(f"--views must be a positive number of angles (got {args.views})")
@@ -106,14 +96,11 @@ def run(args: argparse.Namespace) -> int:
     parse_centre(args.centre)
     parse_resolution(args.resolution)
     scene = load_scene(args.scene)
-    cams, record = turntable_from_args(scene, args.views, args)
-    out = ensure_writable_dir(Path(args.out), "turntable folder")
+    cams, centre, given = turntable_from_args(scene, args.views, args)
     with cli_progress("turntable", enabled=progress_enabled()) as bar:
-        export_frames(scene, cams, out, preset=args.preset, passes=passes, backend=args.backend, device=args.device,
-                      generation={"turntable": record}, progress=bar)
-    save_camera_list(out / "cameras.json", cams)
-    with atomic_file(out / "turntable.json", "turntable record") as tmp:
-        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    print(f"{out}: {len(cams)} angles about ({', '.join(f'{v:.3f}' for v in record['centre_m'])}) m, radius "
+        record = export_turntable(scene, cams, args.out, centre=centre, centre_given=given, sweep_deg=args.sweep_deg,
+                                  preset=args.preset, passes=passes, backend=args.backend, device=args.device,
+                                  progress=bar)
+    print(f"{args.out}: {len(cams)} angles about ({', '.join(f'{v:.3f}' for v in record['centre_m'])}) m, radius "
           f"{record['radius_m']:.3f} m, elevation {record['elevation_deg']:.1f}°; cameras.json for 'anchorstage video'")
     return 0

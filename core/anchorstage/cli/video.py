@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         scene = load_scene(args.scene)
     else:
         scene = load_scene(args.scene)
-        cams, _ = turntable_from_args(scene, 24 if args.frames is None else args.frames, args)
+        cams, _, _ = turntable_from_args(scene, 24 if args.frames is None else args.frames, args)
     frames_from = "generate" if args.generate else "refresh" if args.refresh else "render"
     with cli_progress("video", enabled=progress_enabled()) as bar:
         res = render_video(scene, cams, args.out, fps=args.fps, gif=args.gif, frames_from=frames_from,
