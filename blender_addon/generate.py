@@ -13,7 +13,6 @@ the UI, blocking under ``blender -b`` and from scripts (``execute``).
 from __future__ import annotations
 
 import threading
-import time
 
 import bpy
 

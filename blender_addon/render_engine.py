@@ -28,17 +28,12 @@ def _prefs():
     return addon.preferences if addon is not None else None
 
 
-_GATHERED: list = [(), None]  # (the parts, their concatenation): several objects are joined once while they stay
-
-
 def gather_splats(depsgraph):
     """All visible splat objects of the evaluated scene, in world space, as one core Splats (or None).
 
     The splats come from :mod:`.splat_cache`: an object whose mesh and matrix did not change since
     the last frame costs nothing (see docs/rendering.md, "Warm paths").
     """
-    from anchorstage import Splats
-
     parts, seen = [], set()
     for obj in depsgraph.objects:
         orig = obj.original
@@ -54,10 +49,7 @@ def gather_splats(depsgraph):
         return None
     if len(parts) == 1:
         return parts[0]
-    last = _GATHERED[0]
-    if len(last) != len(parts) or any(a is not b for a, b in zip(last, parts)):
-        _GATHERED[:] = [tuple(parts), Splats.concat(parts)]
-    return _GATHERED[1]
+    return splat_cache.joined(parts)
 
 
 def render_passes(depsgraph, camera_obj=None) -> tuple[dict[str, np.ndarray], "object"]:

@@ -36,6 +36,7 @@ _GENERATION: dict[Hashable, int] = {}
 _MESHES: dict[Hashable, tuple[tuple, object]] = {}   # data key -> (stamp, splats in the mesh's frame)
 _OBJECTS: dict[Hashable, tuple[tuple, object]] = {}  # object key -> (stamp + matrix, splats in world space)
 _STAGES: dict[Hashable, tuple[tuple, object]] = {}   # object key -> (stamp + matrix + witness, core Scene)
+_JOINED: list = [(), None]  # (the parts, their concatenation): several objects are joined once while they stay
 #: How often meshes were read, objects moved to world space and witness stages built (for tests and benchmarks).
 STATS = {"mesh_reads": 0, "world_transforms": 0, "stages": 0}
 
@@ -144,10 +145,25 @@ def prune() -> None:
             del cache[k]
 
 
+def joined(parts: list):
+    """The splat sets of several objects as one set (world space), joined again only when a part changed.
+
+    Args:
+        parts: :func:`object_splats` results, in render order.
+    """
+    from anchorstage import Splats
+
+    last = _JOINED[0]
+    if len(last) != len(parts) or any(a is not b for a, b in zip(last, parts)):
+        _JOINED[:] = [tuple(parts), Splats.concat(parts)]
+    return _JOINED[1]
+
+
 def forget() -> None:
     """Drop every cached splat set (a new file, or the add-on going away)."""
     for cache in (_MESHES, _OBJECTS, _STAGES, _GENERATION):
         cache.clear()
+    _JOINED[:] = [(), None]
 
 
 @bpy.app.handlers.persistent

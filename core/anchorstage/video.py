@@ -40,7 +40,8 @@ _MAX_FPS = 240.0
 
 
 def check_fps(fps: Any, what: str = "video") -> Fraction:
-    """``fps`` as an exact frame rate (24, 25, 30, 29.97 → 30000/1001, ...).
+    """``fps`` as an exact frame rate: the nearest fraction with a denominator up to 1001 (24 → 24,
+    29.97 → 2997/100; NTSC's 30000/1001 is kept when given as that Fraction).
 
     Raises:
         InputError: not a finite number in (0, 240].
