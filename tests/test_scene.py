@@ -119,13 +119,13 @@ def test_failure_midway_leaves_nothing(scene, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(scene_mod, "_write_exr", boom)
+    monkeypatch.setattr(scene_mod, "write_channels", boom)
     with pytest.raises(OSError, match="disk full"):
         save_scene(scene, tmp_path / "s")
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
     save_scene(scene, tmp_path / "s")
-    monkeypatch.setattr(scene_mod, "_write_exr", boom)
+    monkeypatch.setattr(scene_mod, "write_channels", boom)
     with pytest.raises(OSError):
         save_scene(scene, tmp_path / "s", force=True)
     _same(scene, load_scene(tmp_path / "s"))  # the old scene is intact

@@ -42,6 +42,7 @@ import numpy as np
 from .camera import Camera
 from .diffusion import DEFAULT_NEGATIVE_PROMPT
 from .errors import InputError, OutputError
+from .exr import write_channels
 
 if TYPE_CHECKING:  # pragma: no cover
     from .scene import Scene
@@ -231,18 +232,6 @@ def is_conditioning_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / "conditioning.json").is_file()
 
 
-def _write_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
-    import OpenEXR
-
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    # OpenEXR writes non-contiguous arrays silently wrong.
-    exr = OpenEXR.File(header, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()})
-    try:
-        exr.write(str(path))
-    except Exception as e:  # OpenEXR raises plain exceptions on I/O errors
-        raise OutputError(f"conditioning file {path.name} cannot be written: {e}") from None
-
-
 def save_conditioning(cond: Conditioning, path: str | os.PathLike) -> Path:
     """Write a conditioning folder atomically (a folder that holds one is replaced).
 
@@ -266,11 +255,11 @@ def save_conditioning(cond: Conditioning, path: str | os.PathLike) -> Path:
         raise OutputError(f"conditioning folder {str(final)!r} is not empty and holds no conditioning; refusing to "
                           "write into it (choose another folder)")
     with atomic_dir(final, replace=True, what="conditioning folder") as tmp:
-        _write_exr(tmp / "image.exr", {c: cond.image[..., i] for i, c in enumerate("RGB")})
-        _write_exr(tmp / "depth.exr", {"Z": cond.depth_m})
-        _write_exr(tmp / "normal.exr", {c: cond.normal_cam[..., i] for i, c in enumerate("XYZ")})
+        write_channels(tmp / "image.exr", {c: cond.image[..., i] for i, c in enumerate("RGB")}, "conditioning file")
+        write_channels(tmp / "depth.exr", {"Z": cond.depth_m}, "conditioning file")
+        write_channels(tmp / "normal.exr", {c: cond.normal_cam[..., i] for i, c in enumerate("XYZ")}, "conditioning file")
         if cond.reference is not None:
-            _write_exr(tmp / "reference.exr", {c: cond.reference[..., i] for i, c in enumerate("RGB")})
+            write_channels(tmp / "reference.exr", {c: cond.reference[..., i] for i, c in enumerate("RGB")}, "conditioning file")
         for name, m in (("mask.png", cond.mask), ("locked.png", cond.locked)):
             Image.fromarray(m.astype(np.uint8) * 255).save(tmp / name, format="PNG")
         save_camera_json(tmp / "camera.json", cond.camera)

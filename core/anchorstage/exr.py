@@ -37,7 +37,7 @@ from .exr_input import read_exr_channels
 from .input_files import path_arg
 from .safe_json import parse_json
 
-__all__ = ["write_exr", "read_exr", "exr_channel_names", "NAMINGS"]
+__all__ = ["write_exr", "write_channels", "read_exr", "exr_channel_names", "NAMINGS"]
 
 NAMINGS = ("blender", "nuke", "plain")
 
@@ -169,6 +169,24 @@ def write_exr(
         except Exception as e:  # OpenEXR raises plain exceptions on I/O errors
             raise OutputError(f"EXR file {str(path)!r} cannot be written: {e}") from None
     return Path(path)
+
+
+def write_channels(path: Path, channels: Mapping[str, np.ndarray], what: str) -> None:
+    """A plain float32 EXR (ZIP, scanlines) of the named [H, W] channels, for the project's own folders
+    (scene, conditioning stack, worker answers); frames with Blender's layer names are :func:`write_exr`'s.
+
+    Raises:
+        OutputError: the file cannot be written (``what`` names it, with the file name).
+    """
+    import OpenEXR
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    # OpenEXR writes non-contiguous arrays silently wrong.
+    exr = OpenEXR.File(header, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()})
+    try:
+        exr.write(str(path))
+    except Exception as e:  # OpenEXR raises plain exceptions on I/O errors (a full disk among them)
+        raise OutputError(f"{what} {Path(path).name} cannot be written: {e}") from None
 
 
 def _header_str(header: Mapping[str, Any], key: str, where: str = "EXR file") -> Optional[str]:

@@ -40,6 +40,7 @@ from ._version import __version__
 from .atomic import atomic_dir
 from .camera import Camera
 from .errors import InputError, OutputError
+from .exr import write_channels
 from .exr_input import read_exr_channels
 from .input_files import check_input_file, open_input, path_arg
 from .npy_io import ArraySpec, read_npz
@@ -100,17 +101,6 @@ def is_scene_dir(path: str | os.PathLike) -> bool:
 
 
 # ---------------------------------------------------------------------------- EXR helpers
-def _write_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
-    import OpenEXR
-
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    exr = OpenEXR.File(header, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()})
-    try:
-        exr.write(str(path))
-    except Exception as e:  # OpenEXR raises plain exceptions on I/O errors (a full disk among them)
-        raise OutputError(f"scene file {path.name} cannot be written: {e}") from None
-
-
 def _read_exr(path: Path, where: str) -> dict[str, np.ndarray]:
     if not path.exists():
         raise InputError(f"{where}: {path.name} is missing")
@@ -246,11 +236,11 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
             splat_store.write_splat_arrays(tmp, sp)
         write_ply(tmp / "splats.ply", sp)
         np.savez(tmp / "splats_extra.npz", **extra)
-        _write_exr(tmp / "image.exr", {c: scene.image_linear[..., i] for i, c in enumerate("RGB")})
+        write_channels(tmp / "image.exr", {c: scene.image_linear[..., i] for i, c in enumerate("RGB")}, "scene file")
         dch = {"Z": scene.depth_m}
         if scene.depth_confidence is not None:
             dch["confidence"] = scene.depth_confidence
-        _write_exr(tmp / "depth.exr", dch)
+        write_channels(tmp / "depth.exr", dch, "scene file")
         if any(r.mask is not None for r in scene.regions):
             (tmp / "regions").mkdir()
         for r in scene.regions:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from ..errors import AnchorStageError, Cancelled, InputError, report_bug
+from ..exr import write_channels
 from .payload import decode_file, decode_folder, encode_folder, encoded_size
 
 __all__ = ["TASKS", "WorkerConfig", "configure", "worker_config", "handler", "run_job", "check_input", "job_state",
@@ -268,14 +269,6 @@ def _task_refresh(inp: dict, tmp: Path, progress: Progress, cancel: Cancel) -> d
     return _answer("refresh", tmp / "out", res.notes, res.summary())
 
 
-def _write_plain_exr(path: Path, channels: dict[str, Any]) -> None:
-    import numpy as np
-    import OpenEXR
-
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    OpenEXR.File(header, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()}).write(str(path))
-
-
 def _photo(inp: dict, tmp: Path, where: str) -> Any:
     from ..stages import load_photo
 
@@ -296,8 +289,8 @@ def _task_depth(inp: dict, tmp: Path, progress: Progress, cancel: Cancel) -> dic
     est = metric_depth(photo, model=cfg.depth_model, device=cfg.device, progress=progress)
     out = tmp / "out"
     out.mkdir()
-    _write_plain_exr(out / "depth.exr", {"Z": est.depth_m})
-    _write_plain_exr(out / "confidence.exr", {"Y": est.confidence})
+    write_channels(out / "depth.exr", {"Z": est.depth_m}, "depth answer file")
+    write_channels(out / "confidence.exr", {"Y": est.confidence}, "depth answer file")
     return _answer("depth", out, list(est.notes), {"model": est.model, "fov_x_deg": est.fov_x_deg})
 
 
