@@ -151,14 +151,15 @@ def inpaint(image_linear: np.ndarray, mask: np.ndarray, controls: Sequence[np.nd
 
 # ---------------------------------------------------------------------------------------------- refresh
 def inpaint_warp(scene: "Scene", warp: "Warp", fill: "Fill", image: np.ndarray, locks: np.ndarray,
-                 settings: DiffusionSettings, *, device: str = "auto",
+                 settings: DiffusionSettings, *, fill_depth_m: np.ndarray, device: str = "auto",
                  progress: Optional[ProgressFn] = None) -> tuple[np.ndarray, "Fill"]:
     """Diffusion inpainting of a refreshed witness's void, conditioned on the proxy's depth and normals.
 
     The classical fill (``image``) is the starting picture; the void (less the locks) grown to the
     latent grid is regenerated, conditioned on the metric depth of what each pixel shows (the fill's
     continued background in the void) and the normals of that depth; the result is composited back
-    so only the grown mask changes and locked pixels stay bit-identical to the warp.
+    so only the grown mask changes and locked pixels stay bit-identical to the warp. ``fill_depth_m``
+    is :func:`anchorstage.witness.fill_depth` of ``fill`` ([H, W] metres).
 
     Returns:
         (the refreshed witness [H, W, 3] float32 linear, the fill with the generated colours and
@@ -166,11 +167,9 @@ def inpaint_warp(scene: "Scene", warp: "Warp", fill: "Fill", image: np.ndarray, 
     """
     from dataclasses import replace as dc_replace
 
-    from .witness import fill_depth
-
     if not fill.mask.any():
         return image, fill
-    depth = np.where(fill.mask, fill_depth(warp, fill, scene.regions), warp.depth_m)
+    depth = np.where(fill.mask, fill_depth_m, warp.depth_m)
     controls = [depth_control(depth), normal_control(normals_from_depth(depth, warp.camera))]
     generated, grown = inpaint(image, fill.mask, controls, settings, locks=locks, device=device, progress=progress)
     out = composite_generated(image, generated, grown, locks)

@@ -401,12 +401,14 @@ def refresh(scene: "Scene", camera: Camera, *, locks: Sequence[str] = (), inpain
     lock_px = wit.lock_mask(warp, locked)
     report(progress, 0.3 if settings else 0.6, "inpaint")
     fill = wit.fill_classical(warp, lock_px)
+    # The background the fill continues, once for the diffusion controls, the new splats and the proxy depth.
+    fill_depth = wit.fill_depth(warp, fill, scene.regions)
     image = wit.composite_fill(warp, fill, lock_px, wit.FEATHER_PX if feather_px is None else int(feather_px))
     notes: list[str] = []
     if settings is not None:
         from .inpaint_diffusion import inpaint_warp
 
-        image, fill = inpaint_warp(scene, warp, fill, image, lock_px, settings, device=device,
+        image, fill = inpaint_warp(scene, warp, fill, image, lock_px, settings, fill_depth_m=fill_depth, device=device,
                                    progress=scaled(progress, 0.3, 0.9))
     notes += fill.notes
     conf = from_warp(warp)
@@ -416,15 +418,14 @@ def refresh(scene: "Scene", camera: Camera, *, locks: Sequence[str] = (), inpain
         report(progress, 0.9, "new splats")
         step = {"step": len(wit.refresh_steps(scene)) + 1, "camera": camera.to_json_dict(), "inpaint": inpaint,
                 "locked_regions": names, "filled_px": int(fill.mask.sum()), "confidence": round(conf.value, 6)}
-        out_scene, added = wit.append_fill(scene, warp, fill, image, step=step, device=device)
+        out_scene, added = wit.append_fill(scene, warp, fill, image, step=step, fill_depth_m=fill_depth, device=device)
         for r in out_scene.regions:
             r.locked = r.locked or r.index in set(locked)
     report(progress, 1.0, f"confidence {conf.value:.2f} ({conf.level})")
     filled = fill.mask if fill.written is None else fill.written
-    fill_depth = wit.fill_depth(warp, fill, scene.regions) if fill.mask.any() else None
     return wit.Refresh(camera=camera, witness=image, warp=warp, void=warp.void, locks=lock_px, filled=filled,
                        confidence=conf, scene=out_scene, added_splats=added, inpaint=inpaint, locked_regions=names,
-                       notes=notes, fill_depth_m=fill_depth)
+                       notes=notes, fill_depth_m=fill_depth if fill.mask.any() else None)
 
 
 # ---------------------------------------------------------------------------------------------- generation

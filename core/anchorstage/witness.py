@@ -523,7 +523,7 @@ def fill_depth(warp: Warp, fill: Fill, regions: Sequence[Any]) -> np.ndarray:
 
 
 def append_fill(scene: "Scene", warp: Warp, fill: Fill, image: np.ndarray, *, step: dict[str, Any],
-                device: str = "auto") -> tuple["Scene", int]:
+                fill_depth_m: np.ndarray, device: str = "auto") -> tuple["Scene", int]:
     """A copy of ``scene`` with the filled pixels as new splats and the step recorded.
 
     The new splats come from the regression itself (:func:`anchorstage.reconstruct` on the filled
@@ -536,6 +536,7 @@ def append_fill(scene: "Scene", warp: Warp, fill: Fill, image: np.ndarray, *, st
         fill: the fill of this step.
         image: [H, W, 3] float32 the refreshed witness (linear).
         step: JSON-ready record of the step (camera, locks, confidence ...); ``splats`` is added.
+        fill_depth_m: [H, W] float32 :func:`fill_depth` of this fill, metres (inf outside it).
         device: where the regression runs.
 
     Returns:
@@ -546,7 +547,7 @@ def append_fill(scene: "Scene", warp: Warp, fill: Fill, image: np.ndarray, *, st
     from .regression import reconstruct
     from .splats import Splats
 
-    depth = fill_depth(warp, fill, scene.regions)
+    depth = fill_depth_m
     n_fill = int(np.isfinite(depth).sum())
     n0 = len(scene.splats)
     meta = dict(scene.meta)
