@@ -29,8 +29,11 @@ class ANCHORSTAGE_PT_stage(bpy.types.Panel):
         row.operator("anchorstage.execute", icon="PLAY")
         row.operator("anchorstage.execute", text="", icon="FILE_REFRESH").force = True
         tree = settings.tree
-        if tree is not None and any(n.bl_idname == "AnchorStageGenerateNode" for n in tree.nodes):
-            layout.operator("anchorstage.generate", icon="SHADERFX")
+        gens = [] if tree is None else [n for n in tree.nodes if n.bl_idname == "AnchorStageGenerateNode"]
+        for n in gens:  # one button per Generate node: the operator needs to know which one when there are several
+            op = layout.operator("anchorstage.generate", icon="SHADERFX",
+                                 text="Generate Frame" if len(gens) == 1 else f"Generate: {n.name}")
+            op.tree, op.node = tree.name, n.name
         layout.operator("anchorstage.clear_cache", icon="TRASH")
 
 

@@ -80,6 +80,11 @@ def test_panels_draw(stage_scene):
     ctx = bpy.context
     log = _draw_panel(ui.ANCHORSTAGE_PT_stage, ctx)
     assert ("operator", "anchorstage.execute") in log
+    tree = ctx.scene.anchorstage.tree
+    for _ in range(2):  # several Generate nodes: a button for each, naming its node
+        tree.nodes.new("AnchorStageGenerateNode")
+    log = _draw_panel(ui.ANCHORSTAGE_PT_stage, ctx)
+    assert log.count(("operator", "anchorstage.generate")) == 2
     log = _draw_panel(ui.ANCHORSTAGE_PT_camera, ctx)
     ops = {x[1] for x in log if x[0] == "operator"}
     assert {"anchorstage.camera_dolly", "anchorstage.camera_orbit", "anchorstage.camera_focal_preset"} <= ops
