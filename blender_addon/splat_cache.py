@@ -21,6 +21,7 @@ beauty warp every frame (the witness mesh is built once per stage, not per frame
 
 from __future__ import annotations
 
+import sys
 from typing import Hashable
 
 import numpy as np
@@ -160,10 +161,13 @@ def joined(parts: list):
 
 
 def forget() -> None:
-    """Drop every cached splat set (a new file, or the add-on going away)."""
+    """Drop every cached splat set and the renderer's kept frame buffers (a new file, or the add-on going away)."""
     for cache in (_MESHES, _OBJECTS, _STAGES, _GENERATION):
         cache.clear()
     _JOINED[:] = [(), None]
+    scratch = sys.modules.get("anchorstage.scratch")  # loaded once something rendered (no torch import here)
+    if scratch is not None:
+        scratch.release()
 
 
 @bpy.app.handlers.persistent

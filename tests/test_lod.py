@@ -291,3 +291,60 @@ def test_memory_mapped_scene_keeps_what_its_source_file_stored(plane, small_limi
     assert mapped.splats.stored.columns.keys() == loaded.splats.stored.columns.keys()
     for k, v in loaded.splats.stored.columns.items():
         assert np.array_equal(mapped.splats.stored.columns[k], v), k
+
+
+def _partial_view() -> Camera:
+    return _camera(64, 48, (2.5, -1.0, 0.6), (4.0, 3.0, 0.0))
+
+
+def test_cut_checks_what_it_copies(plane):
+    """A NaN the cut copies (a leaf's, or a merged node's read from a file) is refused, never drawn."""
+    sp, tree = plane
+    cam = _partial_view()
+    clean = cut(tree, sp, cam, 0.0)
+    assert clean.leaves is not None  # the copying path: a part of the set is in view
+    row = int(clean.leaves[len(clean.leaves) // 2])
+    means = sp.means.clone()
+    means[row, 1] = float("nan")
+    bad = Splats(means=means, quats=sp.quats, scales=sp.scales, opacities=sp.opacities, colors=sp.colors,
+                 confidence=sp.confidence, region_ids=sp.region_ids, check_finite=False)
+    with pytest.raises(InputError, match="non-finite"):
+        cut(tree, bad, cam, 0.0)
+    merged = cut(tree, sp, cam, 2.0)
+    assert merged.merged > 0 and merged.leaves is not None
+    damaged = build_lod(sp)
+    damaged.levels[0].colors[:] = np.inf  # whichever first-level nodes the cut draws
+    with pytest.raises(InputError, match="non-finite"):
+        cut(damaged, sp, cam, 2.0)
+
+
+def test_cut_into_frame_buffers_equals_a_plain_cut(plane, monkeypatch):
+    """A cut copied into a frame's reusable buffers holds what a plain cut holds; the next frame
+    reuses the memory, and a frame running meanwhile never shares it."""
+    import anchorstage.scratch as scratch
+
+    monkeypatch.setattr(scratch, "MIN_BYTES", 0)
+    scratch.release()
+    sp, tree = plane
+    cam = _partial_view()
+    plain = cut(tree, sp, cam, 2.0)
+    with scratch.Buffers() as frame:
+        reused = cut(tree, sp, cam, 2.0, buffers=frame)
+        for k, t in plain.splats._tensors().items():
+            assert (t is None) == (getattr(reused.splats, k) is None)
+            if t is not None:
+                assert torch.equal(t, getattr(reused.splats, k)), k
+        first = reused.splats.means.data_ptr()
+    with scratch.Buffers() as frame:  # the next frame reuses the memory
+        assert cut(tree, sp, cam, 2.0, buffers=frame).splats.means.data_ptr() == first
+        with scratch.Buffers() as other:  # a second frame at the same time gets its own
+            assert cut(tree, sp, cam, 2.0, buffers=other).splats.means.data_ptr() != first
+    assert scratch.held_bytes() > 0
+    scratch.release()
+    assert scratch.held_bytes() == 0
+    # The renderer cuts into frame buffers: its passes equal those of a plain cut's render.
+    on = render(sp, cam, PASSES, lod=tree, lod_threshold_px=2.0)
+    off = render(plain.splats, cam, PASSES)
+    for name in PASSES:
+        assert torch.equal(on[name], off[name]), name
+    scratch.release()

@@ -33,7 +33,7 @@ import hashlib
 import math
 import weakref
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -42,6 +42,10 @@ from .camera import Camera
 from .errors import InputError
 from .projection import EPS2D
 from .splats import Splats
+from .workers import Workers, cpu_workers
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .scratch import Buffers
 
 __all__ = ["LodLevel", "LodTree", "LodCut", "build_lod", "cut", "tree_for", "remember", "fingerprint", "DEFAULT_THRESHOLD_PX", "MIN_SPLATS"]
 
@@ -333,63 +337,49 @@ def _build(splats: Splats, n: int) -> LodTree:
 
 
 # ------------------------------------------------------------------------------------------ cut
-def _ranges(start: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
-    """The concatenation of ``arange(start[i], stop[i])`` over i (int64)."""
-    counts = stop - start
-    total = int(counts.sum())
-    if total == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    offsets = torch.repeat_interleave(start - (torch.cumsum(counts, 0) - counts), counts)
-    return torch.arange(total, dtype=torch.int64) + offsets
-
-
 class _Frustum:
     """A camera's view volume as planes in its own frame, widened so that a sphere it rejects
     can have no pixel in the projection's box (see :func:`cut`)."""
 
     def __init__(self, camera: Camera) -> None:
-        self.cam_from_world = torch.as_tensor(camera.cam_from_world, dtype=torch.float32)
+        self.cam_from_world = np.asarray(camera.cam_from_world, dtype=np.float64)
         K = camera.K
         fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
         w, h, m = camera.width, camera.height, _MARGIN_PX
         # Side planes x >= a z (left), x <= b z (right), likewise y, at the image box widened by m pixels.
-        self.ax, self.bx = (-m - cx) / fx, (w + m - cx) / fx
-        self.ay, self.by = (-m - cy) / fy, (h + m - cy) / fy
+        self.sides = np.array([(-m - cx) / fx, (w + m - cx) / fx, (-m - cy) / fy, (h + m - cy) / fy])
         # Projection's Jacobian clamp (1.3x the half field of view) bounds how far a footprint
         # stretches off axis: sqrt(1 + t²) at the clamp.
         lim = max((w - cx) / fx, cx / fx) + 0.3 * 0.5 * w / fx, max((h - cy) / fy, cy / fy) + 0.3 * 0.5 * h / fy
         self.stretch = math.sqrt(1.0 + max(lim) ** 2)
-        self.near, self.far = camera.clip_start, camera.clip_end
+        self.near, self.far = float(camera.clip_start), float(camera.clip_end)
         self.fx = fx
 
-    def camera_points(self, means: np.ndarray) -> torch.Tensor:
-        return torch.addmm(self.cam_from_world[:3, 3], torch.from_numpy(np.ascontiguousarray(means)),
-                           self.cam_from_world[:3, :3].T)
+    def classify(self, lv: LodLevel, cand: np.ndarray, threshold_px: float) -> tuple[np.ndarray, np.ndarray]:
+        """Verdicts (culled / drawn / opened) and camera depths of a level's candidate rows."""
+        return _kernels().classify(cand, np.asarray(lv.means), np.asarray(lv.radius), np.asarray(lv.scales),
+                                   self.cam_from_world, self.sides, self.near, self.far, self.stretch, self.fx,
+                                   threshold_px)
 
-    def visible(self, p: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-        """[K] bool: the spheres (camera-frame centres ``p``, radii) may reach the image."""
-        x, y, z = p.unbind(1)
-        r = radius * self.stretch
-        ok = (z + radius >= self.near) & (z - radius <= self.far)
-        for lo, hi, c in ((self.ax, self.bx, x), (self.ay, self.by, y)):
-            ok &= (c - lo * z) / math.sqrt(1 + lo * lo) >= -r
-            ok &= (hi * z - c) / math.sqrt(1 + hi * hi) >= -r
-        return ok
+
+def _kernels():
+    """The compiled cut kernels (numba is imported and the cache read on first use only)."""
+    from . import _lod_kernels
+
+    return _lod_kernels
 
 
 def _opacity(lv: LodLevel, i: np.ndarray, scales: torch.Tensor, z: torch.Tensor, fx: float) -> torch.Tensor:
     """Merged nodes' opacity for this frame (module docstring): coverage of the blurred splats below."""
     b2 = (math.sqrt(EPS2D) / fx * z) ** 2  # the low-pass radius at the node's depth, squared, m²
-    s = torch.sort(scales, dim=1).values
-    cover = (torch.from_numpy(lv.area_sum[i]) + torch.from_numpy(lv.opacity_sum[i]) * b2) / (s[:, 1] * s[:, 2] + b2)
+    s0, s1, s2 = scales.unbind(1)
+    area = torch.maximum(torch.maximum(s0 * s1, s0 * s2), s1 * s2)  # the two largest scales' product
+    cover = (torch.from_numpy(lv.area_sum[i]) + torch.from_numpy(lv.opacity_sum[i]) * b2) / (area + b2)
     return torch.minimum(torch.from_numpy(lv.opacities[i]), cover).clamp_(0.0, 1.0)
 
 
-def _take(arr: np.ndarray, idx: torch.Tensor) -> np.ndarray:
-    return arr[idx.numpy()]
-
-
-def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEFAULT_THRESHOLD_PX) -> LodCut:
+def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEFAULT_THRESHOLD_PX, *,
+        buffers: Optional["Buffers"] = None) -> LodCut:
     """The splats to draw for one camera: the hierarchy's cut at ``threshold_px``, frustum-culled.
 
     Args:
@@ -398,12 +388,15 @@ def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEF
         camera: the camera (OpenCV frame, metres; its clip range culls too).
         threshold_px: merged nodes whose largest standard deviation projects below this many
             pixels are drawn in place of their subtrees; 0 draws every splat in the frustum.
+        buffers: a frame's reusable buffers (:class:`anchorstage.scratch.Buffers`) to copy the cut
+            into, for a caller that is done with the cut when that frame ends; None: new memory.
 
     Returns:
         The :class:`LodCut`.
 
     Raises:
-        InputError: a hierarchy built for another splat count, a negative threshold, splats off the CPU.
+        InputError: a hierarchy built for another splat count, a negative threshold, splats off the
+        CPU, NaN / inf in what the cut draws.
     """
     if not isinstance(tree, LodTree):
         raise InputError(f"level of detail: expected a LodTree (got {type(tree).__name__})")
@@ -415,76 +408,82 @@ def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEF
         raise InputError(f"level of detail: threshold must be a number of pixels >= 0 (got {threshold_px!r})")
     if splats.device.type != "cpu":
         raise InputError("level of detail: the splats must be on the CPU (the cut is made there)")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small elementwise steps: OpenMP barriers cost more than they give on a busy CPU
-    try:
-        return _cut(tree, splats, camera, float(threshold_px))
-    finally:
-        torch.set_num_threads(threads)
+    with cpu_workers(torch.device("cpu")) as workers:
+        return _cut(tree, splats, camera, float(threshold_px), workers, buffers)
 
 
-def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float) -> LodCut:
+def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, workers: Workers,
+         buffers: Optional["Buffers"]) -> LodCut:
     """The body of :func:`cut` once inputs are checked."""
+    kern = _kernels()
     fr = _Frustum(camera)
-    parts: list[tuple[LodLevel, torch.Tensor, torch.Tensor]] = []
+    parts: list[tuple[LodLevel, np.ndarray, np.ndarray]] = []
     culled = 0
-    cand = torch.arange(len(tree.levels[-1]), dtype=torch.int64) if tree.levels else None
-    for lv in reversed(tree.levels):
-        p = fr.camera_points(_take(lv.means, cand))
-        radius = torch.from_numpy(_take(lv.radius, cand))
-        vis = fr.visible(p, radius)
-        culled += int((~vis).sum())
-        cand, p, radius = cand[vis], p[vis], radius[vis]
-        z = p[:, 2]
-        size_px = fr.fx * torch.from_numpy(_take(lv.scales, cand)).amax(1) / z.clamp(min=1e-9)
-        expand = (size_px >= threshold_px) | (z - radius <= fr.near)
-        parts.append((lv, cand[~expand], z[~expand]))
-        cs = torch.from_numpy(lv.child_start)
-        e = cand[expand]
-        cand = _ranges(cs[e], cs[e + 1])
     n = len(splats)
+    cand = np.arange(len(tree.levels[-1]), dtype=np.int64) if tree.levels else None
+    for depth, lv in enumerate(reversed(tree.levels)):
+        verdict, z = fr.classify(lv, cand, threshold_px)
+        culled += int(np.count_nonzero(verdict == kern.CULLED))
+        drawn = verdict == kern.DRAWN
+        parts.append((lv, cand[drawn], z[drawn]))
+        opened = cand[verdict == kern.OPENED]
+        if depth < len(tree.levels) - 1:
+            cand = kern.children(opened, lv.child_start)
+        else:
+            cand = opened  # first-level nodes: their children are ranges of leaf_order
     merged = sum(len(idx) for _, idx, _ in parts)
-    reached = n if cand is None else len(cand)
+    reached = n if cand is None else int(np.sum(tree.levels[0].child_start[cand + 1] - tree.levels[0].child_start[cand]))
     if (merged == 0 and reached >= _ALL_SPLATS_SHARE * n) or reached + merged >= _EXACT_SHARE * n:
         # Nothing merged and most splats in view, or a cut about as big as the set: the set as it
         # is renders the same or exactly (projection culls the rest), without copying it.
         splats.ensure_finite()
         return LodCut(splats=splats, leaves=None, merged=0, culled=culled)
-    leaf_ids = torch.from_numpy(_take(tree.leaf_order, cand)) if tree.levels else torch.arange(n)
-    if len(leaf_ids) and (int(leaf_ids.min()) < 0 or int(leaf_ids.max()) >= n):
-        raise InputError(f"level of detail: the hierarchy's leaf order holds indices outside [0, {n:,})")
-    keep = torch.zeros(n, dtype=torch.bool)
-    keep[leaf_ids] = True
-    # Input order (a cut at threshold 0 renders exactly like the whole set), read front to back
-    # of the arrays; leaves are culled by projection itself.
-    leaves = keep.nonzero().squeeze(1)
-    del keep
-    nodes = []
-    for lv, idx, z in parts:
-        if len(idx):
-            i = idx.numpy()
-            node = {k: None if getattr(lv, k) is None else torch.from_numpy(getattr(lv, k)[i])
-                    for k in ("means", "quats", "scales", "colors", "confidence", "region_ids", "sh_rest")}
-            node["opacities"] = _opacity(lv, i, node["scales"], z, fr.fx)
-            nodes.append(node)
-    # One copy of each field: leaves gathered straight into place, merged nodes after them.
+    if cand is None:
+        leaves = np.arange(n, dtype=np.int64)
+    else:
+        try:
+            # Input order (a cut at threshold 0 renders exactly like the whole set), read front to
+            # back of the arrays; leaves are culled by projection itself.
+            leaves = kern.leaves_under(cand, tree.levels[0].child_start, np.asarray(tree.leaf_order), n)
+        except IndexError:
+            raise InputError(f"level of detail: the hierarchy's leaf order holds indices outside [0, {n:,})") from None
     m = len(leaves) + merged
-    tensors = {}
-    for k, t in splats._tensors().items():
-        if t is None:
-            tensors[k] = None
-            continue
-        out = torch.empty((m, *t.shape[1:]), dtype=t.dtype)
-        torch.index_select(t, 0, leaves, out=out[:len(leaves)])
-        at = len(leaves)
-        for node in nodes:
-            out[at:at + len(node[k])] = node[k]
-            at += len(node[k])
-        tensors[k] = out
-    cut_splats = Splats(**tensors, sh_encoding=splats.sh_encoding, check_finite=False)
-    # Merged nodes (read from a file) are always checked; leaves when their set was not.
-    cut_splats.check_rows_finite(0 if not splats.finite_checked else len(leaves))
-    return LodCut(splats=cut_splats, leaves=leaves, merged=merged, culled=culled)
+    src = {k: t for k, t in splats._tensors().items() if t is not None}
+    out = {k: torch.empty((m, *t.shape[1:]), dtype=t.dtype) if buffers is None
+           else buffers.empty(f"lod.cut.{k}", (m, *t.shape[1:]), t.dtype) for k, t in src.items()}
+    # Fields as [rows, channels] arrays (views): leaves gathered straight into place, merged nodes after them.
+    flat = {k: (t.numpy().reshape(len(t), -1), out[k].numpy().reshape(m, -1)) for k, t in src.items()}
+
+    def gather(piece: tuple[np.ndarray, dict, int]) -> bool:
+        rows, fields, at = piece
+        ok = True
+        for k, (a, b) in flat.items():
+            f = fields[k] if fields is not None else a
+            if k == "region_ids":
+                kern.gather_ints(f, rows, b[at:at + len(rows)])
+            else:
+                ok &= kern.gather_rows(f, rows, b[at:at + len(rows)])
+        return ok
+
+    pieces = [(leaves[r0:r1], None, r0) for r0, r1 in workers.ranges(len(leaves), 1 << 18)]
+    at = len(leaves)
+    for lv, idx, _ in parts:
+        if len(idx):
+            fields = {k: np.asarray(getattr(lv, k)).reshape(len(lv), -1) for k in flat if k != "opacities"}
+            fields["opacities"] = np.asarray(lv.opacities).reshape(-1, 1)
+            pieces.append((idx, fields, at))
+            at += len(idx)
+    finite = all(workers.map(gather, pieces))
+    at = len(leaves)
+    for lv, idx, z in parts:  # this frame's opacity of the merged nodes
+        if len(idx):
+            sl = slice(at, at + len(idx))
+            out["opacities"][sl] = _opacity(lv, idx, out["scales"][sl], torch.from_numpy(z), fr.fx)
+            at += len(idx)
+    cut_splats = Splats(**out, sh_encoding=splats.sh_encoding, check_finite=False)
+    # What the cut draws was checked as it was copied; a NaN / inf found is reported as construction would.
+    cut_splats.check_rows_finite(m if finite else 0)
+    return LodCut(splats=cut_splats, leaves=torch.from_numpy(leaves), merged=merged, culled=culled)
 
 
 # ------------------------------------------------------------------------------------------ per source

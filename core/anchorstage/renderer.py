@@ -116,15 +116,19 @@ def render(
     if bg.shape != (3,) or not torch.isfinite(bg).all():
         raise InputError(f"render: background must be 3 finite linear RGB values (got {background!r})")
 
-    if lod is None:
-        splats.ensure_finite()  # memory-mapped splats are checked where read: here, all of them
-    else:
-        from .lod import DEFAULT_THRESHOLD_PX, cut
+    with contextlib.ExitStack() as frame:
+        if lod is None:
+            splats.ensure_finite()  # memory-mapped splats are checked where read: here, all of them
+        else:
+            from .lod import DEFAULT_THRESHOLD_PX, cut
+            from .scratch import Buffers
 
-        splats = cut(lod, splats, camera, DEFAULT_THRESHOLD_PX if lod_threshold_px is None else lod_threshold_px).splats
-    sp = splats if splats.device == dev else splats.to(dev)
-    with cpu_workers(dev) if which == "torch" else contextlib.nullcontext(Workers(None, 1)) as workers:
-        return _render(sp, camera, wanted, which, dev, bg, void_threshold, workers)
+            # The cut lives only for this frame: it is copied into buffers the next frame reuses.
+            splats = cut(lod, splats, camera, DEFAULT_THRESHOLD_PX if lod_threshold_px is None else lod_threshold_px,
+                         buffers=frame.enter_context(Buffers())).splats
+        sp = splats if splats.device == dev else splats.to(dev)
+        with cpu_workers(dev) if which == "torch" else contextlib.nullcontext(Workers(None, 1)) as workers:
+            return _render(sp, camera, wanted, which, dev, bg, void_threshold, workers)
 
 
 def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev: torch.device, bg: torch.Tensor,
