@@ -348,3 +348,27 @@ def test_cut_into_frame_buffers_equals_a_plain_cut(plane, monkeypatch):
     for name in PASSES:
         assert torch.equal(on[name], off[name]), name
     scratch.release()
+
+
+def test_cut_with_view_colours_baked_renders_like_the_sh_cut(plane):
+    """The renderer's own cut evaluates SH along its camera's rays as it copies: no coefficients are
+    carried, and every pass equals the render of a plain cut that kept them; an inf in the SH read is refused."""
+    sp, _ = plane
+    g = torch.Generator().manual_seed(3)
+    sh = Splats(means=sp.means, quats=sp.quats, scales=sp.scales, opacities=sp.opacities, colors=sp.colors,
+                confidence=sp.confidence, region_ids=sp.region_ids, sh_rest=0.2 * torch.randn(len(sp), 15, 3, generator=g))
+    tree = build_lod(sh)
+    cam = _partial_view()
+    plain = cut(tree, sh, cam, 2.0)
+    baked = cut(tree, sh, cam, 2.0, bake_view_colors=True)
+    assert plain.splats.sh_rest is not None and baked.splats.sh_rest is None and baked.merged > 0
+    assert not torch.equal(baked.splats.colors, plain.splats.colors.clamp(min=0))  # the SH did change them
+    for name in PASSES:  # colour to float32 rounding (the SH sums run in other vector lanes), the rest exactly
+        on, off = render(sh, cam, [name], lod=tree, lod_threshold_px=2.0)[name], render(plain.splats, cam, [name])[name]
+        assert torch.equal(on, off) if name != "color" else torch.allclose(on, off, rtol=0.0, atol=1e-6), name
+    rest = sh.sh_rest.clone()
+    rest[int(cut(tree, sh, cam, 0.0).leaves[0]), 4, 1] = float("inf")
+    bad = Splats(means=sp.means, quats=sp.quats, scales=sp.scales, opacities=sp.opacities, colors=sp.colors,
+                 confidence=sp.confidence, region_ids=sp.region_ids, sh_rest=rest, check_finite=False)
+    with pytest.raises(InputError, match="sh_rest"):
+        cut(tree, bad, cam, 0.0, bake_view_colors=True)

@@ -41,6 +41,7 @@ import torch
 from .camera import Camera
 from .errors import InputError
 from .projection import EPS2D
+from .sh import view_colors
 from .splats import Splats
 from .workers import Workers, cpu_workers
 
@@ -66,6 +67,7 @@ _ROOT_NODES = 64  # stop building at this many nodes
 _CHUNK = 1 << 18  # nodes merged per piece (bounds the float64 temporaries)
 _FINGERPRINT_SAMPLES = 4096
 _ALL_SPLATS_SHARE = 0.5  # a cut that merges nothing and keeps this share of the splats draws them all
+_SH_PIECE = 1 << 14  # rows whose SH coefficients are read and evaluated at a time (bounds the temporaries)
 _EXACT_SHARE = 0.8  # a cut drawing this share of the splat count draws the whole set exactly (copying costs more)
 
 
@@ -379,7 +381,7 @@ def _opacity(lv: LodLevel, i: np.ndarray, scales: torch.Tensor, z: torch.Tensor,
 
 
 def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEFAULT_THRESHOLD_PX, *,
-        buffers: Optional["Buffers"] = None) -> LodCut:
+        buffers: Optional["Buffers"] = None, bake_view_colors: bool = False) -> LodCut:
     """The splats to draw for one camera: the hierarchy's cut at ``threshold_px``, frustum-culled.
 
     Args:
@@ -390,6 +392,9 @@ def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEF
             pixels are drawn in place of their subtrees; 0 draws every splat in the frustum.
         buffers: a frame's reusable buffers (:class:`anchorstage.scratch.Buffers`) to copy the cut
             into, for a caller that is done with the cut when that frame ends; None: new memory.
+        bake_view_colors: evaluate SH colours along this camera's rays as they are copied and leave
+            the coefficients out (for a caller that draws the cut from this camera only, as the
+            renderer does: its colour pass is then the same, for a fraction of the memory).
 
     Returns:
         The :class:`LodCut`.
@@ -409,11 +414,11 @@ def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEF
     if splats.device.type != "cpu":
         raise InputError("level of detail: the splats must be on the CPU (the cut is made there)")
     with cpu_workers(torch.device("cpu")) as workers:
-        return _cut(tree, splats, camera, float(threshold_px), workers, buffers)
+        return _cut(tree, splats, camera, float(threshold_px), workers, buffers, bool(bake_view_colors))
 
 
 def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, workers: Workers,
-         buffers: Optional["Buffers"]) -> LodCut:
+         buffers: Optional["Buffers"], bake: bool) -> LodCut:
     """The body of :func:`cut` once inputs are checked."""
     kern = _kernels()
     fr = _Frustum(camera)
@@ -448,11 +453,14 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
         except IndexError:
             raise InputError(f"level of detail: the hierarchy's leaf order holds indices outside [0, {n:,})") from None
     m = len(leaves) + merged
-    src = {k: t for k, t in splats._tensors().items() if t is not None}
+    bake = bake and splats.sh_rest is not None
+    src = {k: t for k, t in splats._tensors().items() if t is not None and not (bake and k == "sh_rest")}
     out = {k: torch.empty((m, *t.shape[1:]), dtype=t.dtype) if buffers is None
            else buffers.empty(f"lod.cut.{k}", (m, *t.shape[1:]), t.dtype) for k, t in src.items()}
     # Fields as [rows, channels] arrays (views): leaves gathered straight into place, merged nodes after them.
     flat = {k: (t.numpy().reshape(len(t), -1), out[k].numpy().reshape(m, -1)) for k, t in src.items()}
+    sh_leaves = splats.sh_rest.numpy().reshape(n, -1) if bake else None
+    eye = torch.as_tensor(camera.position, dtype=torch.float32)  # as the renderer's colour pass reads it
 
     def gather(piece: tuple[np.ndarray, dict, int]) -> bool:
         rows, fields, at = piece
@@ -463,6 +471,15 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
                 kern.gather_ints(f, rows, b[at:at + len(rows)])
             else:
                 ok &= kern.gather_rows(f, rows, b[at:at + len(rows)])
+        if bake:  # SH read a small piece at a time and evaluated into the colours
+            sh = fields["sh_rest"] if fields is not None else sh_leaves
+            for p0 in range(0, len(rows), _SH_PIECE):
+                r = rows[p0:p0 + _SH_PIECE]
+                coeffs = np.empty((len(r), sh.shape[1]), np.float32)
+                ok &= kern.gather_rows(sh, r, coeffs)
+                sl = slice(at + p0, at + p0 + len(r))
+                out["colors"][sl] = view_colors(out["colors"][sl], torch.from_numpy(coeffs).view(len(r), -1, 3),
+                                                splats.sh_encoding, out["means"][sl], eye)
         return ok
 
     pieces = [(leaves[r0:r1], None, r0) for r0, r1 in workers.ranges(len(leaves), 1 << 18)]
@@ -471,9 +488,13 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
         if len(idx):
             fields = {k: np.asarray(getattr(lv, k)).reshape(len(lv), -1) for k in flat if k != "opacities"}
             fields["opacities"] = np.asarray(lv.opacities).reshape(-1, 1)
+            if bake:
+                fields["sh_rest"] = np.asarray(lv.sh_rest).reshape(len(lv), -1)
             pieces.append((idx, fields, at))
             at += len(idx)
     finite = all(workers.map(gather, pieces))
+    if not finite and bake:  # copied again as it is, for the message naming the fields
+        return _cut(tree, splats, camera, threshold_px, workers, None, False)
     at = len(leaves)
     for lv, idx, z in parts:  # this frame's opacity of the merged nodes
         if len(idx):

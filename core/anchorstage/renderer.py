@@ -123,9 +123,10 @@ def render(
             from .lod import DEFAULT_THRESHOLD_PX, cut
             from .scratch import Buffers
 
-            # The cut lives only for this frame: it is copied into buffers the next frame reuses.
+            # The cut lives only for this frame, drawn from this camera: it is copied into buffers the
+            # next frame reuses, its SH colours evaluated on the way.
             splats = cut(lod, splats, camera, DEFAULT_THRESHOLD_PX if lod_threshold_px is None else lod_threshold_px,
-                         buffers=frame.enter_context(Buffers())).splats
+                         buffers=frame.enter_context(Buffers()), bake_view_colors=True).splats
         sp = splats if splats.device == dev else splats.to(dev)
         with cpu_workers(dev) if which == "torch" else contextlib.nullcontext(Workers(None, 1)) as workers:
             return _render(sp, camera, wanted, which, dev, bg, void_threshold, workers)
