@@ -200,19 +200,20 @@ def fill_members(lo, hi, y0, y1, band_rows, fill, members):
 
 
 @numba.njit(nogil=True, cache=True)
-def depth_sort(members, depths):
-    """Sort slots front to back in place, stably (ties keep their order), by an LSD radix sort.
+def depth_argsort(members, depths):
+    """Front-to-back order of slots, stable (ties keep their order), by an LSD radix sort.
 
     Orders as :func:`anchorstage.projection.depth_order` does (float32 bits read as int32), 11
     bits a pass; a digit every key shares is skipped (depths of one scene share their top bits).
 
     Args:
-        members: [n] int32 slots (sorted in place).
+        members: [n] int32 slots.
         depths: [S] float32 view depth per slot, metres.
+
+    Returns:
+        [n] int32 positions in ``members``, front to back.
     """
     n = members.shape[0]
-    if n < 2:
-        return
     bits = depths.view(np.uint32)
     keys = np.empty(n, np.uint32)
     counts = np.zeros((3, _RADIX + 1), np.int64)
@@ -222,9 +223,8 @@ def depth_sort(members, depths):
         counts[0, (k & np.uint32(_RADIX - 1)) + 1] += 1
         counts[1, ((k >> np.uint32(_RADIX_BITS)) & np.uint32(_RADIX - 1)) + 1] += 1
         counts[2, (k >> np.uint32(2 * _RADIX_BITS)) + 1] += 1
-    src_k, src_v = keys, members
+    src_k, src_v = keys, np.arange(n).astype(np.int32)
     dst_k, dst_v = np.empty(n, np.uint32), np.empty(n, np.int32)
-    moved = False  # the sorted slots are in the scratch array
     for p in range(3):
         c = counts[p]
         if c.max() == n:  # every key has this digit: the pass orders nothing
@@ -241,58 +241,68 @@ def depth_sort(members, depths):
             dst_v[t] = src_v[i]
         src_k, dst_k = dst_k, src_k
         src_v, dst_v = dst_v, src_v
-        moved = not moved
-    if moved:
-        members[:] = src_v
+    return src_v
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, n_extra):
+def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, n_extra):
     """A band's splats, one row each, and its (splat, row) records bucketed by image row.
 
     The splats are copied into one row each, ordered by their first row, so the splats a row
     needs lie close together in memory and stay in cache from row to row. Records are bucketed
-    by row visiting the splats in depth order, so each row's records come front to back.
+    by row visiting the splats in depth order, so each row's records come front to back. The
+    projected arrays are read in slot order (members ascend), not depth order: the reads
+    stream instead of jumping about; only band-sized arrays are visited in depth order.
 
     Args:
         r0, r1: first and last row of the band (inclusive).
-        members, y0, y1, means2d, conics, op: as in :func:`composite_rows`.
+        members, y0, y1, means2d, conics, op: as in :func:`composite_rows`, ``members`` ascending.
+        depths: [S] float32 view depth per slot, metres (the order).
         n_extra: zeroed columns to leave after the header for the caller's channels.
 
     Returns:
-        ``band`` [S, _N_HEAD + n_extra] float32 (centre, conic, opacity, sigma bound, exp(-a)),
-        ``slot_s`` [S] int64 the projected splat (slot) each band row holds, ``start``
-        [n_rows + 1] int64 and ``recs`` int32 slots: row r's records are ``recs[start[r]:start[r + 1]]``.
+        ``band`` [n, _N_HEAD + n_extra] float32 (centre, conic, opacity, sigma bound, exp(-a)),
+        ``row_of`` [n] int32 the band row of each member, ``start`` [n_rows + 1] int64 and
+        ``recs`` int32 band rows: row r's records are ``recs[start[r]:start[r + 1]]``.
     """
     n_rows = r1 - r0 + 1
+    n = members.shape[0]
+    order = depth_argsort(members, depths)
     start = np.zeros(n_rows + 1, np.int64)
-    slot_start = np.zeros(n_rows + 1, np.int64)
-    for k in members:
-        lo, hi = max(y0[k], r0), min(y1[k], r1)
-        slot_start[lo - r0 + 1] += 1
+    first_start = np.zeros(n_rows + 1, np.int64)
+    lo_of = np.empty(n, np.int32)  # the band's rows of each member, band-relative
+    hi_of = np.empty(n, np.int32)
+    for j in range(n):
+        s = members[j]
+        lo, hi = max(y0[s], r0) - r0, min(y1[s], r1) - r0
+        lo_of[j], hi_of[j] = lo, hi
+        first_start[lo + 1] += 1
         for y in range(lo, hi + 1):
-            start[y - r0 + 1] += 1
+            start[y + 1] += 1
     for k in range(n_rows):
         start[k + 1] += start[k]
-        slot_start[k + 1] += slot_start[k]
-    band = np.zeros((slot_start[n_rows], _N_HEAD + n_extra), np.float32)
-    slot_s = np.empty(slot_start[n_rows], np.int64)
-    recs = np.empty(start[n_rows], np.int32)
-    fill = start[:n_rows].copy()
-    slot_fill = slot_start[:n_rows].copy()
-    for s in members:
-        lo, hi = max(y0[s], r0), min(y1[s], r1)
-        i = slot_fill[lo - r0]
-        slot_fill[lo - r0] += 1
-        slot_s[i] = s
+        first_start[k + 1] += first_start[k]
+    band = np.zeros((n, _N_HEAD + n_extra), np.float32)
+    row_of = np.empty(n, np.int32)
+    first_fill = first_start[:n_rows].copy()
+    for j in range(n):
+        s = members[j]
+        i = first_fill[lo_of[j]]
+        first_fill[lo_of[j]] += 1
+        row_of[j] = i
         a, o = conics[s, 0], op[s]
         band[i, _MX], band[i, _MY] = means2d[s, 0], means2d[s, 1]
         band[i, _CA], band[i, _CB], band[i, _CC] = a, conics[s, 1], conics[s, 2]
         band[i, _OP], band[i, _SMAX], band[i, _QX] = o, math.log(o / ALPHA_MIN), math.exp(-a)
-        for y in range(lo, hi + 1):
-            recs[fill[y - r0]] = i
-            fill[y - r0] += 1
-    return band, slot_s, start, recs
+    recs = np.empty(start[n_rows], np.int32)
+    fill = start[:n_rows].copy()
+    for k in range(n):
+        j = order[k]
+        i = row_of[j]
+        for y in range(lo_of[j], hi_of[j] + 1):
+            recs[fill[y]] = i
+            fill[y] += 1
+    return band, row_of, start, recs
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
@@ -325,7 +335,7 @@ def _span(band, si, y, width):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, ids, features, classes,
+def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, with_depth, ids, features, classes,
                    num_classes, out, cls_out):
     """Composite image rows r0..r1 (inclusive) front to back.
 
@@ -333,13 +343,13 @@ def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, 
         r0: first row of the band.
         r1: last row of the band (inclusive).
         width: image width in pixels.
-        members: int32 slots of the projected splats that touch the band, front to back
-            (:func:`depth_sort`).
+        members: int32 slots of the projected splats that touch the band, ascending.
         y0, y1: [S] int32 first and last row per slot (see :func:`_row_span`).
         means2d: [S, 2] float32 centres, pixels (pixel centres at +0.5).
         conics: [S, 3] float32 (a, b, c): sigma = 0.5 (a dx² + c dy²) + b dx dy.
         op: [S] float32 opacities.
-        depths: [S] float32 view depth, metres, composited as the last channel (or [0]: not).
+        depths: [S] float32 view depth per slot, metres: the order front to back.
+        with_depth: composite the view depth as the last channel.
         ids: [S] int32 input row of each slot (for ``features`` and ``classes``).
         features: [N, F] float32 channels to composite, by input row.
         classes: [N] int64 class per input row (read only when num_classes > 0).
@@ -351,11 +361,10 @@ def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, 
     """
     n_rows = r1 - r0 + 1
     n_feat = features.shape[1]
-    with_depth = depths.shape[0] > 0
     n_ch = out.shape[1] - 1
-    band, slot_s, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, n_ch)
-    for i in range(slot_s.shape[0]):
-        s = slot_s[i]
+    band, row_of, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, n_ch)
+    for j in range(members.shape[0]):  # in slot order: the input rows ascend
+        i, s = row_of[j], members[j]
         src = ids[s]
         if num_classes > 0:
             band[i, _CLS] = classes[src]
@@ -439,7 +448,7 @@ def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, 
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def pair_rows(r0, r1, width, members, y0, y1, means2d, conics, op, ids, pixel_ok, w_min):
+def pair_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, ids, pixel_ok, w_min):
     """The blending weights of image rows r0..r1 (inclusive) as a sparse matrix, one row per pixel.
 
     Walks the splats exactly as :func:`composite_rows` does and keeps each (pixel, splat) pair's
@@ -447,7 +456,7 @@ def pair_rows(r0, r1, width, members, y0, y1, means2d, conics, op, ids, pixel_ok
     pixel's pairs is what the compositor makes of any per-splat feature there.
 
     Args:
-        r0, r1, width, members, y0, y1, means2d, conics, op, ids: as in :func:`composite_rows`.
+        r0, r1, width, members, y0, y1, means2d, conics, op, depths, ids: as in :func:`composite_rows`.
         pixel_ok: [H * W] bool: pixels whose pairs are kept (the others get none).
         w_min: float32; pairs with a smaller weight are left out.
 
@@ -456,10 +465,10 @@ def pair_rows(r0, r1, width, members, y0, y1, means2d, conics, op, ids, pixel_ok
         int64, ``splat`` [nnz] int32 input rows, ``weight`` [nnz] float32; a pixel's pairs front to back.
     """
     n_rows = r1 - r0 + 1
-    band, slot_s, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, 0)
-    slot_id = np.empty(slot_s.shape[0], np.int32)
-    for i in range(slot_s.shape[0]):
-        slot_id[i] = ids[slot_s[i]]
+    band, row_of, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, 0)
+    slot_id = np.empty(members.shape[0], np.int32)
+    for j in range(members.shape[0]):
+        slot_id[row_of[j]] = ids[members[j]]
     indptr = np.zeros(n_rows * width + 1, np.int64)
     cap = max(1024, 4 * recs.shape[0])  # ~3-5 kept pairs per (splat, row) record; grows when short
     splat = np.empty(cap, np.int32)

@@ -189,8 +189,8 @@ def _from_torch(proj: Projection, height: int, workers: Workers) -> Projected:
 
 
 def _bands(proj: Projected, height: int, workers: Workers) -> tuple[list[int], list[np.ndarray]]:
-    """Each band's first row and its member slots, ascending (not yet in depth order: each band
-    sorts its own with :func:`_raster_cpu_kernels.depth_sort` where it is composited)."""
+    """Each band's first row and its member slots, ascending (each band puts its own in depth
+    order where it is composited)."""
     kern = _kernels()
     per_band = proj.band_count.sum(0)
     first = np.concatenate([[0], np.cumsum(per_band)])
@@ -232,13 +232,12 @@ def composite(
         if proj.counts.sum() > 0:
             bands, members = _bands(proj, height, w)
             rows = proj.band_rows
-            arrays = (proj.y0, proj.y1, proj.means2d, proj.conics, proj.opacities,
-                      proj.depths if with_depth else np.zeros(0, np.float32), proj.ids, features.contiguous().numpy(),
+            arrays = (proj.y0, proj.y1, proj.means2d, proj.conics, proj.opacities, proj.depths, with_depth, proj.ids,
+                      features.contiguous().numpy(),
                       classes.contiguous().numpy() if use_cls else np.zeros(0, np.int64),
                       num_classes if use_cls else 0, out.numpy(), cls_out.numpy())
 
             def band(k: int) -> None:
-                kern.depth_sort(members[k], proj.depths)
                 kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k], *arrays)
 
             w.map(band, list(range(len(bands))))
@@ -282,10 +281,9 @@ def witness_pairs(
             return [(0, np.zeros(height * width + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))]
         bands, members = _bands(proj, height, w)
         rows = proj.band_rows
-        head = (proj.y0, proj.y1, proj.means2d, proj.conics, proj.opacities, proj.ids)
+        head = (proj.y0, proj.y1, proj.means2d, proj.conics, proj.opacities, proj.depths, proj.ids)
 
         def band(k: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-            kern.depth_sort(members[k], proj.depths)
             return (bands[k], *kern.pair_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k], *head, ok,
                                               np.float32(w_min)))
 
