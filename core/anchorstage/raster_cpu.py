@@ -203,6 +203,12 @@ def _bands(proj: Projected, height: int, workers: Workers) -> tuple[list[int], l
     return bands, [members[first[b]:first[b + 1]] for b in range(len(bands))]
 
 
+def _busiest_first(members: list[np.ndarray]) -> list[int]:
+    """Bands in the order to hand them to the threads: most members first, so the last ones
+    to start are short and the threads finish together."""
+    return sorted(range(len(members)), key=lambda k: -members[k].shape[0])
+
+
 def composite(
     proj: Union[Projected, Projection],
     features: torch.Tensor,
@@ -240,7 +246,7 @@ def composite(
             def band(k: int) -> None:
                 kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k], *arrays)
 
-            w.map(band, list(range(len(bands))))
+            w.map(band, _busiest_first(members))
     return sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)
 
 
@@ -287,7 +293,8 @@ def witness_pairs(
             return (bands[k], *kern.pair_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k], *head, ok,
                                               np.float32(w_min)))
 
-        return w.map(band, list(range(len(bands))))
+        done = dict(zip(order := _busiest_first(members), w.map(band, order)))
+        return [done[k] for k in range(len(bands))]
 
 
 def rasterize_splats(*args, **kwargs) -> dict[str, torch.Tensor]:
