@@ -380,6 +380,13 @@ def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, 
     cls_w = np.zeros((width if use_cls else 0) * max(num_classes, 1), np.float64)
     touched = np.empty(cls_w.shape[0], np.int64)  # (pixel, class) slots in use: at most all of them
     best = np.empty(width, np.float64)
+    # A row's spans are computed first, all of them, then walked: the spans are independent (the
+    # CPU overlaps their sqrt / exp latencies) where the walk is one long dependent chain.
+    most = 0
+    for row in range(n_rows):
+        most = max(most, start[row + 1] - start[row])
+    span_x0, span_x1 = np.empty(most, np.int32), np.empty(most, np.int32)
+    span_g, span_r, span_q = np.empty(most, np.float64), np.empty(most, np.float64), np.empty(most, np.float64)
     for ch0 in range(0, n_ch, BLOCK):
         with_cls = use_cls and ch0 == 0
         for row in range(n_rows):
@@ -388,11 +395,15 @@ def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, 
             acc[:] = 0.0
             done[:] = False
             n_touched = 0
-            for k in range(start[row], start[row + 1]):
-                si = recs[k]
-                x0, x1, g, r, q = _span(band, si, y, width)
+            k0 = start[row]
+            for k in range(start[row + 1] - k0):
+                span_x0[k], span_x1[k], span_g[k], span_r[k], span_q[k] = _span(band, recs[k0 + k], y, width)
+            for k in range(start[row + 1] - k0):
+                x0, x1 = span_x0[k], span_x1[k]
                 if x0 > x1:
                     continue
+                si = recs[k0 + k]
+                g, r, q = span_g[k], span_r[k], span_q[k]
                 c0 = _N_HEAD + ch0
                 f0, f1, f2, f3 = band[si, c0], band[si, c0 + 1], band[si, c0 + 2], band[si, c0 + 3]
                 f4, f5, f6, f7 = band[si, c0 + 4], band[si, c0 + 5], band[si, c0 + 6], band[si, c0 + 7]
