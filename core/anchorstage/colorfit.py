@@ -108,10 +108,12 @@ def witness_weights(
     ok = torch.ones(height * width, dtype=torch.bool, device=dev) if pixel_ok is None else pixel_ok.reshape(-1).to(dev)
     n = means.shape[0]
     with cpu_workers(dev) as w:
-        proj = project_parallel(w, means, quats, scales, opacities, cam_from_world, K, width, height, near, far)
         if dev.type == "cpu" and raster_cpu.available():
+            proj = raster_cpu.project(means, quats, scales, opacities, cam_from_world, K, width, height, near, far,
+                                      workers=w)
             return _BandWeights(raster_cpu.witness_pairs(proj, width, height, ok, min_weight, workers=w), n, width, height,
                                 w.n)
+        proj = project_parallel(means, quats, scales, opacities, cam_from_world, K, width, height, near, far, workers=w)
         return _torch_weights(proj, n, width, height, ok, min_weight, w)
 
 

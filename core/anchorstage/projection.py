@@ -20,14 +20,15 @@ less its first argument::
         -> {"features": [H, W, F], "alpha": [H, W], "depth": [H, W] (with_depth),
             "class_weight_argmax": [H, W] int64 (with classes)}
 
-The two CPU backends share the projection here and differ only in their *compositor*
+The two CPU backends differ in their *projector* (:func:`project_parallel` here, the torch
+oracle; :func:`anchorstage.raster_cpu.project`, compiled, the same maths) and *compositor*
 (``composite(proj, features, width, height, classes, num_classes, *, with_depth, workers)``, see
 :func:`anchorstage.raster_torch.composite`), which :func:`rasterize_with` wraps into that signature.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 
@@ -151,8 +152,8 @@ def depth_order(depths: torch.Tensor) -> torch.Tensor:
     # Positive IEEE floats order like their bit patterns, and torch sorts integers by radix.
     return torch.sort(depths.contiguous().view(torch.int32), stable=True).indices
 
-def project_parallel(workers: Workers, means, quats, scales, opacities, *args) -> Projection:
-    """:func:`project` over splat chunks on ``workers`` (ids stay ascending)."""
+def project_parallel(means, quats, scales, opacities, *args, workers: Workers) -> Projection:
+    """:func:`project` (same arguments) over splat chunks on ``workers`` (ids stay ascending)."""
     # Chunks of PROJECT_CHUNK, not one per thread: each chunk's ~40 temporaries stay small and
     # reused (one piece per thread at 1M splats held ~200 MB of freed memory in the threads' heaps).
     n = means.shape[0]
@@ -195,11 +196,12 @@ def rasterize_with(
     with_depth: bool = True,
     eps2d: float = EPS2D,
     workers: Optional[Workers] = None,
+    projector: Callable[..., Any] = project_parallel,
 ) -> dict[str, torch.Tensor]:
     """Project splats and composite them with ``compositor``: the CPU backends' ``rasterize_splats``.
 
     Args:
-        compositor: composites a :class:`Projection` into per-pixel sums.
+        compositor: composites what ``projector`` returns into per-pixel sums.
         means: [N, 3] float32 centres, metres, world frame.
         quats: [N, 4] float32 rotations, wxyz.
         scales: [N, 3] float32 standard deviations, metres.
@@ -216,6 +218,8 @@ def rasterize_with(
         with_depth: also return the expected depth.
         eps2d: low-pass, pixels².
         workers: CPU threads to use (default: a pool of torch's thread count for this call).
+        projector: projects and culls the splats: :func:`project_parallel`'s signature (the
+            torch projection by default).
 
     Returns:
         ``features`` [H, W, F] weighted sums, ``alpha`` [H, W], ``depth`` [H, W] metres
@@ -223,7 +227,7 @@ def rasterize_with(
         ``class_weight_argmax`` [H, W] int64 (only with ``classes``).
     """
     with cpu_workers(means.device, workers) as w:
-        proj = project_parallel(w, means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d)
+        proj = projector(means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d, workers=w)
         res = compositor(proj, features, width, height, classes, num_classes, with_depth=with_depth, workers=w)
     if with_depth:
         res["depth"] = res.pop("depth_sum") / res["alpha"].clamp(min=1e-10)

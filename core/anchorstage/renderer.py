@@ -38,7 +38,8 @@ __all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "
 
 #: Below this alpha nothing contributed: a single splat always brings at least 1/255.
 _EMPTY_ALPHA = 0.5 / 255.0
-_FEATURES_CHUNK = 1 << 16  # splats per parallel piece of the per-splat channels, at least
+_FEATURES_CHUNK = 1 << 16  # splats per parallel piece of the per-splat channels
+_FINISH_PIXELS = 1 << 16  # pixels per parallel piece of the passes' finish (whole rows)
 
 
 def _choose_backend(backend: str, device: torch.device) -> str:
@@ -152,16 +153,12 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
             if p.splat_channels is not None:
                 features[r[0]:r[1], slots[p.name]] = p.splat_channels(part, cam_pos)
 
-    workers.map(fill, workers.ranges(len(sp), _FEATURES_CHUNK))
+    workers.map(fill, workers.chunks(len(sp), _FEATURES_CHUNK))
 
     region_lut = None
     classes = None
     if any(p.needs == "classes" for p in rows):
-        # Class 0 = no region (unassigned splats and the background); 1.. = region ids present.
-        ids = sp.region_ids.to(dev)
-        present = torch.unique(ids)  # unique values first: a radix sort of the narrow ids, no inverse
-        region_lut = torch.unique(torch.cat([present.new_tensor([-1]), present])).to(torch.int64)
-        classes = torch.searchsorted(region_lut.to(ids.dtype), ids)
+        region_lut, classes = _region_classes(sp.region_ids.to(dev))
 
     need_depth = any(p.needs == "depth" for p in rows)
     raw = _rasterize(_backend_module(which, dev), sp, camera, features, classes, region_lut, need_depth, dev, workers)
@@ -183,8 +180,34 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
         for p in rows:
             out[p.name][band] = p.finish(x, slots.get(p.name))
 
-    workers.map(finish, workers.ranges(h, 1))
+    workers.map(finish, workers.chunks(h, max(1, _FINISH_PIXELS // w)))
     return out
+
+
+def _region_classes(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Region ids as classes: class 0 = no region (unassigned splats, -1, and the background),
+    1.. = the region ids present, ascending.
+
+    Args:
+        ids: [N] int32 region id per splat (-1: none).
+
+    Returns:
+        ``lut`` [C] int64 region id of each class (``lut[0] = -1``) and ``classes`` [N] int64.
+    """
+    if ids.numel() > 0:
+        lo, hi = (int(v) for v in torch.aminmax(ids))
+        lo = min(lo, -1)
+        if hi - lo < max(1 << 16, ids.numel()):
+            # A narrow id range (regions are numbered from 0): which ids are present by one
+            # count, classes by one lookup, instead of sorting every id.
+            shifted = (ids - lo).to(torch.int64)
+            present = torch.bincount(shifted, minlength=hi - lo + 1) > 0
+            present[-1 - lo] = True  # -1 (no region) is class 0
+            table = torch.cumsum(present, 0) - 1
+            return present.nonzero().squeeze(1) + lo, table.index_select(0, shifted)
+    present = torch.unique(ids)
+    lut = torch.unique(torch.cat([present.new_tensor([-1]), present])).to(torch.int64)
+    return lut, torch.searchsorted(lut.to(ids.dtype), ids)
 
 
 def _backend_module(which: str, dev: torch.device):

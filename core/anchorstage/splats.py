@@ -230,8 +230,8 @@ class Splats:
         return {k: getattr(self, k) for k in ("means", "quats", "scales", "opacities", "colors", "confidence",
                                               "region_ids", "sh_rest")}
 
-    def _with(self, tensors: dict, stored: Optional[StoredSplats]) -> "Splats":
-        return Splats(**tensors, sh_encoding=self.sh_encoding, stored=stored)
+    def _with(self, tensors: dict, stored: Optional[StoredSplats], check_finite: bool = True) -> "Splats":
+        return Splats(**tensors, sh_encoding=self.sh_encoding, stored=stored, check_finite=check_finite)
 
     def to(self, device: str | torch.device) -> "Splats":
         """A copy on ``device`` (stored file data stays in host memory)."""
@@ -239,8 +239,12 @@ class Splats:
 
     def subset(self, index: torch.Tensor | slice) -> "Splats":
         """The splats selected by a boolean mask, an index tensor or a slice."""
-        return self._with({k: None if t is None else t[index] for k, t in self._tensors().items()},
-                          None if self.stored is None else self.stored.subset(index))
+        # Rows of a set already checked finite are finite: not checked again (the renderer takes
+        # millions of splats in many pieces).
+        out = self._with({k: None if t is None else t[index] for k, t in self._tensors().items()},
+                         None if self.stored is None else self.stored.subset(index), not self._finite_checked)
+        out._finite_checked = True
+        return out
 
     def transformed(self, world_from_local: np.ndarray) -> "Splats":
         """The splats moved by a rigid transform (rotation + translation, metres).

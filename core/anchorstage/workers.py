@@ -24,11 +24,12 @@ class Workers:
         """``[fn(x) for x in items]``, on the threads when there are several."""
         return list(self.pool.map(fn, items)) if self.pool is not None and len(items) > 1 else [fn(x) for x in items]
 
-    def ranges(self, n: int, min_size: int = 1 << 16) -> list[tuple[int, int]]:
-        """Split ``range(n)`` into up to one contiguous piece per thread, each >= ``min_size``."""
-        parts = max(1, min(self.n, n // max(min_size, 1)))
-        bounds = [n * k // parts for k in range(parts + 1)]
-        return list(zip(bounds[:-1], bounds[1:]))
+    @staticmethod
+    def chunks(n: int, size: int) -> list[tuple[int, int]]:
+        """Split ``range(n)`` into contiguous ``(start, stop)`` pieces of ``size`` (the last one
+        shorter). Many cache-sized pieces rather than one per thread: torch's elementwise
+        temporaries stay small and hot, and the threads even out."""
+        return [(i, min(i + size, n)) for i in range(0, n, max(size, 1))]
 
 
 @contextlib.contextmanager
