@@ -482,7 +482,7 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
                                                 splats.sh_encoding, out["means"][sl], eye)
         return ok
 
-    pieces = [(leaves[r0:r1], None, r0) for r0, r1 in workers.ranges(len(leaves), 1 << 18)]
+    pieces = [(leaves[r0:r1], None, r0) for r0, r1 in workers.chunks(len(leaves), 1 << 18)]
     at = len(leaves)
     for lv, idx, _ in parts:
         if len(idx):
