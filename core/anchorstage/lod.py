@@ -42,6 +42,7 @@ from .camera import Camera
 from .errors import InputError
 from .projection import EPS2D
 from .sh import view_colors
+from .splat_store import release_pages
 from .splats import Splats
 from .workers import Workers, cpu_workers
 
@@ -471,6 +472,8 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
                 kern.gather_ints(f, rows, b[at:at + len(rows)])
             else:
                 ok &= kern.gather_rows(f, rows, b[at:at + len(rows)])
+            if fields is None and len(rows):  # a mapped scene's pages of these rows, copied: given back
+                release_pages(a, (int(rows[0]), int(rows[-1]) + 1))
         if bake:  # SH read a small piece at a time and evaluated into the colours
             sh = fields["sh_rest"] if fields is not None else sh_leaves
             for p0 in range(0, len(rows), _SH_PIECE):
@@ -480,6 +483,8 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
                 sl = slice(at + p0, at + p0 + len(r))
                 out["colors"][sl] = view_colors(out["colors"][sl], torch.from_numpy(coeffs).view(len(r), -1, 3),
                                                 splats.sh_encoding, out["means"][sl], eye)
+            if fields is None and len(rows):
+                release_pages(sh, (int(rows[0]), int(rows[-1]) + 1))
         return ok
 
     pieces = [(leaves[r0:r1], None, r0) for r0, r1 in workers.chunks(len(leaves), 1 << 18)]
@@ -493,6 +498,12 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
             pieces.append((idx, fields, at))
             at += len(idx)
     finite = all(workers.map(gather, pieces))
+    for lv in tree.levels:  # what the walk and the copy read of a mapped hierarchy, given back likewise
+        for a in (lv.means, lv.quats, lv.scales, lv.opacities, lv.colors, lv.confidence, lv.region_ids, lv.sh_rest,
+                  lv.radius, lv.opacity_sum, lv.area_sum, lv.child_start):
+            if a is not None:
+                release_pages(a)
+    release_pages(tree.leaf_order)
     if not finite and bake:  # copied again as it is, for the message naming the fields
         return _cut(tree, splats, camera, threshold_px, workers, None, False)
     at = len(leaves)

@@ -14,12 +14,22 @@ with ``mmap_mode``, so opening them reads only headers and a frame reads only th
 Every header is checked (dtype, shape, size against the file) before it is mapped; values are
 checked where they are read (the renderer refuses NaN / inf, the cut refuses indices out of range).
 Files are mapped copy-on-write: nothing writes back to the scene.
+
+A mapped page read once stays in the process's resident memory. A level-of-detail cut reads most
+of a big scene's rows and copies what it draws, so once it has copied a piece it gives those pages
+back (:func:`release_pages`): the data stays in the system's page cache and the next frame maps it
+again at no I/O. Pages a writer changed (the copy-on-write copies) hold the only copy of that
+change and are never given back; :func:`release_pages` tells them apart with the kernel's page map.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import mmap
+import weakref
 from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -30,7 +40,8 @@ from .npy_io import read_npy_header
 from .safe_json import load_json
 from .splats import Splats
 
-__all__ = ["MMAP_MIN_SPLATS", "MMAP_DIR", "LOD_DIR", "write_splat_arrays", "open_splat_arrays", "write_lod", "open_lod"]
+__all__ = ["MMAP_MIN_SPLATS", "MMAP_DIR", "LOD_DIR", "write_splat_arrays", "open_splat_arrays", "write_lod", "open_lod",
+           "release_pages"]
 
 #: Scenes with at least this many splats are saved with ``splats_mmap/`` and load memory-mapped.
 MMAP_MIN_SPLATS = 1_000_000
@@ -58,7 +69,65 @@ def _map(path: Path, where: str, kind: str, shape: tuple[int, ...]) -> np.ndarra
                          f"{list(shape)} (got {list(hdr.shape)}{', Fortran order' if hdr.fortran_order else ''})")
     if hdr.count == 0:
         return np.zeros(shape, hdr.dtype)
-    return np.load(path, mmap_mode="c", allow_pickle=False)
+    array = np.load(path, mmap_mode="c", allow_pickle=False)
+    start = array.ctypes.data
+    _MAPPED[start] = start + array.nbytes
+    weakref.finalize(array, _MAPPED.pop, start, None)
+    return array
+
+
+# ------------------------------------------------------------------------------------ mapped pages
+_MAPPED: dict[int, int] = {}  # first data byte -> end of each array mapped from a scene folder
+_PAGE = mmap.PAGESIZE
+_PRESENT, _FILE_PAGE = 1 << 63, 1 << 61  # /proc/<pid>/pagemap entry bits (Linux)
+
+
+def release_pages(array: Union[torch.Tensor, np.ndarray], rows: Optional[tuple[int, int]] = None) -> None:
+    """Give back the resident pages of a mapped scene array that hold the file's data unchanged.
+
+    They stay in the page cache; reading them again maps them again. Pages a writer changed (their
+    copy-on-write copies), and arrays that were not mapped from a scene folder, are left alone.
+    Where the kernel's page map cannot be read (not Linux), nothing is given back.
+
+    Args:
+        array: an array from :func:`open_splat_arrays` or :func:`open_lod` (or a tensor on it).
+        rows: ``(start, stop)`` rows of it (default: all).
+    """
+    a = array.detach().numpy() if isinstance(array, torch.Tensor) else array
+    start = a.ctypes.data if a.size else 0
+    end = _MAPPED.get(start)
+    if end is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    lo, hi = start, end
+    if rows is not None:
+        step = a.strides[0]
+        lo, hi = start + max(rows[0], 0) * step, min(end, start + rows[1] * step)
+    first, last = lo // _PAGE, -(-hi // _PAGE)
+    if last <= first:
+        return
+    try:
+        with open("/proc/self/pagemap", "rb", buffering=0) as f:
+            f.seek(first * 8)
+            entries = np.frombuffer(f.read((last - first) * 8), np.uint64)
+    except OSError:
+        return
+    unchanged = (entries & np.uint64(_PRESENT | _FILE_PAGE)) == np.uint64(_PRESENT | _FILE_PAGE)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], unchanged.view(np.int8), [0]]))).reshape(-1, 2)
+    for a0, a1 in edges.tolist():
+        _madvise((first + a0) * _PAGE, (a1 - a0) * _PAGE)
+
+
+def _madvise(address: int, length: int) -> None:
+    import ctypes
+
+    _libc().madvise(ctypes.c_void_p(address), ctypes.c_size_t(length), ctypes.c_int(mmap.MADV_DONTNEED))
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 # ------------------------------------------------------------------------------------ splat arrays
