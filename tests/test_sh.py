@@ -60,9 +60,11 @@ def test_basis_is_orthonormal_on_the_sphere():
     np.testing.assert_allclose(gram, np.eye(16), atol=2e-3)
 
 
+@pytest.mark.parametrize("compiled", ["1", "0"])  # the numba kernel and its torch oracle
 @pytest.mark.parametrize("encoding", ["sRGB", "linearRGB"])
 @pytest.mark.parametrize("degree", [1, 2, 3])
-def test_view_colors_match_the_reference_evaluation(degree, encoding):
+def test_view_colors_match_the_reference_evaluation(degree, encoding, compiled, monkeypatch):
+    monkeypatch.setenv("ANCHORSTAGE_NUMBA", compiled)
     g = torch.Generator().manual_seed(degree)
     n, k = 500, (degree + 1) ** 2 - 1
     means = torch.randn(n, 3, generator=g) * 3

@@ -100,6 +100,26 @@ def view_colors(colors: torch.Tensor, rest: torch.Tensor | None, encoding: str, 
     if rest is None or rest.shape[1] == 0:
         return colors.clamp(min=0.0)
     c = [float(v) for v in (camera_position.tolist() if isinstance(camera_position, torch.Tensor) else camera_position)]
+    if colors.device.type == "cpu" and degree_of(rest.shape[1]) > 0 and _compiled():
+        from . import _sh_kernels
+
+        out = torch.empty_like(colors, dtype=torch.float32)
+        _sh_kernels.view_colors(colors.float().contiguous().numpy(), rest.float().contiguous().numpy(),
+                                means.float().contiguous().numpy(), np.array(c, np.float64), encoding == "sRGB", out.numpy())
+        return out
+    return _view_colors_torch(colors, rest, encoding, means, c)
+
+
+def _compiled() -> bool:
+    """Whether the compiled CPU kernels are in use (numba there, ``ANCHORSTAGE_NUMBA`` not 0)."""
+    from .raster_cpu import available
+
+    return available()
+
+
+def _view_colors_torch(colors: torch.Tensor, rest: torch.Tensor, encoding: str, means: torch.Tensor,
+                       c: list[float]) -> torch.Tensor:
+    """:func:`view_colors` in torch (any device; the compiled kernel's oracle)."""
     m = means.unbind(1)
     dx, dy, dz = m[0] - c[0], m[1] - c[1], m[2] - c[2]
     inv = torch.rsqrt((dx * dx + dy * dy + dz * dz).clamp_(min=1e-30))
