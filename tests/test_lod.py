@@ -372,3 +372,48 @@ def test_cut_with_view_colours_baked_renders_like_the_sh_cut(plane):
                  confidence=sp.confidence, region_ids=sp.region_ids, sh_rest=rest, check_finite=False)
     with pytest.raises(InputError, match="sh_rest"):
         cut(tree, bad, cam, 0.0, bake_view_colors=True)
+
+
+def _present_pages(array: torch.Tensor, rows: tuple[int, int]) -> tuple[int, int]:
+    """(pages resident, pages of them holding the file's bytes) of ``array``'s rows, from the page map."""
+    import mmap as mm
+
+    a = array.numpy()
+    lo, hi = a.ctypes.data + rows[0] * a.strides[0], a.ctypes.data + rows[1] * a.strides[0]
+    first, last = lo // mm.PAGESIZE, -(-hi // mm.PAGESIZE)
+    with open("/proc/self/pagemap", "rb", buffering=0) as f:
+        f.seek(first * 8)
+        e = np.frombuffer(f.read((last - first) * 8), np.uint64)
+    present = (e >> np.uint64(63)) & np.uint64(1) == 1
+    return int(present.sum()), int((present & ((e >> np.uint64(61)) & np.uint64(1) == 1)).sum())
+
+
+@pytest.mark.skipif(not Path("/proc/self/pagemap").exists(), reason="needs Linux's page map")
+def test_cut_gives_back_mapped_pages_and_keeps_edits(plane, small_limits, tmp_path):
+    """A cut of a memory-mapped scene gives back the pages it copied (the data stays in the page
+    cache) but never a page an in-place edit changed: the edit survives, and the next cut draws it."""
+    sp, _ = plane
+    folder = save_scene(_scene(sp), tmp_path / "s")
+    sc = load_scene(folder)
+    cam = _partial_view()
+    first = cut(sc.lod, sc.splats, cam, 0.0)
+    assert first.leaves is not None
+    rows = (int(first.leaves[0]), int(first.leaves[-1]) + 1)
+    edited = int(first.leaves[len(first.leaves) // 2])
+    sc.splats.colors[edited] = torch.tensor([0.25, 0.5, 0.75])  # copy-on-write: the file is not touched
+    float(sc.splats.means.sum() + sc.splats.colors.sum())  # every page resident
+    assert _present_pages(sc.splats.means, rows)[0] > 10
+    again = cut(sc.lod, sc.splats, cam, 0.0)
+    resident, file_pages = _present_pages(sc.splats.means, rows)
+    assert file_pages == 0 and resident == 0, "copied pages are given back"
+    resident, file_pages = _present_pages(sc.splats.colors, rows)
+    assert resident >= 1 and file_pages == 0, "the edited page is kept (and only it)"
+    assert torch.equal(sc.splats.colors[edited], torch.tensor([0.25, 0.5, 0.75]))
+    pos = int((again.leaves == edited).nonzero())
+    assert torch.equal(again.splats.colors[pos], torch.tensor([0.25, 0.5, 0.75]))
+    assert torch.equal(load_scene(folder).splats.colors[edited], sp.colors[edited])  # the file kept its bytes
+    # Given back, not lost: the next frame reads the same values.
+    third = cut(sc.lod, sc.splats, cam, 0.0)
+    for k, t in again.splats._tensors().items():
+        if t is not None:
+            assert torch.equal(t, getattr(third.splats, k)), k
