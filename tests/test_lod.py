@@ -417,3 +417,26 @@ def test_cut_gives_back_mapped_pages_and_keeps_edits(plane, small_limits, tmp_pa
     for k, t in again.splats._tensors().items():
         if t is not None:
             assert torch.equal(t, getattr(third.splats, k)), k
+
+
+@pytest.mark.skipif(not Path("/proc/self/pagemap").exists(), reason="needs Linux's page map")
+def test_exact_render_of_a_mapped_scene_gives_back_pages(plane, small_limits, tmp_path):
+    """An exact frame of a memory-mapped scene (its finiteness check, per-splat channels, projection)
+    gives back the pages it has read, keeps an edited one, and renders as the decoded scene does."""
+    sp, _ = plane
+    folder = save_scene(_scene(sp), tmp_path / "s")
+    sc = load_scene(folder)
+    sc.splats.scales[7] = sc.splats.scales[7] * 1.0  # an in-place write: that page becomes the process's own
+    cam = _camera()
+    frame = render_frame(sc, cam, list(PASSES), lod=False)
+    n = len(sp)
+    for name in ("means", "quats", "colors", "confidence", "region_ids"):
+        assert _present_pages(getattr(sc.splats, name), (0, n)) == (0, 0), name
+    resident, file_pages = _present_pages(sc.splats.scales, (0, n))
+    assert resident == 1 and file_pages == 0  # the written page only
+    decoded = render_frame(load_scene(folder, mmap=False), cam, list(PASSES), lod=False)
+    for name in PASSES:
+        assert np.array_equal(frame.passes[name], decoded.passes[name]), name
+    again = render_frame(sc, cam, list(PASSES), lod=False)  # given back, read again: the same frame
+    for name in PASSES:
+        assert np.array_equal(frame.passes[name], again.passes[name]), name

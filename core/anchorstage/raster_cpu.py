@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .projection import ALPHA_MIN, EPS2D, Projection, rasterize_with, sums_as_images
+from .splat_store import release_pages
 from .workers import Workers, cpu_workers
 
 __all__ = ["available", "Projected", "project", "composite", "rasterize_splats", "witness_pairs"]
@@ -165,9 +166,15 @@ def project(
         band_count = np.zeros((starts.shape[0], -(-height // rows)), np.int64)
         out = (np.empty(n, np.int32), np.empty((n, 2), np.float32), np.empty((n, 3), np.float32),
                np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.int32), np.empty(n, np.int32))
-        counts = w.map(lambda p: kern.project_piece(starts[p], min(n, starts[p] + _PIECE), means, quats, scales,
-                                                    opacities, cam, rows, *out, band_count[p]),
-                       list(range(starts.shape[0])))
+
+        def piece(p: int) -> int:
+            lo, hi = int(starts[p]), min(n, int(starts[p]) + _PIECE)
+            count = kern.project_piece(lo, hi, means, quats, scales, opacities, cam, rows, *out, band_count[p])
+            for a in (means, quats, scales, opacities):  # a memory-mapped scene's pages, read: given back
+                release_pages(a, (lo, hi))
+            return count
+
+        counts = w.map(piece, list(range(starts.shape[0])))
     return Projected(*out, starts=starts, counts=np.array(counts, np.int64), band_rows=rows, band_count=band_count)
 
 

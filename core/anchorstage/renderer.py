@@ -28,6 +28,7 @@ from .device import BACKENDS, resolve_device
 from .errors import InputError, MissingDependencyError
 from .limits import check_count
 from .passes import BACKGROUND_DEPTH, DEFAULT_VOID_THRESHOLD, PASSES, FinishInputs, check_passes, spec
+from .splat_store import release_pages
 from .splats import Splats
 from .workers import Workers, cpu_workers
 
@@ -152,6 +153,9 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
         for p in rows:
             if p.splat_channels is not None:
                 features[r[0]:r[1], slots[p.name]] = p.splat_channels(part, cam_pos)
+        for t in sp._tensors().values():  # a memory-mapped scene's pages of these rows, read: given back
+            if t is not None:
+                release_pages(t, r)
 
     workers.map(fill, workers.chunks(len(sp), _FEATURES_CHUNK))
 
@@ -159,6 +163,7 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
     classes = None
     if any(p.needs == "classes" for p in rows):
         region_lut, classes = _region_classes(sp.region_ids.to(dev))
+        release_pages(sp.region_ids)
 
     need_depth = any(p.needs == "depth" for p in rows)
     raw = _rasterize(_backend_module(which, dev), sp, camera, features, classes, region_lut, need_depth, dev, workers)

@@ -93,7 +93,11 @@ def release_pages(array: Union[torch.Tensor, np.ndarray], rows: Optional[tuple[i
         array: an array from :func:`open_splat_arrays` or :func:`open_lod` (or a tensor on it).
         rows: ``(start, stop)`` rows of it (default: all).
     """
-    a = array.detach().numpy() if isinstance(array, torch.Tensor) else array
+    if isinstance(array, torch.Tensor):
+        if array.device.type != "cpu":
+            return
+        array = array.detach().numpy()
+    a = array
     start = a.ctypes.data if a.size else 0
     end = _MAPPED.get(start)
     if end is None or not hasattr(mmap, "MADV_DONTNEED"):

@@ -90,13 +90,26 @@ class StoredSplats:
 _FLOAT_FIELDS = ("means", "quats", "scales", "opacities", "colors", "confidence")
 
 
+_CHECK_ROWS = 1 << 20  # rows summed at a time by the finiteness check
+
+
 def _refuse_non_finite(sp: "Splats", n: int) -> None:
     """NaN / inf in a splat parameter is an error naming the fields and how many splats (never a black frame)."""
     if n <= 0:
         return
+    from .splat_store import release_pages
+
     fields = [k for k in (*_FLOAT_FIELDS, "sh_rest") if getattr(sp, k) is not None]
-    # The common case in one cheap pass per field: NaN / inf reach the sum (an overflow only takes the slow path).
-    if all(bool(torch.isfinite(getattr(sp, k).sum())) for k in fields):
+    # The common case in one cheap pass per field: NaN / inf reach the sum (an overflow only takes the
+    # slow path). In pieces, each given back once read where it is a memory-mapped scene's.
+    finite = True
+    for k in fields:
+        t = getattr(sp, k)
+        for r0 in range(0, n, _CHECK_ROWS):
+            r = (r0, min(n, r0 + _CHECK_ROWS))
+            finite &= bool(torch.isfinite(t[r[0]:r[1]].sum()))
+            release_pages(t, r)
+    if finite:
         return
     bad = torch.stack([(~torch.isfinite(getattr(sp, k).reshape(n, -1))).any(1) for k in fields])
     per_field = bad.sum(1).tolist()
