@@ -116,14 +116,12 @@ class LodTree:
     Attributes:
         n_leaves: number of splats it was built from.
         leaf_order: [N] int64 splat indices in Morton order (the first level's children are ranges of it).
-        leaf_radius: [N] float32 3.33-sigma radius of each splat (by splat index), metres.
         levels: coarser levels, finest first (``levels[0]``'s children are splats).
         fingerprint: :func:`fingerprint` of the splats it was built from.
     """
 
     n_leaves: int
     leaf_order: np.ndarray
-    leaf_radius: np.ndarray
     levels: list[LodLevel]
     fingerprint: str
     _verified: Optional[weakref.ref] = field(default=None, repr=False, compare=False)
@@ -318,8 +316,7 @@ def _build(splats: Splats, n: int) -> LodTree:
 
     leaves = {k: host(getattr(splats, k)) for k in ("means", "quats", "scales", "opacities", "colors", "confidence",
                                                      "region_ids", "sh_rest")}
-    leaf_radius = (_SIGMA_EXTENT * leaves["scales"].max(axis=1)).astype(np.float32)
-    leaves["radius"] = leaf_radius
+    leaves["radius"] = (_SIGMA_EXTENT * leaves["scales"].max(axis=1)).astype(np.float32)
     code = _morton(leaves["means"])
     order = np.argsort(code, kind="stable")
     code = code[order]
@@ -335,7 +332,7 @@ def _build(splats: Splats, n: int) -> LodTree:
         merged = _merge_level(src, rows, starts)
         levels.append(LodLevel(**merged, child_start=np.append(starts, len(code)).astype(np.int64)))
         src, rows, code = merged, np.arange(len(starts)), code[starts]
-    return LodTree(n_leaves=n, leaf_order=order.astype(np.int64), leaf_radius=leaf_radius, levels=levels,
+    return LodTree(n_leaves=n, leaf_order=order.astype(np.int64), levels=levels,
                    fingerprint=fingerprint(splats))
 
 

@@ -8,7 +8,7 @@ with ``mmap_mode``, so opening them reads only headers and a frame reads only th
                     colors.npy [N, 3] f4, confidence.npy [N] f4, region_ids.npy [N] i4,
                     sh_rest.npy [N, K, 3] f4 (with SH), info.json {"count", "sh_encoding"}
     lod/            lod.json {"version", "count", "fingerprint", "levels": [M_1, ...], "sh_rest": K},
-                    leaf_order.npy [N] i8, leaf_radius.npy [N] f4, and per level i (1 = finest)
+                    leaf_order.npy [N] i8, and per level i (1 = finest)
                     level<i>_<field>.npy for the fields of :class:`anchorstage.lod.LodLevel`
 
 Every header is checked (dtype, shape, size against the file) before it is mapped; values are
@@ -179,7 +179,6 @@ def write_lod(folder: Path, tree) -> None:
     d = folder / LOD_DIR
     d.mkdir()
     _save(d / "leaf_order.npy", tree.leaf_order, "<i8")
-    _save(d / "leaf_radius.npy", tree.leaf_radius, "<f4")
     for i, lv in enumerate(tree.levels, start=1):
         for name, (kind, _) in _LEVEL_FIELDS.items():
             _save(d / f"level{i}_{name}.npy", getattr(lv, name), "<f4" if kind == "f" else "<i4")
@@ -222,5 +221,5 @@ def open_lod(folder: Path, count: int, where: str):
         levels.append(LodLevel(**fields, sh_rest=sh, child_start=np.asarray(cs)))
         below = m
     order = _map(d / "leaf_order.npy", where, "i", (count,))
-    return LodTree(n_leaves=count, leaf_order=order, leaf_radius=_map(d / "leaf_radius.npy", where, "f", (count,)),
+    return LodTree(n_leaves=count, leaf_order=order,
                    levels=levels, fingerprint=fp)
