@@ -288,9 +288,10 @@ def test_worker_answers_bad_requests_clearly_and_keeps_serving(worker, tmp_path)
     with pytest.raises(rc.WorkerError, match="cancelled"):
         worker.run(generate_job(_cond(), {"steps": 50, "max_side": 48}), progress=lambda f, m: seen.append(m),
                    cancelled=cancel_after_first_step, timeout_s=120)
-    # a job that outlives the client's timeout is cancelled on the worker too
+    # a job that outlives the client's timeout is cancelled on the worker too (50 steps: a one-step job
+    # could finish on the worker before the cancel reaches it, and never count as cancelled)
     with pytest.raises(rc.WorkerError, match="did not finish within 0 s .*cancelled"):
-        worker.run(generate_job(_cond(), {"steps": 1, "max_side": 32}), timeout_s=0)
+        worker.run(generate_job(_cond(), {"steps": 50, "max_side": 32}), timeout_s=0)
     deadline = time.monotonic() + 60
     while worker.health()["jobs"]["cancelled"] < 2:  # both stopped at their next step
         assert time.monotonic() < deadline, worker.health()
