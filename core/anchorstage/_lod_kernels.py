@@ -99,7 +99,8 @@ def leaves_under(nodes, child_start, leaf_order, n_leaves):
 
 @numba.njit(nogil=True, cache=True)
 def gather_rows(src, rows, out):
-    """``out[i] = src[rows[i]]`` for [N, C] ``src``; returns whether every value copied is finite."""
+    """``out[i] = src[rows[i]]`` for [N, C] ``src``; returns whether every value copied is finite
+    (integers always are)."""
     finite = True
     c_n = src.shape[1]
     for i in range(rows.shape[0]):
@@ -110,13 +111,3 @@ def gather_rows(src, rows, out):
             if not np.isfinite(v):
                 finite = False
     return finite
-
-
-@numba.njit(nogil=True, cache=True)
-def gather_ints(src, rows, out):
-    """``out[i] = src[rows[i]]`` for [N, C] integer ``src``."""
-    c_n = src.shape[1]
-    for i in range(rows.shape[0]):
-        s = rows[i]
-        for c in range(c_n):
-            out[i, c] = src[s, c]

@@ -464,11 +464,7 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
         rows, fields, at = piece
         ok = True
         for k, (a, b) in flat.items():
-            f = fields[k] if fields is not None else a
-            if k == "region_ids":
-                kern.gather_ints(f, rows, b[at:at + len(rows)])
-            else:
-                ok &= kern.gather_rows(f, rows, b[at:at + len(rows)])
+            ok &= kern.gather_rows(fields[k] if fields is not None else a, rows, b[at:at + len(rows)])
             if fields is None and len(rows):  # a mapped scene's pages of these rows, copied: given back
                 release_pages(a, (int(rows[0]), int(rows[-1]) + 1))
         if bake:  # SH read a small piece at a time and evaluated into the colours
@@ -488,16 +484,13 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
     at = len(leaves)
     for lv, idx, _ in parts:
         if len(idx):
-            fields = {k: np.asarray(getattr(lv, k)).reshape(len(lv), -1) for k in flat if k != "opacities"}
-            fields["opacities"] = np.asarray(lv.opacities).reshape(-1, 1)
-            if bake:
-                fields["sh_rest"] = np.asarray(lv.sh_rest).reshape(len(lv), -1)
+            keys = (*flat, "sh_rest") if bake else tuple(flat)
+            fields = {k: np.asarray(getattr(lv, k)).reshape(len(lv), -1) for k in keys}
             pieces.append((idx, fields, at))
             at += len(idx)
     finite = all(workers.map(gather, pieces))
     for lv in tree.levels:  # what the walk and the copy read of a mapped hierarchy, given back likewise
-        for a in (lv.means, lv.quats, lv.scales, lv.opacities, lv.colors, lv.confidence, lv.region_ids, lv.sh_rest,
-                  lv.radius, lv.opacity_sum, lv.area_sum, lv.child_start):
+        for a in vars(lv).values():
             if a is not None:
                 release_pages(a)
     release_pages(tree.leaf_order)

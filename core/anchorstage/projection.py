@@ -157,7 +157,7 @@ def project_parallel(means, quats, scales, opacities, *args, workers: Workers) -
     # Chunks of PROJECT_CHUNK, not one per thread: each chunk's ~40 temporaries stay small and
     # reused (one piece per thread at 1M splats held ~200 MB of freed memory in the threads' heaps).
     n = means.shape[0]
-    pieces = [(i, min(i + PROJECT_CHUNK, n)) for i in range(0, n, PROJECT_CHUNK)] or [(0, 0)]
+    pieces = workers.chunks(n, PROJECT_CHUNK) or [(0, 0)]
     chunks = workers.map(lambda r: project(means[r[0]:r[1]], quats[r[0]:r[1]], scales[r[0]:r[1]],
                                            opacities[r[0]:r[1]], *args), pieces)
     if len(chunks) == 1:
