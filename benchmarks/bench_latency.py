@@ -56,7 +56,7 @@ import anchorstage.scene, anchorstage.renderer, anchorstage.raster_cpu, anchorst
 t["imports"], cpu["imports"] = time.time(), time.process_time()
 scene_dir, camera_json, out = sys.argv[1:4]
 camera = load_camera_json(camera_json)
-source = open_source(scene_dir)
+source = open_source(scene_dir, numpy=True)  # as anchorstage render opens it
 t["scene_load"], cpu["scene_load"] = time.time(), time.process_time()
 render_frame(source, camera.with_resolution(16, 9), PASSES)
 t["kernel_load"], cpu["kernel_load"] = time.time(), time.process_time()
@@ -64,7 +64,7 @@ frame = render_frame(source, camera, PASSES)
 t["render"], cpu["render"] = time.time(), time.process_time()
 write_exr(out, frame.passes, camera=camera)
 t["write"], cpu["write"] = time.time(), time.process_time()
-print(json.dumps({"wall": t, "cpu": cpu}), flush=True)
+print(json.dumps({"wall": t, "cpu": cpu, "torch_loaded": "torch" in sys.modules}), flush=True)
 import gc
 gc.freeze()  # as anchorstage.cli.entry does before the interpreter shuts down
 """
@@ -103,7 +103,7 @@ def phase_run(scene: Path, cam: Path, out: Path) -> dict[str, dict[str, float]]:
     wall = [t0] + [stamps["wall"][p] for p in PHASES[:-1]] + [t_exit]
     cpu = [0.0] + [stamps["cpu"][p] for p in PHASES[:-1]] + [c_exit]
     return {"wall": {p: wall[i + 1] - wall[i] for i, p in enumerate(PHASES)},
-            "cpu": {p: cpu[i + 1] - cpu[i] for i, p in enumerate(PHASES)}}
+            "cpu": {p: cpu[i + 1] - cpu[i] for i, p in enumerate(PHASES)}, "torch_loaded": stamps["torch_loaded"]}
 
 
 def main(argv=None) -> int:
@@ -136,6 +136,7 @@ def main(argv=None) -> int:
         "cli_cpu_median_s": statistics.median(c for _, c in cli), "cli_runs_s": cli,
         "phases_median_s": med, "phases_best_s": best,
         "phases_total_median_s": {k: statistics.median(v) for k, v in total.items()}, "phase_runs_s": runs,
+        "torch_loaded": any(r["torch_loaded"] for r in runs),
     }
     print(f"anchorstage render, one frame from a cold process ({args.repeat} runs, load average "
           f"{info['load_avg'][0]:.1f} on {os.cpu_count()} CPUs)")
@@ -145,6 +146,7 @@ def main(argv=None) -> int:
     print(f"{'(sum)':<12} {info['phases_total_median_s']['wall']:>11.3f} {min(total['wall']):>12.3f} "
           f"{info['phases_total_median_s']['cpu']:>10.3f}")
     print(f"{'cli':<12} {info['cli_median_s']:>11.3f} {info['cli_best_s']:>12.3f} {info['cli_cpu_median_s']:>10.3f}")
+    print(f"torch loaded by the frame: {'yes' if info['torch_loaded'] else 'no'}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)

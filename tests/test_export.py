@@ -140,7 +140,7 @@ def test_export_renders_a_sequence_with_one_scene_load_and_one_kernel_load(tmp_p
     """`anchorstage export` renders the whole camera list in one process: the scene folder is read
     once, the witness mesh built once, and every compiled kernel loaded for the first frame only."""
     import anchorstage.scene
-    import anchorstage.segmentation
+    import anchorstage.region
     from anchorstage import _raster_cpu_kernels, _refresh_kernels
 
     sc = _scene()
@@ -160,7 +160,7 @@ def test_export_renders_a_sequence_with_one_scene_load_and_one_kernel_load(tmp_p
         monkeypatch.setattr(module, name, wrapper)
 
     counted(anchorstage.scene, "load_scene")
-    counted(anchorstage.segmentation, "label_map")  # once per witness mesh built
+    counted(anchorstage.region, "label_map")  # once per witness mesh built
     # a kernel's overloads (compiled or read from numba's cache) after each frame's call
     counted(_raster_cpu_kernels, "composite_rows", lambda fn: len(fn.overloads))
     counted(_refresh_kernels, "mesh_warp", lambda fn: len(fn.overloads))

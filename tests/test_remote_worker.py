@@ -286,12 +286,13 @@ def test_worker_answers_bad_requests_clearly_and_keeps_serving(worker, tmp_path)
         return any(m.startswith("diffusion step") for m in seen)
 
     with pytest.raises(rc.WorkerError, match="cancelled"):
-        worker.run(generate_job(_cond(), {"steps": 50, "max_side": 48}), progress=lambda f, m: seen.append(m),
+        worker.run(generate_job(_cond(), {"steps": 500, "max_side": 48}), progress=lambda f, m: seen.append(m),
                    cancelled=cancel_after_first_step, timeout_s=120)
-    # a job that outlives the client's timeout is cancelled on the worker too (50 steps: a one-step job
-    # could finish on the worker before the cancel reaches it, and never count as cancelled)
+    # a job that outlives the client's timeout is cancelled on the worker too (500 steps: a short job
+    # could finish on a busy worker before the cancel reaches it, and never count as cancelled; both
+    # jobs stop at their next step once cancelled)
     with pytest.raises(rc.WorkerError, match="did not finish within 0 s .*cancelled"):
-        worker.run(generate_job(_cond(), {"steps": 50, "max_side": 32}), timeout_s=0)
+        worker.run(generate_job(_cond(), {"steps": 500, "max_side": 32}), timeout_s=0)
     deadline = time.monotonic() + 60
     while worker.health()["jobs"]["cancelled"] < 2:  # both stopped at their next step
         assert time.monotonic() < deadline, worker.health()

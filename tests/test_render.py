@@ -237,9 +237,9 @@ def test_compiled_compositor_matches_torch_on_a_layered_stage(monkeypatch):
 def test_numba_switch_picks_the_cpu_compositor(monkeypatch):
     sp, cam = _random_splats(), _cam()
     calls = []
-    for mod in (raster_cpu, raster_torch):
-        real = mod.composite
-        monkeypatch.setattr(mod, "composite", lambda *a, _m=mod, _r=real, **k: calls.append(_m.__name__) or _r(*a, **k))
+    for mod, name in ((raster_cpu, "rasterize_arrays"), (raster_torch, "composite")):  # the numpy path / the oracle
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, _m=mod, _r=real, **k: calls.append(_m.__name__) or _r(*a, **k))
     monkeypatch.setenv("ANCHORSTAGE_NUMBA", "0")
     render(sp, cam, backend="torch", device="cpu")
     assert calls == ["anchorstage.raster_torch"] and not raster_cpu.available()

@@ -35,11 +35,15 @@ def test_message_counts_splats_and_fields():
 
 def test_types_dtypes_and_devices():
     f = _fields(tiny_splats(10))
-    with pytest.raises(InputError, match="means must be a torch.Tensor"):
+    with pytest.raises(InputError, match="means must be a torch.Tensor or a numpy array"):
+        Splats(**{**f, "means": f["means"].tolist()})
+    with pytest.raises(InputError, match="quats must be a numpy array, as means is"):
         Splats(**{**f, "means": f["means"].numpy()})
-    with pytest.raises(InputError, match="opacities must be a floating-point tensor"):
+    with pytest.raises(InputError, match="means must be a torch.Tensor, as means is|quats must be a torch.Tensor, as means is"):
+        Splats(**{**f, "quats": f["quats"].numpy()})
+    with pytest.raises(InputError, match="opacities must be a floating-point array"):
         Splats(**{**f, "opacities": torch.ones(10, dtype=torch.int64)})
-    with pytest.raises(InputError, match="region_ids must be an integer tensor"):
+    with pytest.raises(InputError, match="region_ids must be an integer array"):
         Splats(**f, region_ids=torch.zeros(10))
     with pytest.raises(InputError, match=r"quats must have shape \[10, 4\]"):
         Splats(**{**f, "quats": f["quats"][:, :3]})

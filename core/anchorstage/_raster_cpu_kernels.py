@@ -9,7 +9,7 @@ import math
 import numba
 import numpy as np
 
-from .projection import ALPHA_MAX, ALPHA_MIN, SPAN_MARGIN, T_MIN
+from .formation import ALPHA_MAX, ALPHA_MIN, SPAN_MARGIN, T_MIN
 
 #: Channels composited per pass over a band (the render passes need 8: colour, normal,
 #: confidence, depth); more channels take more passes.

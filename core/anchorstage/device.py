@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import sys
 from typing import TYPE_CHECKING, Union
 
 from .errors import InputError
@@ -10,7 +13,7 @@ from .errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["resolve_device", "cuda_available", "DEVICES", "BACKENDS"]
+__all__ = ["resolve_device", "cuda_available", "cuda_possible", "DEVICES", "BACKENDS"]
 
 #: Where to compute (``--device``).
 DEVICES = ("auto", "cpu", "cuda")
@@ -22,6 +25,21 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def cuda_possible() -> bool:
+    """Whether a CUDA device may be there, answered without importing torch where it can be: no
+    when torch is absent or a CPU build (its version ends in ``+cpu``), on macOS, or on Linux
+    without an NVIDIA driver loaded; otherwise torch is asked (:func:`cuda_available`)."""
+    if "torch" not in sys.modules:
+        try:
+            version = importlib.metadata.version("torch")
+        except importlib.metadata.PackageNotFoundError:
+            return False
+        if version.endswith("+cpu") or sys.platform == "darwin" or (
+                sys.platform.startswith("linux") and not os.path.exists("/proc/driver/nvidia/version")):
+            return False
+    return cuda_available()
 
 
 def resolve_device(device: Union[str, "torch.device"] = "auto") -> "torch.device":

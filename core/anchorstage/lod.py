@@ -36,17 +36,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import torch
 
 from .camera import Camera
 from .errors import InputError
-from .projection import EPS2D
+from .formation import EPS2D
 from .sh import view_colors
 from .splat_store import release_pages
 from .splats import Splats
 from .workers import Workers, cpu_workers
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from .scratch import Buffers
 
 __all__ = ["LodLevel", "LodTree", "LodCut", "build_lod", "cut", "tree_for", "remember", "fingerprint", "DEFAULT_THRESHOLD_PX", "MIN_SPLATS"]
@@ -159,7 +160,7 @@ class LodCut:
     """
 
     splats: Splats
-    leaves: Optional[torch.Tensor]
+    leaves: Optional["torch.Tensor"]
     merged: int
     culled: int
 
@@ -167,12 +168,14 @@ class LodCut:
 def fingerprint(splats: Splats) -> str:
     """A hash of the splat count and of up to 4096 evenly spaced splats' parameters (cheap on
     memory-mapped splats: it touches only those rows)."""
+    import torch
+
     n = len(splats)
     idx = torch.linspace(0, max(n - 1, 0), min(n, _FINGERPRINT_SAMPLES)).round().long() if n else torch.zeros(0, dtype=torch.long)
     h = hashlib.sha256(str(n).encode())
     for t in (splats.means, splats.quats, splats.scales, splats.opacities, splats.colors, splats.confidence,
               splats.region_ids):
-        h.update(np.ascontiguousarray(t.detach().cpu()[idx].numpy()).tobytes())
+        h.update(np.ascontiguousarray(t[idx.numpy()] if isinstance(t, np.ndarray) else t.detach().cpu()[idx].numpy()).tobytes())
     return h.hexdigest()[:32]
 
 
@@ -240,10 +243,10 @@ def _merge(src: dict, rows: np.ndarray, starts: np.ndarray) -> dict:
     evals, evecs = np.linalg.eigh(pcov)
     evecs[np.linalg.det(evecs) < 0, :, 0] *= -1.0  # a proper rotation
     scales = np.sqrt(np.maximum(evals, 1e-24))
-    cols = [tuple(torch.from_numpy(np.ascontiguousarray(evecs[:, i, k])) for i in range(3)) for k in range(3)]
+    cols = [tuple(np.ascontiguousarray(evecs[:, i, k]) for i in range(3)) for k in range(3)]
     from .rotation import quat_from_axes
 
-    quats = torch.stack(quat_from_axes(*cols), dim=1).numpy()
+    quats = np.stack(quat_from_axes(*cols), axis=1)
     union = 1.0 - np.exp(np.add.reduceat(np.log1p(-np.minimum(o, 1.0 - 1e-7)), starts))
     if "opacity_sum" in src:
         osum = np.add.reduceat(src["opacity_sum"][rows].astype(np.float64), starts)
@@ -300,6 +303,8 @@ def build_lod(splats: Splats) -> LodTree:
     if n == 0:
         raise InputError("build_lod: no splats to build a hierarchy from")
     splats.ensure_finite()  # memory-mapped splats are checked as they are read: the build reads them all
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small torch steps per chunk: OpenMP barriers cost more than they give on a busy CPU
     try:
@@ -311,10 +316,8 @@ def build_lod(splats: Splats) -> LodTree:
 def _build(splats: Splats, n: int) -> LodTree:
     """The body of :func:`build_lod` once inputs are checked."""
 
-    def host(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
-        return None if t is None else t.detach().cpu().numpy()
-
-    leaves = {k: host(getattr(splats, k)) for k in ("means", "quats", "scales", "opacities", "colors", "confidence",
+    arrays = splats.numpy()
+    leaves = {k: getattr(arrays, k) for k in ("means", "quats", "scales", "opacities", "colors", "confidence",
                                                      "region_ids", "sh_rest")}
     leaves["radius"] = (_SIGMA_EXTENT * leaves["scales"].max(axis=1)).astype(np.float32)
     code = _morton(leaves["means"])
@@ -369,8 +372,10 @@ def _kernels():
     return _lod_kernels
 
 
-def _opacity(lv: LodLevel, i: np.ndarray, scales: torch.Tensor, z: torch.Tensor, fx: float) -> torch.Tensor:
+def _opacity(lv: LodLevel, i: np.ndarray, scales: "torch.Tensor", z: "torch.Tensor", fx: float) -> "torch.Tensor":
     """Merged nodes' opacity for this frame (module docstring): coverage of the blurred splats below."""
+    import torch
+
     b2 = (math.sqrt(EPS2D) / fx * z) ** 2  # the low-pass radius at the node's depth, squared, m²
     s0, s1, s2 = scales.unbind(1)
     area = torch.maximum(torch.maximum(s0 * s1, s0 * s2), s1 * s2)  # the two largest scales' product
@@ -411,13 +416,15 @@ def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEF
         raise InputError(f"level of detail: threshold must be a number of pixels >= 0 (got {threshold_px!r})")
     if splats.device.type != "cpu":
         raise InputError("level of detail: the splats must be on the CPU (the cut is made there)")
-    with cpu_workers(torch.device("cpu")) as workers:
+    with cpu_workers("cpu") as workers:
         return _cut(tree, splats, camera, float(threshold_px), workers, buffers, bool(bake_view_colors))
 
 
 def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, workers: Workers,
          buffers: Optional["Buffers"], bake: bool) -> LodCut:
     """The body of :func:`cut` once inputs are checked."""
+    import torch
+
     kern = _kernels()
     fr = _Frustum(camera)
     parts: list[tuple[LodLevel, np.ndarray, np.ndarray]] = []
@@ -451,6 +458,7 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
         except IndexError:
             raise InputError(f"level of detail: the hierarchy's leaf order holds indices outside [0, {n:,})") from None
     m = len(leaves) + merged
+    splats = splats.to("cpu") if splats.numpy_backed else splats  # tensors sharing the arrays' memory
     bake = bake and splats.sh_rest is not None
     src = {k: t for k, t in splats._tensors().items() if t is not None and not (bake and k == "sh_rest")}
     out = {k: torch.empty((m, *t.shape[1:]), dtype=t.dtype) if buffers is None

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
 
+from .arrays import array_module
 from .errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +40,8 @@ COMBINED = ("color", "alpha")
 
 @dataclass
 class FinishInputs:
-    """What a pass's ``finish`` reads, for one range of image rows (all on the rendering device).
+    """What a pass's ``finish`` reads, for one range of image rows (all on the rendering device:
+    numpy arrays on the compiled CPU path, else torch tensors; a finish works on either).
 
     Attributes:
         alpha: [R, W] float32 accumulated opacity.
@@ -80,7 +82,8 @@ class PassSpec:
             or None for the engine's custom passes (always registered).
         needs: what the rasterizer must deliver: ``"features"``, ``"alpha"``, ``"depth"`` or ``"classes"``.
         splat_channels: the per-splat values composited for this pass:
-            ``splat_channels(splats, camera_position) -> [N, channels]`` (``needs == "features"`` only).
+            ``splat_channels(splats, camera_position) -> [N, channels]`` (``needs == "features"`` only),
+            numpy arrays for numpy-backed splats, else tensors.
         finish: ``finish(inputs, slot) -> [R, W] or [R, W, channels]``: the pass for a range of
             rows from the composited sums (``slot``: this pass's slice of ``inputs.features``).
         preview: how the demo's contact sheet shows it (``"srgb"``, ``"depth"``, ``"normal"``,
@@ -123,28 +126,25 @@ def _alpha(x: FinishInputs, slot: Optional[slice]) -> "torch.Tensor":
 
 
 def _depth(x: FinishInputs, slot: Optional[slice]) -> "torch.Tensor":
-    return x.depth.masked_fill(x.empty, BACKGROUND_DEPTH)
+    return array_module(x.depth).where(x.empty, BACKGROUND_DEPTH, x.depth)
 
 
 def _normal_channels(splats: "Splats", camera_position: "torch.Tensor") -> "torch.Tensor":
     """[N, 3] world-space unit normals: each splat's thinnest axis, flipped to face the camera."""
-    import torch
-
     from .rotation import thin_axis
 
+    xp = array_module(splats.means)
     n = thin_axis(splats.quats, splats.scales)
-    m, c = splats.means.unbind(1), camera_position.tolist()
+    m, c = [splats.means[:, i] for i in range(3)], camera_position.tolist()
     facing = (c[0] - m[0]) * n[0] + (c[1] - m[1]) * n[1] + (c[2] - m[2]) * n[2] < 0
-    sign = torch.where(facing, -1.0, 1.0)
-    return torch.stack([n[0] * sign, n[1] * sign, n[2] * sign], dim=1)
+    return xp.stack([xp.where(facing, -a, a) for a in n], 1)
 
 
 def _normal(x: FinishInputs, slot: Optional[slice]) -> "torch.Tensor":
-    import torch
-
     n = x.features[..., slot]
-    n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True).clamp_(min=1e-12)
-    return n.masked_fill_(x.empty[..., None], 0.0)
+    xp = array_module(n)
+    norm = xp.sqrt((n * n).sum(-1)[..., None])
+    return xp.where(x.empty[..., None], 0.0, n / xp.where(norm < 1e-12, 1e-12, norm))
 
 
 def _confidence_channels(splats: "Splats", camera_position: "torch.Tensor") -> "torch.Tensor":

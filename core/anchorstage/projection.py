@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Image formation shared by every backend: constants, EWA projection, the backend contract.
+"""Image formation shared by every backend: constants (from :mod:`anchorstage.formation`), EWA
+projection, the backend contract.
 
 Image formation is gsplat's classic 3DGS (``gsplat.rasterization(..., rasterize_mode="classic")``):
 
@@ -32,6 +33,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 
+from .formation import ALPHA_MAX, ALPHA_MIN, EPS2D, SPAN_MARGIN, T_MIN, sums_as_images
 from .rotation import rotmat_entries
 from .workers import Workers, cpu_workers
 
@@ -40,16 +42,6 @@ __all__ = [
     "depth_order", "sums_as_images", "rasterize_with",
 ]
 
-#: Pairs below this alpha are skipped (gsplat's ALPHA_THRESHOLD).
-ALPHA_MIN = 1.0 / 255.0
-#: Per-splat alpha cap (3DGS). gsplat 1.5 caps at 0.999; the gsplat backend clamps opacity to match.
-ALPHA_MAX = 0.99
-#: A pixel stops before the splat that would take its transmittance to this or below.
-T_MIN = 1e-4
-#: Low-pass filter added to the projected 2D covariance, pixels².
-EPS2D = 0.3
-#: Pixels of slack on a splat's row span: spans are a superset, the exact alpha test decides.
-SPAN_MARGIN = 1e-3
 PROJECT_CHUNK = 1 << 16  # splats per parallel projection piece
 
 
@@ -164,18 +156,6 @@ def project_parallel(means, quats, scales, opacities, *args, workers: Workers) -
         return chunks[0]
     chunks = [c._replace(ids=c.ids + r[0]) for r, c in zip(pieces, chunks)]
     return Projection(*(torch.cat(f) for f in zip(*chunks)))
-
-def sums_as_images(out: torch.Tensor, cls_out: Optional[torch.Tensor], F: int, width: int, height: int,
-                    with_depth: bool) -> dict[str, torch.Tensor]:
-    """A compositor's results from the [H * W, C] sums (F features, [depth], ..., alpha last)
-    and the [H * W] dominant classes (None: no classes)."""
-    return {
-        "features": out[:, :F].reshape(height, width, F),
-        "alpha": out[:, -1].reshape(height, width),
-        **({"depth_sum": out[:, F].reshape(height, width)} if with_depth else {}),
-        **({"class_weight_argmax": cls_out.reshape(height, width)} if cls_out is not None else {}),
-    }
-
 
 def rasterize_with(
     compositor: Callable[..., dict[str, torch.Tensor]],

@@ -21,22 +21,31 @@ threads:
 
 ``raster_torch`` stays the oracle this path is tested against, and the path used off the CPU
 or when numba cannot be imported (or ``ANCHORSTAGE_NUMBA=0`` is set).
+
+The path is numpy end to end (:func:`rasterize_arrays`): a frame of numpy-backed splats runs
+without loading torch. :func:`rasterize_splats` is the same behind the backends' torch contract.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from typing import NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 import numpy as np
-import torch
 
-from .projection import ALPHA_MIN, EPS2D, Projection, rasterize_with, sums_as_images
+from .formation import ALPHA_MIN, EPS2D, sums_as_images
 from .splat_store import release_pages
 from .workers import Workers, cpu_workers
 
-__all__ = ["available", "Projected", "project", "composite", "rasterize_splats", "witness_pairs"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .projection import Projection
+
+__all__ = ["available", "Projected", "project", "composite", "rasterize_arrays", "rasterize_splats", "witness_pairs"]
+
+_Array = Union["torch.Tensor", np.ndarray]
 
 _BANDS_PER_WORKER = 4  # rows are cut into this many bands per thread: the busy ones even out
 _MIN_BAND_ROWS = 8
@@ -106,20 +115,23 @@ def _pieces(n: int) -> np.ndarray:
     return np.arange(0, n, _PIECE, dtype=np.int64)
 
 
-def _f32(a: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
+def _host(a: _Array) -> np.ndarray:
+    """A numpy view of a CPU tensor, or the array itself."""
+    return a if isinstance(a, np.ndarray) else a.detach().numpy()
+
+
+def _f32(a: _Array) -> np.ndarray:
     """A C-contiguous float32 numpy view of a CPU tensor or array (copied only when it must be)."""
-    if isinstance(a, torch.Tensor):
-        return a.detach().to(torch.float32).contiguous().numpy()
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return np.ascontiguousarray(_host(a), dtype=np.float32)
 
 
 def project(
-    means: Union[torch.Tensor, np.ndarray],
-    quats: Union[torch.Tensor, np.ndarray],
-    scales: Union[torch.Tensor, np.ndarray],
-    opacities: Union[torch.Tensor, np.ndarray],
-    cam_from_world: Union[torch.Tensor, np.ndarray],
-    K: Union[torch.Tensor, np.ndarray],
+    means: _Array,
+    quats: _Array,
+    scales: _Array,
+    opacities: _Array,
+    cam_from_world: _Array,
+    K: _Array,
     width: int,
     height: int,
     near: float,
@@ -161,7 +173,7 @@ def project(
     assert cam.shape[0] == kern.N_CAM
     n = means.shape[0]
     starts = _pieces(n)
-    with cpu_workers(torch.device("cpu"), workers) as w:
+    with cpu_workers("cpu", workers) as w:
         rows = _band_rows(height, w)
         band_count = np.zeros((starts.shape[0], -(-height // rows)), np.int64)
         out = (np.empty(n, np.int32), np.empty((n, 2), np.float32), np.empty((n, 3), np.float32),
@@ -178,7 +190,7 @@ def project(
     return Projected(*out, starts=starts, counts=np.array(counts, np.int64), band_rows=rows, band_count=band_count)
 
 
-def _from_torch(proj: Projection, height: int, workers: Workers) -> Projected:
+def _from_torch(proj: "Projection", height: int, workers: Workers) -> Projected:
     """A torch :class:`~anchorstage.projection.Projection` in the compiled layout (one slot per splat)."""
     kern = _kernels()
     m = proj.ids.shape[0]
@@ -190,7 +202,7 @@ def _from_torch(proj: Projection, height: int, workers: Workers) -> Projected:
     op = proj.opacities.contiguous().numpy()
     workers.map(lambda p: kern.span_piece(starts[p], min(m, starts[p] + _PIECE), my, cyy, op, height, rows, y0, y1,
                                           band_count[p]), list(range(starts.shape[0])))
-    return Projected(proj.ids.to(torch.int32).numpy(), proj.means2d.contiguous().numpy(),
+    return Projected(proj.ids.int().numpy(), proj.means2d.contiguous().numpy(),
                      proj.conics.contiguous().numpy(), op, proj.depths.contiguous().numpy(), y0, y1, starts,
                      np.minimum(_PIECE, m - starts), rows, band_count)
 
@@ -217,51 +229,64 @@ def _busiest_first(members: list[np.ndarray]) -> list[int]:
 
 
 def composite(
-    proj: Union[Projected, Projection],
-    features: torch.Tensor,
+    proj: Union[Projected, "Projection"],
+    features: "torch.Tensor",
     width: int,
     height: int,
-    classes: Optional[torch.Tensor] = None,
+    classes: Optional["torch.Tensor"] = None,
     num_classes: int = 0,
     *,
     with_depth: bool = False,
     workers: Optional[Workers] = None,
-) -> dict[str, torch.Tensor]:
+) -> dict[str, "torch.Tensor"]:
     """Composite projected splats front to back into per-pixel sums (CPU tensors only).
 
     Arguments and results are those of :func:`anchorstage.raster_torch.composite`; ``proj`` is
     this module's :class:`Projected` or the torch :class:`~anchorstage.projection.Projection`.
     """
+    import torch
+
+    out, cls_out = _composite(proj, _host(features), width, height, None if classes is None else _host(classes),
+                              num_classes, with_depth, workers)
+    return sums_as_images(torch.from_numpy(out), None if cls_out is None else torch.from_numpy(cls_out),
+                          features.shape[1], width, height, with_depth)
+
+
+def _composite(proj: Union[Projected, "Projection"], features: np.ndarray, width: int, height: int,
+               classes: Optional[np.ndarray], num_classes: int, with_depth: bool,
+               workers: Optional[Workers]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """:func:`composite` on numpy: the [H * W, C] sums (features, [depth], padding, alpha last) and
+    the [H * W] int64 dominant classes (None without ``classes``)."""
     kern = _kernels()
     F = features.shape[1]
     nd = int(with_depth)
     n_ch = max(1, -(-(F + nd) // kern.BLOCK)) * kern.BLOCK  # channels padded to whole kernel blocks
-    out = torch.zeros(height * width, n_ch + 1, dtype=torch.float32)
-    cls_out = torch.zeros(height * width, dtype=torch.int64)
+    out = np.zeros((height * width, n_ch + 1), np.float32)
+    cls_out = np.zeros(height * width, np.int64)
     use_cls = classes is not None and num_classes > 1
-    with cpu_workers(torch.device("cpu"), workers) as w:
-        if isinstance(proj, Projection):
+    with cpu_workers("cpu", workers) as w:
+        if not isinstance(proj, Projected):
             proj = _from_torch(proj, height, w)
         if proj.counts.sum() > 0:
             bands, members = _bands(proj, height, w)
             rows = proj.band_rows
             arrays = (proj.y0, proj.y1, proj.means2d, proj.conics, proj.opacities, proj.depths, with_depth, proj.ids,
-                      features.contiguous().numpy(),
-                      classes.contiguous().numpy() if use_cls else np.zeros(0, np.int64),
-                      num_classes if use_cls else 0, out.numpy(), cls_out.numpy())
+                      np.ascontiguousarray(features, np.float32),
+                      np.ascontiguousarray(classes, np.int64) if use_cls else np.zeros(0, np.int64),
+                      num_classes if use_cls else 0, out, cls_out)
 
             def band(k: int) -> None:
                 kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k], *arrays)
 
             w.map(band, _busiest_first(members))
-    return sums_as_images(out, cls_out if classes is not None else None, F, width, height, with_depth)
+    return out, cls_out if classes is not None else None
 
 
 def witness_pairs(
     proj: Union[Projected, Projection],
     width: int,
     height: int,
-    pixel_ok: torch.Tensor,
+    pixel_ok: _Array,
     w_min: float = 0.0,
     *,
     workers: Optional[Workers] = None,
@@ -276,7 +301,7 @@ def witness_pairs(
             :class:`~anchorstage.projection.Projection`).
         width: image width in pixels.
         height: image height in pixels.
-        pixel_ok: [H * W] bool: pixels whose pairs are kept (the others get none).
+        pixel_ok: [H * W] bool (a tensor or a numpy array): pixels whose pairs are kept (the others get none).
         w_min: pairs with a smaller weight are left out.
         workers: CPU threads to use (default: a pool of torch's thread count for this call).
 
@@ -286,9 +311,9 @@ def witness_pairs(
         [nnz] float32; a pixel's pairs front to back. Bands cover the image top to bottom.
     """
     kern = _kernels()
-    ok = pixel_ok.reshape(-1).contiguous().numpy()
-    with cpu_workers(torch.device("cpu"), workers) as w:
-        if isinstance(proj, Projection):
+    ok = np.ascontiguousarray(_host(pixel_ok).reshape(-1))
+    with cpu_workers("cpu", workers) as w:
+        if not isinstance(proj, Projected):
             proj = _from_torch(proj, height, w)
         if proj.counts.sum() == 0:
             return [(0, np.zeros(height * width + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))]
@@ -304,7 +329,42 @@ def witness_pairs(
         return [done[k] for k in range(len(bands))]
 
 
-def rasterize_splats(*args, **kwargs) -> dict[str, torch.Tensor]:
-    """The backend entry point (:func:`anchorstage.projection.rasterize_with`'s signature): the
-    compiled projection and compositor."""
-    return rasterize_with(composite, *args, projector=project, **kwargs)
+def rasterize_arrays(
+    means: _Array,
+    quats: _Array,
+    scales: _Array,
+    opacities: _Array,
+    features: _Array,
+    cam_from_world: _Array,
+    K: _Array,
+    width: int,
+    height: int,
+    *,
+    near: float,
+    far: float,
+    classes: Optional[_Array] = None,
+    num_classes: int = 0,
+    with_depth: bool = True,
+    eps2d: float = EPS2D,
+    workers: Optional[Workers] = None,
+) -> dict[str, np.ndarray]:
+    """Project and composite splats on numpy (no torch needed): the compiled path of
+    :func:`rasterize_splats`, whose arguments and results it has, as numpy arrays (CPU tensors in
+    are read in place)."""
+    with cpu_workers("cpu", workers) as w:
+        proj = project(means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d, workers=w)
+        feats = _host(features)
+        out, cls_out = _composite(proj, feats, width, height, None if classes is None else _host(classes), num_classes,
+                                  with_depth, w)
+    res = sums_as_images(out, cls_out, feats.shape[1], width, height, with_depth)
+    if with_depth:
+        res["depth"] = res.pop("depth_sum") / np.maximum(res["alpha"], np.float32(1e-10))
+    return res
+
+
+def rasterize_splats(*args: Any, **kwargs: Any) -> dict[str, "torch.Tensor"]:
+    """The backend entry point (:func:`anchorstage.projection.rasterize_with`'s signature, CPU
+    tensors): :func:`rasterize_arrays`, its results as tensors."""
+    import torch
+
+    return {k: torch.from_numpy(v) for k, v in rasterize_arrays(*args, **kwargs).items()}

@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from .projection import ALPHA_MAX, EPS2D
+from .formation import ALPHA_MAX, EPS2D
 from .workers import Workers
 
 __all__ = ["available", "rasterize_splats"]

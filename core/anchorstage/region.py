@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["Region", "REGION_LABELS"]
+__all__ = ["Region", "REGION_LABELS", "label_map"]
 
 REGION_LABELS = ("sky", "ground", "facade", "object")
 
@@ -75,3 +75,14 @@ class Region:
                        locked=bool(d.get("locked", False)), extra=dict(d.get("extra", {})))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"region entry {dict(d)!r} is malformed: {e}") from None
+
+
+def label_map(regions: list[Region], shape: tuple[int, int]) -> np.ndarray:
+    """[H, W] int32 map of ``Region.index`` (-1 where no region) from the regions' masks."""
+    out = np.full(shape, -1, dtype=np.int32)
+    for r in regions:
+        if r.mask is not None:
+            if r.mask.shape != tuple(shape):
+                raise InputError(f"region {r.id!r}: mask shape {list(r.mask.shape)} does not match {list(shape)}")
+            out[r.mask] = r.index
+    return out

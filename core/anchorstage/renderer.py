@@ -13,18 +13,22 @@ for the exact image formation, identical on every backend).
 The region rule picks the dominant region rather than the single heaviest splat because a
 blended renderer (gsplat) can only deliver per-region sums (one-hot channels); both backends
 compute exactly the same rule.
+
+On the CPU with the compiled compositor (:mod:`anchorstage.raster_cpu`) a frame runs on numpy
+from the splats to the passes; :func:`render_host` returns those arrays and, given numpy-backed
+splats, never loads torch (the CLI renders a frame that way). Elsewhere the frame runs on torch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import numbers
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
-import torch
+import numpy as np
 
 from .camera import Camera
-from .device import BACKENDS, resolve_device
+from .device import BACKENDS, cuda_possible, resolve_device
 from .errors import InputError, MissingDependencyError
 from .limits import check_count
 from .passes import BACKGROUND_DEPTH, DEFAULT_VOID_THRESHOLD, PASSES, FinishInputs, check_passes, spec
@@ -33,9 +37,11 @@ from .splats import Splats
 from .workers import Workers, cpu_workers
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from .lod import LodTree
 
-__all__ = ["render", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD"]
+__all__ = ["render", "render_host", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD"]
 
 #: Below this alpha nothing contributed: a single splat always brings at least 1/255.
 _EMPTY_ALPHA = 0.5 / 255.0
@@ -43,20 +49,29 @@ _FEATURES_CHUNK = 1 << 16  # splats per parallel piece of the per-splat channels
 _FINISH_PIXELS = 1 << 16  # pixels per parallel piece of the passes' finish (whole rows)
 
 
-def _choose_backend(backend: str, device: torch.device) -> str:
+def _resolve(device: Union[str, "torch.device"]) -> Union[str, "torch.device"]:
+    """The rendering device: ``"cpu"`` (a string: torch not loaded) when the CPU is asked for, or
+    when ``"auto"`` can find no CUDA without loading torch; else a ``torch.device``."""
+    if isinstance(device, str) and (device.lower() == "cpu" or (device.lower() == "auto" and not cuda_possible())):
+        return "cpu"
+    return resolve_device(device)
+
+
+def _choose_backend(backend: str, device: Union[str, "torch.device"]) -> str:
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise InputError(f"render: backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
-    if backend == "torch":
+    on_cuda = getattr(device, "type", device) == "cuda"
+    if backend == "torch" or (backend == "auto" and not on_cuda):
         return "torch"
     from . import raster_gsplat
 
     if backend == "gsplat":
-        if device.type != "cuda":
+        if not on_cuda:
             raise InputError("render: backend 'gsplat' needs a CUDA device; use backend 'torch' or 'auto'")
         if not raster_gsplat.available():
             raise MissingDependencyError("render: backend 'gsplat' needs the gsplat package (pip install 'anchorstage[cuda]')")
         return "gsplat"
-    return "gsplat" if device.type == "cuda" and raster_gsplat.available() else "torch"
+    return "gsplat" if raster_gsplat.available() else "torch"
 
 
 def render(
@@ -70,7 +85,7 @@ def render(
     void_threshold: float = DEFAULT_VOID_THRESHOLD,
     lod: Optional["LodTree"] = None,
     lod_threshold_px: Optional[float] = None,
-) -> dict[str, torch.Tensor]:
+) -> dict[str, "torch.Tensor"]:
     """Render splats into compositing passes.
 
     Args:
@@ -98,6 +113,37 @@ def render(
         InputError: unknown pass, bad backend/device/background/threshold, a hierarchy of other splats.
         MissingDependencyError: backend ``"gsplat"`` without gsplat installed.
     """
+    import torch
+
+    out = _render_checked(splats, camera, passes, backend, device, background, void_threshold, lod, lod_threshold_px)
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in out.items()}
+
+
+def render_host(
+    splats: Splats,
+    camera: Camera,
+    passes: Sequence[str] | str = PASSES,
+    *,
+    backend: str = "auto",
+    device: str | "torch.device" = "auto",
+    background: Optional[Sequence[float]] = None,
+    void_threshold: float = DEFAULT_VOID_THRESHOLD,
+    lod: Optional["LodTree"] = None,
+    lod_threshold_px: Optional[float] = None,
+) -> dict[str, np.ndarray]:
+    """:func:`render` with the passes as numpy arrays in host memory.
+
+    On the CPU with the compiled compositor the frame runs on numpy throughout: numpy-backed
+    splats (:attr:`Splats.numpy_backed`) render without loading torch.
+
+    Arguments, shapes and errors are those of :func:`render`.
+    """
+    out = _render_checked(splats, camera, passes, backend, device, background, void_threshold, lod, lod_threshold_px)
+    return {k: v if isinstance(v, np.ndarray) else v.detach().cpu().numpy() for k, v in out.items()}
+
+
+def _render_checked(splats, camera, passes, backend, device, background, void_threshold, lod, lod_threshold_px) -> dict:
+    """The frame of :func:`render` / :func:`render_host`: numpy arrays on the compiled CPU path, else tensors."""
     wanted = check_passes(passes)
     if not isinstance(splats, Splats):
         raise InputError(f"render: splats must be a Splats (got {type(splats).__name__})")
@@ -109,14 +155,17 @@ def render(
     void_threshold = float(void_threshold)
     if not 0.0 <= void_threshold <= 1.0:
         raise InputError(f"render: void_threshold must be in [0, 1] (got {void_threshold:g})")
-    dev = resolve_device(device)
+    dev = _resolve(device)
     which = _choose_backend(backend, dev)
     try:
-        bg = torch.zeros(3) if background is None else torch.as_tensor(background, dtype=torch.float32).reshape(-1)
-    except (TypeError, ValueError, RuntimeError):
-        bg = torch.zeros(0)
-    if bg.shape != (3,) or not torch.isfinite(bg).all():
+        bg = np.zeros(3, np.float32) if background is None else np.asarray(background, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        bg = np.zeros(0, np.float32)
+    if bg.shape != (3,) or not np.isfinite(bg).all():
         raise InputError(f"render: background must be 3 finite linear RGB values (got {background!r})")
+    from . import raster_cpu
+
+    on_numpy = which == "torch" and getattr(dev, "type", dev) == "cpu" and raster_cpu.available()
 
     with contextlib.ExitStack() as frame:
         if lod is None:
@@ -129,16 +178,32 @@ def render(
             # next frame reuses, its SH colours evaluated on the way.
             splats = cut(lod, splats, camera, DEFAULT_THRESHOLD_PX if lod_threshold_px is None else lod_threshold_px,
                          buffers=frame.enter_context(Buffers()), bake_view_colors=True).splats
-        sp = splats if splats.device == dev else splats.to(dev)
-        with cpu_workers(dev) if which == "torch" else contextlib.nullcontext(Workers(None, 1)) as workers:
+        if on_numpy:
+            sp, dev = splats.numpy(), None
+        else:
+            dev = resolve_device(dev)
+            sp = splats if not splats.numpy_backed and splats.device == dev else splats.to(dev)
+        with cpu_workers(dev or "cpu") if which == "torch" else contextlib.nullcontext(Workers(None, 1)) as workers:
             return _render(sp, camera, wanted, which, dev, bg, void_threshold, workers)
 
 
-def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev: torch.device, bg: torch.Tensor,
-            void_threshold: float, workers: Workers) -> dict[str, torch.Tensor]:
-    """The body of :func:`render` once inputs are checked (``workers``: CPU threads, torch backend)."""
+def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev: Optional["torch.device"],
+            bg: np.ndarray, void_threshold: float, workers: Workers) -> dict:
+    """The body of :func:`render` once inputs are checked: on numpy (``dev`` None, numpy-backed
+    ``sp``: the compiled CPU path) or on torch on ``dev`` (``workers``: CPU threads, torch backend)."""
     rows = [spec(name) for name in wanted]
-    cam_pos = torch.as_tensor(camera.position, dtype=torch.float32, device=dev)
+    if dev is None:
+        def empty(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+            return np.empty(shape, dtype)
+
+        cam_pos = np.asarray(camera.position, np.float32)
+    else:
+        import torch
+
+        def empty(shape: tuple[int, ...], dtype: str) -> "torch.Tensor":
+            return torch.empty(shape, dtype=getattr(torch, dtype), device=dev)
+
+        cam_pos = torch.as_tensor(camera.position, dtype=torch.float32, device=dev)
 
     # Per-splat channels of the passes that composite features, written piecewise on the workers.
     slots: dict[str, slice] = {}
@@ -146,7 +211,7 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
     for p in rows:
         if p.splat_channels is not None:
             slots[p.name], nf = slice(nf, nf + p.channels), nf + p.channels
-    features = torch.empty(len(sp), nf, dtype=torch.float32, device=dev)
+    features = empty((len(sp), nf), "float32")
 
     def fill(r: tuple[int, int]) -> None:
         part = sp.subset(slice(*r))
@@ -162,17 +227,30 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
     region_lut = None
     classes = None
     if any(p.needs == "classes" for p in rows):
-        region_lut, classes = _region_classes(sp.region_ids.to(dev))
-        release_pages(sp.region_ids)
+        ids = sp.region_ids
+        region_lut, classes = _region_classes(ids if dev is None else ids.cpu().numpy())
+        release_pages(ids)
+        if dev is not None:
+            region_lut, classes = (torch.from_numpy(a).to(dev) for a in (region_lut, classes))
 
     need_depth = any(p.needs == "depth" for p in rows)
-    raw = _rasterize(_backend_module(which, dev), sp, camera, features, classes, region_lut, need_depth, dev, workers)
+    if dev is None:
+        from .raster_cpu import rasterize_arrays
+
+        raw = rasterize_arrays(sp.means, sp.quats, sp.scales, sp.opacities, features,
+                               np.asarray(camera.cam_from_world, np.float32), np.asarray(camera.K, np.float32),
+                               camera.width, camera.height, near=camera.clip_start, far=camera.clip_end,
+                               classes=classes, num_classes=0 if region_lut is None else len(region_lut),
+                               with_depth=need_depth, workers=workers)
+    else:
+        raw = _rasterize(_backend_module(which, dev), sp, camera, features, classes, region_lut, need_depth, dev, workers)
 
     # Passes from the raw sums, written into place row range by row range on the workers.
     h, w = camera.height, camera.width
-    out = {p.name: torch.empty((h, w) if p.channels == 1 else (h, w, p.channels),
-                               dtype=getattr(torch, p.dtype), device=dev) for p in rows}
-    bg_dev = bg.to(dev) if bg.any() else None  # a black background adds exact zeros: skipped
+    out = {p.name: empty((h, w) if p.channels == 1 else (h, w, p.channels), p.dtype) for p in rows}
+    bg_dev = None  # a black background adds exact zeros: skipped
+    if bg.any():
+        bg_dev = bg if dev is None else torch.from_numpy(bg).to(dev)
 
     def finish(r: tuple[int, int]) -> None:
         band = slice(*r)
@@ -189,7 +267,7 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
     return out
 
 
-def _region_classes(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _region_classes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Region ids as classes: class 0 = no region (unassigned splats, -1, and the background),
     1.. = the region ids present, ascending.
 
@@ -199,23 +277,22 @@ def _region_classes(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Returns:
         ``lut`` [C] int64 region id of each class (``lut[0] = -1``) and ``classes`` [N] int64.
     """
-    if ids.numel() > 0:
-        lo, hi = (int(v) for v in torch.aminmax(ids))
+    if ids.shape[0] > 0:
+        lo, hi = int(ids.min()), int(ids.max())
         lo = min(lo, -1)
-        if hi - lo < max(1 << 16, ids.numel()):
+        if hi - lo < max(1 << 16, ids.shape[0]):
             # A narrow id range (regions are numbered from 0): which ids are present by one
             # count, classes by one lookup, instead of sorting every id.
-            shifted = (ids - lo).to(torch.int64)
-            present = torch.bincount(shifted, minlength=hi - lo + 1) > 0
+            shifted = ids.astype(np.int64) - lo
+            present = np.bincount(shifted, minlength=hi - lo + 1) > 0
             present[-1 - lo] = True  # -1 (no region) is class 0
-            table = torch.cumsum(present, 0) - 1
-            return present.nonzero().squeeze(1) + lo, table.index_select(0, shifted)
-    present = torch.unique(ids)
-    lut = torch.unique(torch.cat([present.new_tensor([-1]), present])).to(torch.int64)
-    return lut, torch.searchsorted(lut.to(ids.dtype), ids)
+            table = np.cumsum(present) - 1
+            return np.flatnonzero(present) + lo, table[shifted]
+    lut = np.unique(np.concatenate([np.array([-1], np.int64), ids.astype(np.int64)]))
+    return lut, np.searchsorted(lut, ids.astype(np.int64))
 
 
-def _backend_module(which: str, dev: torch.device):
+def _backend_module(which: str, dev: "torch.device"):
     """The raster module for a chosen backend: gsplat, else the compiled CPU compositor on the CPU
     when numba is there, else the pure-torch oracle."""
     from . import raster_cpu, raster_gsplat, raster_torch
@@ -225,10 +302,12 @@ def _backend_module(which: str, dev: torch.device):
     return raster_cpu if dev.type == "cpu" and raster_cpu.available() else raster_torch
 
 
-def _rasterize(backend_mod, sp: Splats, camera: Camera, features: torch.Tensor, classes, region_lut,
-               need_depth: bool, dev: torch.device, workers: Workers) -> dict[str, torch.Tensor]:
-    """Run one backend; returns ``features`` [H, W, F] sums, ``alpha``, ``depth`` (ED) and
+def _rasterize(backend_mod, sp: Splats, camera: Camera, features: "torch.Tensor", classes, region_lut,
+               need_depth: bool, dev: "torch.device", workers: Workers) -> dict[str, "torch.Tensor"]:
+    """Run one torch backend; returns ``features`` [H, W, F] sums, ``alpha``, ``depth`` (ED) and
     ``class_weight_argmax`` when classes are given."""
+    import torch
+
     viewmat = torch.as_tensor(camera.cam_from_world, dtype=torch.float32, device=dev)
     K = torch.as_tensor(camera.K, dtype=torch.float32, device=dev)
     ncls = 0 if region_lut is None else int(region_lut.shape[0])

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
-import torch
 
 from ._version import __version__
 from .atomic import atomic_dir
@@ -186,12 +185,13 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
         raise InputError(f"save_scene: force must be True or False (got {force!r})")
     final = check_scene_target(path_arg(path, "save_scene: path"), force)
     sp = scene.splats.to("cpu")
+    host = sp.numpy()
     extra: dict[str, np.ndarray] = {
-        "confidence": sp.confidence.numpy().astype(np.float32),
-        "region_ids": sp.region_ids.numpy().astype(np.int32),
-        "opacities": sp.opacities.numpy().astype(np.float32),
-        "scales": sp.scales.numpy().astype(np.float32),
-        "colors": sp.colors.numpy().astype(np.float32),
+        "confidence": host.confidence.astype(np.float32),
+        "region_ids": host.region_ids.astype(np.int32),
+        "opacities": host.opacities.astype(np.float32),
+        "scales": host.scales.astype(np.float32),
+        "colors": host.colors.astype(np.float32),
     }
     if sp.stored is not None:
         extra.update({f"stored__{k}": v for k, v in sp.stored.to_arrays().items()})
@@ -251,15 +251,15 @@ def save_scene(scene: Scene, path: str | os.PathLike, force: bool = False) -> Pa
 
 
 # ---------------------------------------------------------------------------- load
-def _exact_or_ply(name: str, ply_value: torch.Tensor, extra: Optional[Any], notes: list[str]) -> torch.Tensor:
+def _exact_or_ply(name: str, ply_value: np.ndarray, extra: Optional[Any], notes: list[str]) -> np.ndarray:
     """The exact float32 array from splats_extra.npz when it agrees with the PLY (else the PLY was edited)."""
     if extra is None or name not in extra:
         return ply_value
-    exact = torch.from_numpy(np.asarray(extra[name], dtype=np.float32))
+    exact = np.asarray(extra[name], dtype=np.float32)
     # The PLY's sRGB DC holds negative linear colours (the colour fit makes some) as 0.
-    as_ply = exact.clamp_min(0.0) if name == "colors" else exact
-    if exact.shape == ply_value.shape and (torch.allclose(exact, ply_value, rtol=1e-4, atol=1e-5)
-                                           or torch.allclose(as_ply, ply_value, rtol=1e-4, atol=1e-5)):
+    as_ply = np.maximum(exact, np.float32(0.0)) if name == "colors" else exact
+    if exact.shape == ply_value.shape and (np.allclose(exact, ply_value, rtol=1e-4, atol=1e-5)
+                                           or np.allclose(as_ply, ply_value, rtol=1e-4, atol=1e-5)):
         return exact
     notes.append(f"splats.ply {name} differ from splats_extra.npz (PLY edited?): using the PLY")
     return ply_value
@@ -328,7 +328,7 @@ def _read_mask(path: Path, folder: Path, region_id: str, size: tuple[int, int], 
         raise InputError(f"{what} cannot be read: {e}") from None
 
 
-def load_scene(path: str | os.PathLike, *, mmap: bool = True) -> Scene:
+def load_scene(path: str | os.PathLike, *, mmap: bool = True, numpy: bool = False) -> Scene:
     """Read a scene folder written by :func:`save_scene`.
 
     A big scene (``splats_mmap/`` present, see :mod:`anchorstage.splat_store`) opens memory-mapped:
@@ -339,13 +339,17 @@ def load_scene(path: str | os.PathLike, *, mmap: bool = True) -> Scene:
     Every field of ``scene.json`` is validated (:mod:`anchorstage.schema`), every path it holds
     must stay inside the folder, and every file is checked against docs/limits.md before it is read.
 
+    ``numpy=True`` gives numpy-backed splats (:attr:`Splats.numpy_backed`): a frame of them on the
+    compiled CPU path, and the whole load, never import torch (the CLI's one-frame render).
+
     Raises:
         InputError: not a scene folder, a newer format version, a malformed scene.json, a path
             leading outside the folder, or missing/corrupt/mismatched files.
     """
     p = path_arg(path, "load_scene: path")
-    if not isinstance(mmap, (bool, np.bool_)):
-        raise InputError(f"load_scene: mmap must be True or False (got {mmap!r})")
+    for name, flag in (("mmap", mmap), ("numpy", numpy)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise InputError(f"load_scene: {name} must be True or False (got {flag!r})")
     where = f"scene folder {str(p)!r}"
     if not p.is_dir():
         raise InputError(f"{where} does not exist" if not p.exists() else f"{where} is not a folder")
@@ -364,6 +368,8 @@ def load_scene(path: str | os.PathLike, *, mmap: bool = True) -> Scene:
         splats.stored = _stored(extra, splats, where)
     else:
         splats, extra = _read_splats(sd, where, notes)
+    if not numpy:
+        splats = splats.to("cpu")
     tree = None
     if (p / splat_store.LOD_DIR).is_dir():
         tree = splat_store.open_lod(p, len(splats), where)
@@ -408,7 +414,7 @@ def _read_splats(sd, where: str, notes: list[str]) -> tuple[Splats, Optional[dic
     """The splats decoded from splats.ply with splats_extra.npz's exact values, and that archive's arrays."""
     if not sd.splats_file.exists():
         raise InputError(f"{where}: {sd.splats_file.name} is missing")
-    splats = read_ply(check_input_file(sd.splats_file, f"{where}: splats file"))
+    splats = read_ply(check_input_file(sd.splats_file, f"{where}: splats file"), numpy=True)
     extra = None
     if sd.extra_file.exists():
         extra = _read_extra(sd.extra_file, len(splats), where, notes)
@@ -419,8 +425,8 @@ def _read_splats(sd, where: str, notes: list[str]) -> tuple[Splats, Optional[dic
         scales=_exact_or_ply("scales", splats.scales, extra, notes),
         opacities=_exact_or_ply("opacities", splats.opacities, extra, notes),
         colors=_exact_or_ply("colors", splats.colors, extra, notes),
-        confidence=torch.from_numpy(np.asarray(extra["confidence"], dtype=np.float32)) if extra else None,
-        region_ids=torch.from_numpy(np.asarray(extra["region_ids"], dtype=np.int32)) if extra else None,
+        confidence=np.asarray(extra["confidence"], dtype=np.float32) if extra else None,
+        region_ids=np.asarray(extra["region_ids"], dtype=np.int32) if extra else None,
         sh_rest=splats.sh_rest, sh_encoding=splats.sh_encoding, stored=_stored(extra, splats, where),
     )
     return splats, extra

@@ -44,7 +44,7 @@ from scipy import ndimage
 from .camera import Camera
 from .errors import InputError
 from .progress import ProgressFn, report
-from .region import Region
+from .region import Region, label_map
 
 __all__ = ["segment", "segment_depth", "label_map", "assign_splats", "WORK_PIXELS"]
 
@@ -523,17 +523,6 @@ def segment_depth(image_linear: np.ndarray, depth_m: np.ndarray, camera: Camera,
         r.extra["pixel_fraction"] = round(float(r.mask.mean()), 5)
     report(progress, 1.0, "regions done")
     return regions
-
-
-def label_map(regions: list[Region], shape: tuple[int, int]) -> np.ndarray:
-    """[H, W] int32 map of ``Region.index`` (-1 where no region) from the regions' masks."""
-    out = np.full(shape, -1, dtype=np.int32)
-    for r in regions:
-        if r.mask is not None:
-            if r.mask.shape != tuple(shape):
-                raise InputError(f"region {r.id!r}: mask shape {list(r.mask.shape)} does not match {list(shape)}")
-            out[r.mask] = r.index
-    return out
 
 
 def assign_splats(means_world: np.ndarray, camera: Camera, labels: np.ndarray, depth_m: np.ndarray,

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = ["SH_C0", "SH_ENCODINGS", "rest_count", "degree_of", "basis", "view_colors", "rotation_blocks", "rotate_rest",
            "srgb_encode", "srgb_decode"]
@@ -72,19 +74,29 @@ def basis(x, y, z, degree: int) -> list:
     return out
 
 
-def srgb_encode(x: torch.Tensor) -> torch.Tensor:
+def srgb_encode(x: "torch.Tensor") -> "torch.Tensor":
     """Linear → sRGB-encoded, unclipped: the linear segment continues below 0, the curve above 1."""
+    import torch
+
     return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp(min=0.0031308).pow(1 / 2.4) - 0.055)
 
 
-def srgb_decode(x: torch.Tensor) -> torch.Tensor:
+def srgb_decode(x: "torch.Tensor") -> "torch.Tensor":
     """sRGB-encoded → linear, unclipped (the inverse of :func:`srgb_encode`)."""
+    import torch
+
     return torch.where(x <= 0.04045, x / 12.92, ((x.clamp(min=0.04045) + 0.055) / 1.055).pow(2.4))
 
 
-def view_colors(colors: torch.Tensor, rest: torch.Tensor | None, encoding: str, means: torch.Tensor,
-                camera_position: Sequence[float] | torch.Tensor) -> torch.Tensor:
+Array = Union["torch.Tensor", np.ndarray]
+
+
+def view_colors(colors: Array, rest: Array | None, encoding: str, means: Array,
+                camera_position: Sequence[float] | Array) -> Array:
     """Each splat's linear colour seen from a camera: SH evaluated along the viewing direction.
+
+    Torch tensors in, a tensor out; numpy arrays in (host memory), a numpy array out, torch not
+    loaded while the compiled kernel is in use.
 
     Args:
         colors: [N, 3] float32 linear RGB, the DC (view-independent) colour.
@@ -97,16 +109,28 @@ def view_colors(colors: torch.Tensor, rest: torch.Tensor | None, encoding: str, 
     Returns:
         [N, 3] float32 linear RGB, clamped at 0 (3DGS clamps the evaluated colour at 0).
     """
+    host = isinstance(colors, np.ndarray)
     if rest is None or rest.shape[1] == 0:
-        return colors.clamp(min=0.0)
-    c = [float(v) for v in (camera_position.tolist() if isinstance(camera_position, torch.Tensor) else camera_position)]
-    if colors.device.type == "cpu" and degree_of(rest.shape[1]) > 0 and _compiled():
+        return np.maximum(colors, np.float32(0.0)) if host else colors.clamp(min=0.0)
+    c = [float(v) for v in (camera_position.tolist() if hasattr(camera_position, "tolist") else camera_position)]
+    if (host or colors.device.type == "cpu") and degree_of(rest.shape[1]) > 0 and _compiled():
         from . import _sh_kernels
 
-        out = torch.empty_like(colors, dtype=torch.float32)
-        _sh_kernels.view_colors(colors.float().contiguous().numpy(), rest.float().contiguous().numpy(),
-                                means.float().contiguous().numpy(), np.array(c, np.float64), encoding == "sRGB", out.numpy())
-        return out
+        def f32(a: Array) -> np.ndarray:
+            return np.ascontiguousarray(a if isinstance(a, np.ndarray) else a.detach().float().numpy(), np.float32)
+
+        out = np.empty(colors.shape, np.float32)
+        _sh_kernels.view_colors(f32(colors), f32(rest), f32(means), np.array(c, np.float64), encoding == "sRGB", out)
+        if host:
+            return out
+        import torch
+
+        return torch.from_numpy(out)
+    if host:
+        import torch
+
+        return _view_colors_torch(*(torch.from_numpy(np.asarray(a)) for a in (colors, rest)), encoding,
+                                  torch.from_numpy(np.asarray(means)), c).numpy()
     return _view_colors_torch(colors, rest, encoding, means, c)
 
 
@@ -117,9 +141,11 @@ def _compiled() -> bool:
     return available()
 
 
-def _view_colors_torch(colors: torch.Tensor, rest: torch.Tensor, encoding: str, means: torch.Tensor,
-                       c: list[float]) -> torch.Tensor:
+def _view_colors_torch(colors: "torch.Tensor", rest: "torch.Tensor", encoding: str, means: "torch.Tensor",
+                       c: list[float]) -> "torch.Tensor":
     """:func:`view_colors` in torch (any device; the compiled kernel's oracle)."""
+    import torch
+
     m = means.unbind(1)
     dx, dy, dz = m[0] - c[0], m[1] - c[1], m[2] - c[2]
     inv = torch.rsqrt((dx * dx + dy * dy + dz * dz).clamp_(min=1e-30))
@@ -172,8 +198,10 @@ def rotation_blocks(rotation: np.ndarray, degree: int) -> list[np.ndarray]:
     return blocks
 
 
-def rotate_rest(rest: torch.Tensor, rotation: np.ndarray) -> torch.Tensor:
+def rotate_rest(rest: "torch.Tensor", rotation: np.ndarray) -> "torch.Tensor":
     """SH coefficients [N, K, 3] of splats rotated by ``rotation`` ([3, 3], world_from_local)."""
+    import torch
+
     degree = degree_of(rest.shape[1])
     if degree <= 0:
         return rest.clone()

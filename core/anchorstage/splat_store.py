@@ -29,16 +29,19 @@ import json
 import mmap
 import weakref
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
-import torch
 
+from .arrays import is_tensor
 from .errors import InputError
 from .input_files import open_input
 from .npy_io import read_npy_header
 from .safe_json import load_json
 from .splats import Splats
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = ["MMAP_MIN_SPLATS", "MMAP_DIR", "LOD_DIR", "write_splat_arrays", "open_splat_arrays", "write_lod", "open_lod",
            "release_pages"]
@@ -82,7 +85,7 @@ _PAGE = mmap.PAGESIZE
 _PRESENT, _FILE_PAGE = 1 << 63, 1 << 61  # /proc/<pid>/pagemap entry bits (Linux)
 
 
-def release_pages(array: Union[torch.Tensor, np.ndarray], rows: Optional[tuple[int, int]] = None) -> None:
+def release_pages(array: Union["torch.Tensor", np.ndarray], rows: Optional[tuple[int, int]] = None) -> None:
     """Give back the resident pages of a mapped scene array that hold the file's data unchanged.
 
     They stay in the page cache; reading them again maps them again. Pages a writer changed (their
@@ -93,7 +96,7 @@ def release_pages(array: Union[torch.Tensor, np.ndarray], rows: Optional[tuple[i
         array: an array from :func:`open_splat_arrays` or :func:`open_lod` (or a tensor on it).
         rows: ``(start, stop)`` rows of it (default: all).
     """
-    if isinstance(array, torch.Tensor):
+    if is_tensor(array):
         if array.device.type != "cpu":
             return
         array = array.detach().numpy()
@@ -139,16 +142,17 @@ def write_splat_arrays(folder: Path, splats: Splats) -> None:
     """Write ``splats_mmap/`` for ``splats`` into ``folder`` (a scene folder being written)."""
     d = folder / MMAP_DIR
     d.mkdir()
-    sp = splats.to("cpu")
+    sp = splats.numpy()
     for name, (kind, _) in _SPLAT_FIELDS.items():
-        _save(d / f"{name}.npy", getattr(sp, name).numpy(), "<f4" if kind == "f" else "<i4")
+        _save(d / f"{name}.npy", getattr(sp, name), "<f4" if kind == "f" else "<i4")
     if sp.sh_rest is not None:
-        _save(d / "sh_rest.npy", sp.sh_rest.numpy(), "<f4")
+        _save(d / "sh_rest.npy", sp.sh_rest, "<f4")
     (d / "info.json").write_text(json.dumps({"count": len(sp), "sh_encoding": sp.sh_encoding}), encoding="utf-8")
 
 
 def open_splat_arrays(folder: Path, count: int, where: str) -> Splats:
-    """The splats of ``splats_mmap/`` memory-mapped (not checked finite: see :class:`Splats`).
+    """The splats of ``splats_mmap/`` memory-mapped: numpy-backed (:meth:`Splats.to` makes tensors of
+    them without a copy), not checked finite (see :class:`Splats`).
 
     Args:
         folder: the scene folder.
@@ -162,14 +166,14 @@ def open_splat_arrays(folder: Path, count: int, where: str) -> Splats:
     info = load_json(d / "info.json", "splat arrays info", where=f"{where}: {MMAP_DIR}/info.json")
     if not isinstance(info, dict) or info.get("count") != count or info.get("sh_encoding") not in ("sRGB", "linearRGB"):
         raise InputError(f"{where}: {MMAP_DIR}/info.json must give count {count} and an sh_encoding")
-    arrays = {name: torch.from_numpy(_map(d / f"{name}.npy", where, kind, (count, *tail)))
+    arrays = {name: _map(d / f"{name}.npy", where, kind, (count, *tail))
               for name, (kind, tail) in _SPLAT_FIELDS.items()}
     sh = None
     if (d / "sh_rest.npy").exists():
         f, size = open_input(d / "sh_rest.npy", f"{where}: sh_rest.npy")
         with f:
             k = read_npy_header(f, size, f"{where}: {MMAP_DIR}/sh_rest.npy", kinds="f").shape
-        sh = torch.from_numpy(_map(d / "sh_rest.npy", where, "f", (count, k[1] if len(k) == 3 else -1, 3)))
+        sh = _map(d / "sh_rest.npy", where, "f", (count, k[1] if len(k) == 3 else -1, 3))
     return Splats(**arrays, sh_rest=sh, sh_encoding=info["sh_encoding"], check_finite=False)
 
 

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass, field, replace
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
-import torch
 
+from .arrays import is_tensor
 from .errors import InputError
-from .rotation import quat_from_matrix, quat_mul
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = ["Splats", "StoredSplats"]
 
@@ -54,7 +56,7 @@ class StoredSplats:
                 raise InputError(f"splats: stored column {name!r} must be a numpy array with {n} rows")
 
     def subset(self, index) -> "StoredSplats":
-        idx = index.cpu().numpy() if isinstance(index, torch.Tensor) else index
+        idx = index.cpu().numpy() if is_tensor(index) else index
         return replace(self, columns={k: v[idx] for k, v in self.columns.items()})
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -100,6 +102,12 @@ def _refuse_non_finite(sp: "Splats", n: int) -> None:
     from .splat_store import release_pages
 
     fields = [k for k in (*_FLOAT_FIELDS, "sh_rest") if getattr(sp, k) is not None]
+    if sp.numpy_backed:
+        isfinite, stack = np.isfinite, np.stack
+    else:
+        import torch
+
+        isfinite, stack = torch.isfinite, torch.stack
     # The common case in one cheap pass per field: NaN / inf reach the sum (an overflow only takes the
     # slow path). In pieces, each given back once read where it is a memory-mapped scene's.
     finite = True
@@ -107,11 +115,11 @@ def _refuse_non_finite(sp: "Splats", n: int) -> None:
         t = getattr(sp, k)
         for r0 in range(0, n, _CHECK_ROWS):
             r = (r0, min(n, r0 + _CHECK_ROWS))
-            finite &= bool(torch.isfinite(t[r[0]:r[1]].sum()))
+            finite &= bool(isfinite(t[r[0]:r[1]].sum()))
             release_pages(t, r)
     if finite:
         return
-    bad = torch.stack([(~torch.isfinite(getattr(sp, k).reshape(n, -1))).any(1) for k in fields])
+    bad = stack([(~isfinite(getattr(sp, k).reshape(n, -1))).any(1) for k in fields])
     per_field = bad.sum(1).tolist()
     if any(per_field):
         total = int(bad.any(0).sum())
@@ -123,6 +131,10 @@ def _refuse_non_finite(sp: "Splats", n: int) -> None:
 @dataclass
 class Splats:
     """A set of 3D Gaussians with activated parameters.
+
+    The arrays are torch tensors (any device), or all numpy arrays (host memory, memory maps
+    included): a frame on the compiled CPU path reads those without loading torch
+    (:attr:`numpy_backed`; :meth:`to` makes tensors of them, :meth:`numpy` the reverse).
 
     Construction checks shapes, dtypes and devices and refuses NaN / inf in any float field
     (an :class:`InputError` saying how many splats and which fields): a non-finite splat would
@@ -149,50 +161,63 @@ class Splats:
             it reads: every subset is checked as it is made, and the renderer checks a whole set.
     """
 
-    means: torch.Tensor
-    quats: torch.Tensor
-    scales: torch.Tensor
-    opacities: torch.Tensor
-    colors: torch.Tensor
-    confidence: Optional[torch.Tensor] = None
-    region_ids: Optional[torch.Tensor] = None
-    sh_rest: Optional[torch.Tensor] = None
+    means: Union["torch.Tensor", np.ndarray]
+    quats: Union["torch.Tensor", np.ndarray]
+    scales: Union["torch.Tensor", np.ndarray]
+    opacities: Union["torch.Tensor", np.ndarray]
+    colors: Union["torch.Tensor", np.ndarray]
+    confidence: Union["torch.Tensor", np.ndarray, None] = None
+    region_ids: Union["torch.Tensor", np.ndarray, None] = None
+    sh_rest: Union["torch.Tensor", np.ndarray, None] = None
     sh_encoding: str = "sRGB"
     stored: Optional[StoredSplats] = None
     check_finite: InitVar[bool] = True
 
     def __post_init__(self, check_finite: bool = True) -> None:
-        for name in ("means", "quats", "scales", "opacities", "colors"):
-            if not isinstance(getattr(self, name), torch.Tensor):
-                raise InputError(f"splats: {name} must be a torch.Tensor (got {type(getattr(self, name)).__name__})")
+        host = isinstance(self.means, np.ndarray)
+        kind, is_kind = ("a numpy array", lambda a: isinstance(a, np.ndarray)) if host else ("a torch.Tensor", is_tensor)
+        if not is_kind(self.means):
+            raise InputError(f"splats: means must be a torch.Tensor or a numpy array (got {type(self.means).__name__})")
+        for name in ("quats", "scales", "opacities", "colors"):
+            if not is_kind(getattr(self, name)):
+                raise InputError(f"splats: {name} must be {kind}, as means is (got {type(getattr(self, name)).__name__})")
         n = self.means.shape[0] if self.means.ndim == 2 else -1
         expect = {"means": (n, 3), "quats": (n, 4), "scales": (n, 3), "opacities": (n,), "colors": (n, 3)}
-        if self.confidence is None:
-            self.confidence = torch.ones(max(n, 0), dtype=torch.float32, device=self.means.device)
-        if self.region_ids is None:
-            self.region_ids = torch.full((max(n, 0),), -1, dtype=torch.int32, device=self.means.device)
+        if host:
+            if self.confidence is None:
+                self.confidence = np.ones(max(n, 0), np.float32)
+            if self.region_ids is None:
+                self.region_ids = np.full(max(n, 0), -1, np.int32)
+        else:
+            import torch
+
+            if self.confidence is None:
+                self.confidence = torch.ones(max(n, 0), dtype=torch.float32, device=self.means.device)
+            if self.region_ids is None:
+                self.region_ids = torch.full((max(n, 0),), -1, dtype=torch.int32, device=self.means.device)
         expect["confidence"] = (n,)
         expect["region_ids"] = (n,)
         if self.sh_rest is not None:
-            if not isinstance(self.sh_rest, torch.Tensor) or self.sh_rest.ndim != 3 or self.sh_rest.shape[1] not in (0, 3, 8, 15):
-                raise InputError("splats: sh_rest must be a [N, K, 3] tensor with K = 3, 8 or 15 (SH degrees 1-3)")
+            if not is_kind(self.sh_rest) or self.sh_rest.ndim != 3 or self.sh_rest.shape[1] not in (0, 3, 8, 15):
+                raise InputError(f"splats: sh_rest must be a [N, K, 3] array ({kind}) with K = 3, 8 or 15 (SH degrees 1-3)")
             if self.sh_rest.shape[1] == 0:
                 self.sh_rest = None
             else:
                 expect["sh_rest"] = (n, self.sh_rest.shape[1], 3)
         for name, shape in expect.items():
             t = getattr(self, name)
-            if not isinstance(t, torch.Tensor):
-                raise InputError(f"splats: {name} must be a torch.Tensor (got {type(t).__name__})")
+            if not is_kind(t):
+                raise InputError(f"splats: {name} must be {kind}, as means is (got {type(t).__name__})")
             if tuple(t.shape) != shape:
                 raise InputError(f"splats: {name} must have shape {list(shape)} (got {list(t.shape)})")
-            if t.device != self.means.device:
+            if not host and t.device != self.means.device:
                 raise InputError(f"splats: {name} is on {t.device} but means are on {self.means.device}")
+            floating = t.dtype.kind == "f" if host else t.dtype.is_floating_point
             if name == "region_ids":
-                if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-                    raise InputError(f"splats: region_ids must be an integer tensor (got {t.dtype})")
-            elif not t.dtype.is_floating_point:
-                raise InputError(f"splats: {name} must be a floating-point tensor (got {t.dtype})")
+                if not (t.dtype.kind in "iu" if host else not (floating or t.dtype.is_complex or t.dtype == torch.bool)):
+                    raise InputError(f"splats: region_ids must be an integer array (got {t.dtype})")
+            elif not floating:
+                raise InputError(f"splats: {name} must be a floating-point array (got {t.dtype})")
         if check_finite:
             _refuse_non_finite(self, n)
         self._finite_checked = bool(check_finite)
@@ -231,7 +256,17 @@ class Splats:
             self._finite_checked = True
 
     @property
-    def device(self) -> torch.device:
+    def numpy_backed(self) -> bool:
+        """Whether the arrays are numpy arrays (host memory) rather than torch tensors."""
+        return isinstance(self.means, np.ndarray)
+
+    @property
+    def device(self) -> "torch.device":
+        """Where the tensors are (numpy-backed splats: the CPU; asking loads torch)."""
+        if self.numpy_backed:
+            import torch
+
+            return torch.device("cpu")
         return self.means.device
 
     @property
@@ -239,19 +274,44 @@ class Splats:
         """0 without ``sh_rest``, else 1..3."""
         return {3: 1, 8: 2, 15: 3}[self.sh_rest.shape[1]] if self.sh_rest is not None else 0
 
-    def _tensors(self) -> dict[str, Optional[torch.Tensor]]:
+    def _tensors(self) -> dict[str, Union["torch.Tensor", np.ndarray, None]]:
         return {k: getattr(self, k) for k in ("means", "quats", "scales", "opacities", "colors", "confidence",
                                               "region_ids", "sh_rest")}
 
     def _with(self, tensors: dict, stored: Optional[StoredSplats], check_finite: bool = True) -> "Splats":
         return Splats(**tensors, sh_encoding=self.sh_encoding, stored=stored, check_finite=check_finite)
 
-    def to(self, device: str | torch.device) -> "Splats":
-        """A copy on ``device`` (stored file data stays in host memory)."""
-        return self._with({k: None if t is None else t.to(device) for k, t in self._tensors().items()}, self.stored)
+    def _checked_like(self, arrays: dict, stored: Optional[StoredSplats]) -> "Splats":
+        """Splats of the same values in other arrays: checked finite where these are."""
+        out = self._with(arrays, stored, check_finite=False)
+        out._finite_checked = self._finite_checked
+        return out
 
-    def subset(self, index: torch.Tensor | slice) -> "Splats":
-        """The splats selected by a boolean mask, an index tensor or a slice."""
+    def to(self, device: Union[str, "torch.device"]) -> "Splats":
+        """The splats as torch tensors on ``device`` (stored file data stays in host memory); numpy
+        arrays become tensors sharing their memory."""
+        import torch
+
+        def move(t):
+            return torch.from_numpy(t).to(device) if isinstance(t, np.ndarray) else t.to(device)
+
+        return self._checked_like({k: None if t is None else move(t) for k, t in self._tensors().items()}, self.stored)
+
+    def numpy(self) -> "Splats":
+        """The splats as numpy arrays in host memory (views of CPU tensors; self when numpy-backed)."""
+        if self.numpy_backed:
+            return self
+        return self._checked_like({k: None if t is None else t.detach().cpu().numpy() for k, t in self._tensors().items()},
+                                  self.stored)
+
+    def subset(self, index: Union["torch.Tensor", np.ndarray, slice]) -> "Splats":
+        """The splats selected by a boolean mask, an index array (tensor or numpy) or a slice."""
+        if self.numpy_backed and is_tensor(index):
+            index = index.cpu().numpy()
+        elif not self.numpy_backed and isinstance(index, np.ndarray):
+            import torch
+
+            index = torch.from_numpy(index).to(self.device)
         # Rows of a set already checked finite are finite: not checked again (the renderer takes
         # millions of splats in many pieces).
         out = self._with({k: None if t is None else t[index] for k, t in self._tensors().items()},
@@ -266,7 +326,16 @@ class Splats:
 
         Args:
             world_from_local: [4, 4] rigid matrix taking the splats' current frame to the new one.
+
+        Returns:
+            The moved splats, as torch tensors.
         """
+        import torch
+
+        from .rotation import quat_from_matrix, quat_mul
+
+        if self.numpy_backed:
+            return self.to("cpu").transformed(world_from_local)
         m = np.array(world_from_local, dtype=np.float64)  # a writable copy (torch warns on read-only arrays)
         r = m[:3, :3] if m.shape == (4, 4) else np.zeros((3, 3))
         if m.shape != (4, 4) or not np.all(np.isfinite(m)) or not np.allclose(r.T @ r, np.eye(3), atol=1e-5) \
@@ -300,9 +369,15 @@ class Splats:
 
         Raises:
             InputError: parts with SH coefficients in different encodings.
+
+        Returns:
+            The splats, as torch tensors (numpy-backed parts become tensors first).
         """
+        import torch
+
         if not parts:
             raise InputError("splats: nothing to concatenate")
+        parts = [p.to("cpu") if p.numpy_backed else p for p in parts]
         encodings = {p.sh_encoding for p in parts if p.sh_rest is not None}
         if len(encodings) > 1:
             raise InputError("splats: cannot concatenate SH coefficients stored in different colour encodings")

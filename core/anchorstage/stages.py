@@ -293,10 +293,13 @@ def segment_stage(scene: "Scene", *, max_regions: int = 10, progress: Optional[P
 
 
 # ---------------------------------------------------------------------------------------------- render
-def open_source(path: Union[str, os.PathLike]) -> Union["Scene", "Splats"]:
+def open_source(path: Union[str, os.PathLike], *, numpy: bool = False) -> Union["Scene", "Splats"]:
     """What a render can start from: a scene folder (a :class:`~anchorstage.scene.Scene`) or a splat
     file (``.ply``, ``.compressed.ply``, ``.splat``, ``.spz``: :class:`~anchorstage.splats.Splats`
     placed in the Z-up world as the Blender import places them; SHARP files from their camera frame).
+
+    ``numpy=True`` opens numpy-backed splats where it can (scene folders, plain PLY files): a frame
+    of them on the CPU never loads torch (:func:`render_frame`).
 
     Raises:
         InputError: neither a scene folder nor a readable splat file.
@@ -304,11 +307,11 @@ def open_source(path: Union[str, os.PathLike]) -> Union["Scene", "Splats"]:
     if os.path.isdir(path):
         from .scene import load_scene
 
-        return load_scene(path)
+        return load_scene(path, numpy=numpy)
     from .splatio import read_splats
     from .splatio.sharp import placed
 
-    return placed(read_splats(path), path)
+    return placed(read_splats(path, numpy=numpy), path)
 
 
 def render_frame(source: Union["Scene", "Splats"], camera: Camera, passes: Union[Sequence[str], str, None] = None, *,
@@ -330,10 +333,11 @@ def render_frame(source: Union["Scene", "Splats"], camera: Camera, passes: Union
         lod_threshold_px: the hierarchy's cut (default :data:`anchorstage.lod.DEFAULT_THRESHOLD_PX`).
 
     Returns:
-        A :class:`Frame` with numpy passes.
+        A :class:`Frame` with numpy passes (on the CPU, numpy-backed splats below the level-of-detail
+        size render without loading torch).
     """
     from .passes import DEFAULT_VOID_THRESHOLD, PASSES
-    from .renderer import render
+    from .renderer import render_host
 
     if not isinstance(lod, (bool, np.bool_)):
         raise InputError(f"render: lod must be True or False (got {lod!r})")
@@ -343,10 +347,9 @@ def render_frame(source: Union["Scene", "Splats"], camera: Camera, passes: Union
         from .lod import tree_for
 
         tree = tree_for(source)
-    out = render(splats, camera, PASSES if passes is None else passes, backend=backend, device=device,
-                 void_threshold=DEFAULT_VOID_THRESHOLD if void_threshold is None else void_threshold,
-                 lod=tree, lod_threshold_px=lod_threshold_px)
-    frame = Frame({k: v.detach().cpu().numpy() for k, v in out.items()}, camera)
+    frame = Frame(render_host(splats, camera, PASSES if passes is None else passes, backend=backend, device=device,
+                              void_threshold=DEFAULT_VOID_THRESHOLD if void_threshold is None else void_threshold,
+                              lod=tree, lod_threshold_px=lod_threshold_px), camera)
     if "void" in frame.passes and getattr(source, "depth_m", None) is not None:
         from .witness import void_pass
 

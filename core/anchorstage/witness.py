@@ -143,7 +143,7 @@ def _continuous(w: np.ndarray, di: int, dj: int) -> np.ndarray:
 def _witness_mesh(scene: "Scene") -> _WitnessMesh:
     """The witness mesh of a scene, cached on the scene while its camera and its depth, image and region
     mask arrays stay the same objects (edit them in place and the cache is stale: make a new Scene)."""
-    from .segmentation import label_map
+    from .region import label_map
 
     cam = scene.camera
     depth = np.asarray(scene.depth_m, dtype=np.float32)
@@ -334,12 +334,9 @@ def warp_witness(scene: "Scene", camera: Camera, *, backend: str = "auto", devic
     # Splats of earlier fills show where they are the nearest surface: they hide the witness there.
     covered = np.zeros((h, w), bool)
     if fills:
-        import torch
-
         from .stages import render_frame
 
-        idx = np.concatenate([np.arange(a, e) for a, e in fills])
-        sub = scene.splats.subset(torch.as_tensor(idx, device=scene.splats.device))
+        sub = scene.splats.subset(np.concatenate([np.arange(a, e) for a, e in fills]))
         fp = render_frame(sub, cam, ("color", "alpha", "depth", "confidence", "region"), backend=backend,
                           device=device).passes
         fa = fp["alpha"]

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Union
 
-import torch
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
-__all__ = ["Workers", "cpu_workers"]
+__all__ = ["Workers", "cpu_workers", "cpu_threads"]
 
 
 class Workers:
@@ -32,22 +35,45 @@ class Workers:
         return [(i, min(i + size, n)) for i in range(0, n, max(size, 1))]
 
 
+def cpu_threads() -> int:
+    """How many CPU threads a frame uses: torch's thread count once torch is loaded; before (a frame
+    on numpy alone) the same default without importing it: ``OMP_NUM_THREADS``, else the CPUs this
+    process may run on."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.get_num_threads()
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        n = 0
+    if n > 0:
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 @contextlib.contextmanager
-def cpu_workers(device: torch.device, workers: Optional[Workers] = None) -> Iterator[Workers]:
-    """:class:`Workers` for ``device`` (none off the CPU); torch's thread count is restored after.
+def cpu_workers(device: Union["torch.device", str], workers: Optional[Workers] = None) -> Iterator[Workers]:
+    """:class:`Workers` for ``device`` (a ``torch.device`` or ``"cpu"``; none off the CPU); torch's
+    thread count, where torch is loaded, is restored after.
 
     ``workers``, when given, are a caller's pool already set up: they are used as they are.
     """
     if workers is not None:
         yield workers
         return
-    n = torch.get_num_threads() if device.type == "cpu" else 1
+    n = cpu_threads() if getattr(device, "type", device) == "cpu" else 1
     if n <= 1:
         yield Workers(None, 1)
         return
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(n) as pool:
             yield Workers(pool, n)
     finally:
-        torch.set_num_threads(n)
+        if torch is not None:
+            torch.set_num_threads(n)

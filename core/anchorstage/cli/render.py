@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out must name an .exr file (got {args.out!r})")
     passes = check_passes(args.passes, "--passes")
     camera = load_camera_json(args.camera)
-    source = open_source(args.scene)
+    source = open_source(args.scene, numpy=True)  # a CPU frame then never loads torch
     t0 = time.perf_counter()
     frame = render_frame(source, camera, passes, backend=args.backend, device=args.device, void_threshold=args.void_threshold,
                          lod=not args.no_lod)

@@ -83,8 +83,11 @@ def detect_format(path: str | os.PathLike) -> str:
                      ", ".join(sorted({e for _, exts in FORMATS.values() for e in exts})) + ")")
 
 
-def read_splats(path: str | os.PathLike) -> Splats:
+def read_splats(path: str | os.PathLike, *, numpy: bool = False) -> Splats:
     """Read a splat file of any supported format.
+
+    ``numpy=True`` gives numpy-backed splats (:attr:`Splats.numpy_backed`); a PLY is then read
+    without loading torch (the other formats decode through it).
 
     Returns:
         Splats in the file's own frame (colours linear; SH, raw values, extra properties and
@@ -98,18 +101,15 @@ def read_splats(path: str | os.PathLike) -> Splats:
     if fmt == "ply":
         from .ply import read_ply
 
-        return read_ply(path)
+        return read_ply(path, numpy=numpy)
     if fmt == "compressed_ply":
-        from .compressed_ply import read_compressed_ply
-
-        return read_compressed_ply(path)
-    if fmt == "splat":
-        from .splat import read_splat
-
-        return read_splat(path)
-    from .spz import read_spz
-
-    return read_spz(path)
+        from .compressed_ply import read_compressed_ply as read
+    elif fmt == "splat":
+        from .splat import read_splat as read
+    else:
+        from .spz import read_spz as read
+    splats = read(path)
+    return splats.numpy() if numpy else splats
 
 
 def write_splats(path: str | os.PathLike, splats: Splats, format: Optional[str] = None, *,
@@ -133,6 +133,8 @@ def write_splats(path: str | os.PathLike, splats: Splats, format: Optional[str] 
 
     if not isinstance(splats, Splats):
         raise InputError(f"write_splats needs Splats (got {type(splats).__name__})")
+    if splats.numpy_backed:  # the writers encode from tensors
+        splats = splats.to("cpu")
     fmt = format or format_for_path(path)
     if fmt not in FORMATS:
         raise InputError(f"splat file {str(path)!r}: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}"

@@ -10,17 +10,19 @@ float64 rounded once to float32, so a decode at write time repeats the reader's 
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
-import torch
 
 from ..errors import InputError
 from ..sh import SH_C0
 from ..splats import Splats
 
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
 __all__ = ["decode_dc", "encode_dc", "srgb_bytes", "linear_from_srgb", "decode_opacity_logit", "encode_opacity_logit",
-           "rows_equal", "keep_raw", "use_raw", "working", "f32", "tensor", "sh_rest_of", "quats_checked"]
+           "rows_equal", "keep_raw", "use_raw", "working", "f32", "floats", "tensor", "sh_rest_of", "quats_checked"]
 
 
 def f32(x: np.ndarray) -> np.ndarray:
@@ -143,5 +145,12 @@ def quats_checked(quats: np.ndarray, where: str) -> np.ndarray:
     return quats
 
 
-def tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(a, dtype=np.float32))
+def floats(a: np.ndarray) -> np.ndarray:
+    """A float32 copy of a decoded array, owned by the splats made of it."""
+    return np.array(a, dtype=np.float32)
+
+
+def tensor(a: np.ndarray) -> "torch.Tensor":
+    import torch
+
+    return torch.from_numpy(floats(a))

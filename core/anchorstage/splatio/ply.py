@@ -99,8 +99,9 @@ def color_space_of(data: PlyData) -> str:
     return "sRGB"
 
 
-def splats_from_ply_data(data: PlyData, where: str, fmt: str = FORMAT_NAME) -> Splats:
-    """Splats (and everything else the file holds, in ``Splats.stored``) from a parsed 3DGS PLY.
+def splats_from_ply_data(data: PlyData, where: str, fmt: str = FORMAT_NAME, *, numpy: bool = False) -> Splats:
+    """Splats (and everything else the file holds, in ``Splats.stored``) from a parsed 3DGS PLY;
+    numpy-backed with ``numpy=True`` (:attr:`Splats.numpy_backed`: torch is not loaded).
 
     Raises:
         InputError: no vertex element, missing 3DGS properties, an SH coefficient count that is
@@ -136,13 +137,16 @@ def splats_from_ply_data(data: PlyData, where: str, fmt: str = FORMAT_NAME) -> S
     layout = np.dtype([(n, v.dtype[n].str[1:]) for n in names])
     stored = StoredSplats("ply", stored_cols, {n: a for n, a in data.elements.items() if n != "vertex"}, layout,
                           list(data.comments) + [f"obj_info {t}" for t in data.obj_info])
-    return Splats(means=C.tensor(values["means"]), quats=C.tensor(values["quats"]), scales=C.tensor(values["scales"]),
-                  opacities=C.tensor(values["opacities"]), colors=C.tensor(values["colors"]),
-                  sh_rest=None if sh_rest is None else C.tensor(sh_rest), sh_encoding=encoding, stored=stored)
+    sp = Splats(means=C.floats(values["means"]), quats=C.floats(values["quats"]), scales=C.floats(values["scales"]),
+                opacities=C.floats(values["opacities"]), colors=C.floats(values["colors"]),
+                sh_rest=None if sh_rest is None else C.floats(sh_rest), sh_encoding=encoding, stored=stored)
+    return sp if numpy else sp.to("cpu")
 
 
-def read_ply(path: str | os.PathLike) -> Splats:
+def read_ply(path: str | os.PathLike, *, numpy: bool = False) -> Splats:
     """Read a 3DGS PLY (ours, SHARP's or any trainer's) with everything it carries.
+
+    ``numpy=True`` gives numpy-backed splats (:attr:`Splats.numpy_backed`) and never loads torch.
 
     Returns:
         Splats in the file's own frame (for SHARP files that is SHARP's OpenCV camera frame; see
@@ -155,7 +159,7 @@ def read_ply(path: str | os.PathLike) -> Splats:
     where = f"PLY file {str(p)!r}"
     if not p.is_file():
         raise InputError(f"{where} does not exist" if not p.exists() else f"{where} is not a file")
-    return splats_from_ply_data(read_ply_file(p, where), where)
+    return splats_from_ply_data(read_ply_file(p, where), where, numpy=numpy)
 
 
 def _vertex(splats: Splats, layout: Optional[np.dtype], stored_cols: Optional[dict[str, np.ndarray]]) -> np.ndarray:
@@ -242,6 +246,6 @@ def write_ply(path: str | os.PathLike, splats: Splats) -> None:
     """
     if not isinstance(splats, Splats):
         raise InputError(f"write_ply needs Splats (got {type(splats).__name__})")
-    elements, comments = ply_elements(splats)
+    elements, comments = ply_elements(splats.to("cpu") if splats.numpy_backed else splats)
     obj_info = [c[len("obj_info "):] for c in comments if c.startswith("obj_info ")]
     write_ply_file(path, elements, [c for c in comments if not c.startswith("obj_info ")], obj_info, what="PLY file")
