@@ -126,8 +126,12 @@ def test_level_of_detail_frame_of_numpy_splats(monkeypatch):
     fa = render_frame(host, cam, lod_threshold_px=4.0)
     fb = render_frame(sp, cam, lod_threshold_px=4.0)
     tree = lod_mod.tree_for(host)
-    c = lod_mod.cut(tree, host, cam, 4.0)
-    assert c.merged > 0 and c.leaves is not None and not c.splats.numpy_backed  # a copied cut, merged nodes in it
+    c, d = lod_mod.cut(tree, host, cam, 4.0), lod_mod.cut(tree, sp, cam, 4.0)
+    assert c.merged > 0 and c.leaves is not None  # a copied cut, merged nodes in it
+    assert c.splats.numpy_backed and isinstance(c.leaves, np.ndarray)  # the kind the splats came in
+    assert not d.splats.numpy_backed and isinstance(d.leaves, torch.Tensor)
+    for k in _FIELDS[:-1]:
+        np.testing.assert_array_equal(getattr(c.splats, k), getattr(d.splats, k).numpy(), err_msg=k)
     for k in PASSES:
         np.testing.assert_allclose(fa.passes[k], fb.passes[k], atol=1e-6, err_msg=k)
 

@@ -17,6 +17,7 @@ BLOCK = 8
 # Columns of a band's per-splat rows, before the channels.
 _MX, _MY, _CA, _CB, _CC, _OP, _SMAX, _QX, _CLS = range(9)
 _N_HEAD = 9
+N_HEAD = _N_HEAD  # a band record's header columns (the caller sizes the records' buffer)
 
 
 # Entries of project_piece's float32 ``cam`` vector.
@@ -245,7 +246,7 @@ def depth_argsort(members, depths):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, n_extra):
+def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, band):
     """A band's splats, one row each, and its (splat, row) records bucketed by image row.
 
     The splats are copied into one row each, ordered by their first row, so the splats a row
@@ -258,10 +259,10 @@ def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, n_extra):
         r0, r1: first and last row of the band (inclusive).
         members, y0, y1, means2d, conics, op: as in :func:`composite_rows`, ``members`` ascending.
         depths: [S] float32 view depth per slot, metres (the order).
-        n_extra: zeroed columns to leave after the header for the caller's channels.
+        band: [n, _N_HEAD + n_extra] float32, written: the header (centre, conic, opacity, sigma
+            bound, exp(-a)), then ``n_extra`` zeroed columns for the caller's channels.
 
     Returns:
-        ``band`` [n, _N_HEAD + n_extra] float32 (centre, conic, opacity, sigma bound, exp(-a)),
         ``row_of`` [n] int32 the band row of each member, ``start`` [n_rows + 1] int64 and
         ``recs`` int32 band rows: row r's records are ``recs[start[r]:start[r + 1]]``.
     """
@@ -282,7 +283,6 @@ def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, n_extra):
     for k in range(n_rows):
         start[k + 1] += start[k]
         first_start[k + 1] += first_start[k]
-    band = np.zeros((n, _N_HEAD + n_extra), np.float32)
     row_of = np.empty(n, np.int32)
     first_fill = first_start[:n_rows].copy()
     for j in range(n):
@@ -294,6 +294,8 @@ def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, n_extra):
         band[i, _MX], band[i, _MY] = means2d[s, 0], means2d[s, 1]
         band[i, _CA], band[i, _CB], band[i, _CC] = a, conics[s, 1], conics[s, 2]
         band[i, _OP], band[i, _SMAX], band[i, _QX] = o, math.log(o / ALPHA_MIN), math.exp(-a)
+        for c in range(_CLS, band.shape[1]):
+            band[i, c] = 0.0
     recs = np.empty(start[n_rows], np.int32)
     fill = start[:n_rows].copy()
     for k in range(n):
@@ -302,7 +304,7 @@ def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, n_extra):
         for y in range(lo_of[j], hi_of[j] + 1):
             recs[fill[y]] = i
             fill[y] += 1
-    return band, row_of, start, recs
+    return row_of, start, recs
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
@@ -336,7 +338,7 @@ def _span(band, si, y, width):
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, with_depth, ids, features, classes,
-                   num_classes, out, cls_out):
+                   num_classes, out, cls_out, band):
     """Composite image rows r0..r1 (inclusive) front to back.
 
     Args:
@@ -358,11 +360,12 @@ def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, 
             this band's rows are written.
         cls_out: [H * W] int64 class with the largest summed weight, the background counting
             for class 0 with weight 1 - alpha (ties to the lower class); written with classes.
+        band: [len(members), N_HEAD + k·BLOCK] float32 scratch for the band's records (any contents).
     """
     n_rows = r1 - r0 + 1
     n_feat = features.shape[1]
     n_ch = out.shape[1] - 1
-    band, row_of, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, n_ch)
+    row_of, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, band)
     for j in range(members.shape[0]):  # in slot order: the input rows ascend
         i, s = row_of[j], members[j]
         src = ids[s]
@@ -476,7 +479,8 @@ def pair_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, ids, 
         int64, ``splat`` [nnz] int32 input rows, ``weight`` [nnz] float32; a pixel's pairs front to back.
     """
     n_rows = r1 - r0 + 1
-    band, row_of, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, 0)
+    band = np.empty((members.shape[0], _N_HEAD), np.float32)
+    row_of, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, band)
     slot_id = np.empty(members.shape[0], np.int32)
     for j in range(members.shape[0]):
         slot_id[row_of[j]] = ids[members[j]]

@@ -33,7 +33,7 @@ import hashlib
 import math
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
@@ -151,8 +151,10 @@ class LodCut:
     """One frame's cut through a hierarchy.
 
     Attributes:
-        splats: what to render: the reached leaves (in input order), then the merged nodes drawn.
-        leaves: [L] int64 indices of the splats drawn as themselves (ascending), or None when
+        splats: what to render: the reached leaves (in input order), then the merged nodes drawn;
+            numpy-backed where the scene's splats are, else tensors.
+        leaves: [L] int64 indices of the splats drawn as themselves (ascending; a numpy array for
+            numpy-backed splats, else a tensor), or None when
             nothing merged and most splats are in view, or the cut would draw 80 % of the count
             or more: then ``splats`` is the whole set, as given (an exact frame, cheaper than the copy).
         merged: merged nodes drawn in place of their subtrees.
@@ -160,7 +162,7 @@ class LodCut:
     """
 
     splats: Splats
-    leaves: Optional["torch.Tensor"]
+    leaves: Union["torch.Tensor", np.ndarray, None]
     merged: int
     culled: int
 
@@ -372,15 +374,13 @@ def _kernels():
     return _lod_kernels
 
 
-def _opacity(lv: LodLevel, i: np.ndarray, scales: "torch.Tensor", z: "torch.Tensor", fx: float) -> "torch.Tensor":
+def _opacity(lv: LodLevel, i: np.ndarray, scales: np.ndarray, z: np.ndarray, fx: float) -> np.ndarray:
     """Merged nodes' opacity for this frame (module docstring): coverage of the blurred splats below."""
-    import torch
-
-    b2 = (math.sqrt(EPS2D) / fx * z) ** 2  # the low-pass radius at the node's depth, squared, m²
-    s0, s1, s2 = scales.unbind(1)
-    area = torch.maximum(torch.maximum(s0 * s1, s0 * s2), s1 * s2)  # the two largest scales' product
-    cover = (torch.from_numpy(lv.area_sum[i]) + torch.from_numpy(lv.opacity_sum[i]) * b2) / (area + b2)
-    return torch.minimum(torch.from_numpy(lv.opacities[i]), cover).clamp_(0.0, 1.0)
+    b2 = (np.float32(math.sqrt(EPS2D) / fx) * z) ** 2  # the low-pass radius at the node's depth, squared, m²
+    s0, s1, s2 = scales[:, 0], scales[:, 1], scales[:, 2]
+    area = np.maximum(np.maximum(s0 * s1, s0 * s2), s1 * s2)  # the two largest scales' product
+    cover = (lv.area_sum[i] + lv.opacity_sum[i] * b2) / (area + b2)
+    return np.clip(np.minimum(lv.opacities[i], cover), 0.0, 1.0)
 
 
 def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEFAULT_THRESHOLD_PX, *,
@@ -423,8 +423,6 @@ def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEF
 def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, workers: Workers,
          buffers: Optional["Buffers"], bake: bool) -> LodCut:
     """The body of :func:`cut` once inputs are checked."""
-    import torch
-
     kern = _kernels()
     fr = _Frustum(camera)
     parts: list[tuple[LodLevel, np.ndarray, np.ndarray]] = []
@@ -458,15 +456,15 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
         except IndexError:
             raise InputError(f"level of detail: the hierarchy's leaf order holds indices outside [0, {n:,})") from None
     m = len(leaves) + merged
-    splats = splats.to("cpu") if splats.numpy_backed else splats  # tensors sharing the arrays' memory
+    host = splats.numpy()  # views of tensors: the cut is copied on numpy, and given back as the splats came
     bake = bake and splats.sh_rest is not None
-    src = {k: t for k, t in splats._tensors().items() if t is not None and not (bake and k == "sh_rest")}
-    out = {k: torch.empty((m, *t.shape[1:]), dtype=t.dtype) if buffers is None
+    src = {k: t for k, t in host._tensors().items() if t is not None and not (bake and k == "sh_rest")}
+    out = {k: np.empty((m, *t.shape[1:]), t.dtype) if buffers is None
            else buffers.empty(f"lod.cut.{k}", (m, *t.shape[1:]), t.dtype) for k, t in src.items()}
     # Fields as [rows, channels] arrays (views): leaves gathered straight into place, merged nodes after them.
-    flat = {k: (t.numpy().reshape(len(t), -1), out[k].numpy().reshape(m, -1)) for k, t in src.items()}
-    sh_leaves = splats.sh_rest.numpy().reshape(n, -1) if bake else None
-    eye = torch.as_tensor(camera.position, dtype=torch.float32)  # as the renderer's colour pass reads it
+    flat = {k: (t.reshape(len(t), -1), out[k].reshape(m, -1)) for k, t in src.items()}
+    sh_leaves = host.sh_rest.reshape(n, -1) if bake else None
+    eye = np.asarray(camera.position, np.float32)  # as the renderer's colour pass reads it
 
     def gather(piece: tuple[np.ndarray, dict, int]) -> bool:
         rows, fields, at = piece
@@ -482,8 +480,8 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
                 coeffs = np.empty((len(r), sh.shape[1]), np.float32)
                 ok &= kern.gather_rows(sh, r, coeffs)
                 sl = slice(at + p0, at + p0 + len(r))
-                out["colors"][sl] = view_colors(out["colors"][sl], torch.from_numpy(coeffs).view(len(r), -1, 3),
-                                                splats.sh_encoding, out["means"][sl], eye)
+                out["colors"][sl] = view_colors(out["colors"][sl], coeffs.reshape(len(r), -1, 3), splats.sh_encoding,
+                                                out["means"][sl], eye)
             if fields is None and len(rows):
                 release_pages(sh, (int(rows[0]), int(rows[-1]) + 1))
         return ok
@@ -508,12 +506,16 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
     for lv, idx, z in parts:  # this frame's opacity of the merged nodes
         if len(idx):
             sl = slice(at, at + len(idx))
-            out["opacities"][sl] = _opacity(lv, idx, out["scales"][sl], torch.from_numpy(z), fr.fx)
+            out["opacities"][sl] = _opacity(lv, idx, out["scales"][sl], z, fr.fx)
             at += len(idx)
     cut_splats = Splats(**out, sh_encoding=splats.sh_encoding, check_finite=False)
     # What the cut draws was checked as it was copied; a NaN / inf found is reported as construction would.
     cut_splats.check_rows_finite(m if finite else 0)
-    return LodCut(splats=cut_splats, leaves=torch.from_numpy(leaves), merged=merged, culled=culled)
+    if splats.numpy_backed:
+        return LodCut(splats=cut_splats, leaves=leaves, merged=merged, culled=culled)
+    import torch
+
+    return LodCut(splats=cut_splats.to("cpu"), leaves=torch.from_numpy(leaves), merged=merged, culled=culled)
 
 
 # ------------------------------------------------------------------------------------------ per source

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from .projection import Projection
+    from .scratch import Buffers
 
 __all__ = ["available", "Projected", "project", "composite", "rasterize_arrays", "rasterize_splats", "witness_pairs"]
 
@@ -139,6 +140,7 @@ def project(
     eps2d: float = EPS2D,
     *,
     workers: Optional[Workers] = None,
+    buffers: Optional["Buffers"] = None,
 ) -> Projected:
     """EWA-project and cull splats as :func:`anchorstage.projection.project` does, compiled.
 
@@ -156,6 +158,8 @@ def project(
         far: far plane, metres.
         eps2d: low-pass added to the 2D covariance diagonal, pixels².
         workers: CPU threads to use (default: a pool of torch's thread count for this call).
+        buffers: a frame's reusable buffers (:class:`anchorstage.scratch.Buffers`) for the result's
+            arrays, which then live until that frame ends; None: new memory.
 
     Returns:
         The survivors as a :class:`Projected`, banded for ``workers``' thread count.
@@ -176,8 +180,11 @@ def project(
     with cpu_workers("cpu", workers) as w:
         rows = _band_rows(height, w)
         band_count = np.zeros((starts.shape[0], -(-height // rows)), np.int64)
-        out = (np.empty(n, np.int32), np.empty((n, 2), np.float32), np.empty((n, 3), np.float32),
-               np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.int32), np.empty(n, np.int32))
+        fields = (("ids", (n,), np.int32), ("means2d", (n, 2), np.float32), ("conics", (n, 3), np.float32),
+                  ("opacities", (n,), np.float32), ("depths", (n,), np.float32), ("y0", (n,), np.int32),
+                  ("y1", (n,), np.int32))
+        out = tuple(np.empty(shape, dtype) if buffers is None else buffers.empty(f"raster.project.{name}", shape, dtype)
+                    for name, shape, dtype in fields)
 
         def piece(p: int) -> int:
             lo, hi = int(starts[p]), min(n, int(starts[p]) + _PIECE)
@@ -247,21 +254,27 @@ def composite(
     import torch
 
     out, cls_out = _composite(proj, _host(features), width, height, None if classes is None else _host(classes),
-                              num_classes, with_depth, workers)
+                              num_classes, with_depth, workers, None)
     return sums_as_images(torch.from_numpy(out), None if cls_out is None else torch.from_numpy(cls_out),
                           features.shape[1], width, height, with_depth)
 
 
 def _composite(proj: Union[Projected, "Projection"], features: np.ndarray, width: int, height: int,
                classes: Optional[np.ndarray], num_classes: int, with_depth: bool,
-               workers: Optional[Workers]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+               workers: Optional[Workers], buffers: Optional["Buffers"]) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """:func:`composite` on numpy: the [H * W, C] sums (features, [depth], padding, alpha last) and
-    the [H * W] int64 dominant classes (None without ``classes``)."""
+    the [H * W] int64 dominant classes (None without ``classes``); the sums and each band's records
+    in ``buffers`` when given (then valid until that frame ends)."""
     kern = _kernels()
     F = features.shape[1]
     nd = int(with_depth)
     n_ch = max(1, -(-(F + nd) // kern.BLOCK)) * kern.BLOCK  # channels padded to whole kernel blocks
-    out = np.zeros((height * width, n_ch + 1), np.float32)
+
+    def empty(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        return np.empty(shape, np.float32) if buffers is None else buffers.empty(name, shape, np.float32)
+
+    out = empty("raster.sums", (height * width, n_ch + 1))
+    out[:] = 0.0
     cls_out = np.zeros(height * width, np.int64)
     use_cls = classes is not None and num_classes > 1
     with cpu_workers("cpu", workers) as w:
@@ -276,7 +289,8 @@ def _composite(proj: Union[Projected, "Projection"], features: np.ndarray, width
                       num_classes if use_cls else 0, out, cls_out)
 
             def band(k: int) -> None:
-                kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k], *arrays)
+                records = empty(f"raster.band{k}", (members[k].shape[0], kern.N_HEAD + n_ch))
+                kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k], *arrays, records)
 
             w.map(band, _busiest_first(members))
     return out, cls_out if classes is not None else None
@@ -347,15 +361,18 @@ def rasterize_arrays(
     with_depth: bool = True,
     eps2d: float = EPS2D,
     workers: Optional[Workers] = None,
+    buffers: Optional["Buffers"] = None,
 ) -> dict[str, np.ndarray]:
     """Project and composite splats on numpy (no torch needed): the compiled path of
     :func:`rasterize_splats`, whose arguments and results it has, as numpy arrays (CPU tensors in
-    are read in place)."""
+    are read in place). With a frame's ``buffers`` (:class:`anchorstage.scratch.Buffers`) its big
+    temporaries reuse the memory of earlier frames, and the results live until that frame ends."""
     with cpu_workers("cpu", workers) as w:
-        proj = project(means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d, workers=w)
+        proj = project(means, quats, scales, opacities, cam_from_world, K, width, height, near, far, eps2d, workers=w,
+                       buffers=buffers)
         feats = _host(features)
         out, cls_out = _composite(proj, feats, width, height, None if classes is None else _host(classes), num_classes,
-                                  with_depth, w)
+                                  with_depth, w, buffers)
     res = sums_as_images(out, cls_out, feats.shape[1], width, height, with_depth)
     if with_depth:
         res["depth"] = res.pop("depth_sum") / np.maximum(res["alpha"], np.float32(1e-10))

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from .lod import LodTree
+    from .scratch import Buffers
 
 __all__ = ["render", "render_host", "check_passes", "PASSES", "BACKENDS", "BACKGROUND_DEPTH", "DEFAULT_VOID_THRESHOLD"]
 
@@ -167,30 +168,34 @@ def _render_checked(splats, camera, passes, backend, device, background, void_th
 
     on_numpy = which == "torch" and getattr(dev, "type", dev) == "cpu" and raster_cpu.available()
 
-    with contextlib.ExitStack() as frame:
+    from .scratch import Buffers
+
+    # The frame's big temporaries (a cut, the projection, the per-splat channels, the compositor's
+    # bands) live in buffers the next frame reuses: fresh memory costs page faults every frame.
+    with Buffers() as buffers:
         if lod is None:
             splats.ensure_finite()  # memory-mapped splats are checked where read: here, all of them
         else:
             from .lod import DEFAULT_THRESHOLD_PX, cut
-            from .scratch import Buffers
 
-            # The cut lives only for this frame, drawn from this camera: it is copied into buffers the
-            # next frame reuses, its SH colours evaluated on the way.
+            # The cut lives only for this frame, drawn from this camera: its SH colours are evaluated
+            # as it is copied.
             splats = cut(lod, splats, camera, DEFAULT_THRESHOLD_PX if lod_threshold_px is None else lod_threshold_px,
-                         buffers=frame.enter_context(Buffers()), bake_view_colors=True).splats
+                         buffers=buffers, bake_view_colors=True).splats
         if on_numpy:
             sp, dev = splats.numpy(), None
         else:
             dev = resolve_device(dev)
             sp = splats if not splats.numpy_backed and splats.device == dev else splats.to(dev)
         with cpu_workers(dev or "cpu") if which == "torch" else contextlib.nullcontext(Workers(None, 1)) as workers:
-            return _render(sp, camera, wanted, which, dev, bg, void_threshold, workers)
+            return _render(sp, camera, wanted, which, dev, bg, void_threshold, workers, buffers)
 
 
 def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev: Optional["torch.device"],
-            bg: np.ndarray, void_threshold: float, workers: Workers) -> dict:
+            bg: np.ndarray, void_threshold: float, workers: Workers, buffers: "Buffers") -> dict:
     """The body of :func:`render` once inputs are checked: on numpy (``dev`` None, numpy-backed
-    ``sp``: the compiled CPU path) or on torch on ``dev`` (``workers``: CPU threads, torch backend)."""
+    ``sp``: the compiled CPU path, its temporaries in the frame's ``buffers``) or on torch on
+    ``dev`` (``workers``: CPU threads, torch backend)."""
     rows = [spec(name) for name in wanted]
     if dev is None:
         def empty(shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -211,7 +216,7 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
     for p in rows:
         if p.splat_channels is not None:
             slots[p.name], nf = slice(nf, nf + p.channels), nf + p.channels
-    features = empty((len(sp), nf), "float32")
+    features = empty((len(sp), nf), "float32") if dev is not None else buffers.empty("render.features", (len(sp), nf), np.float32)
 
     def fill(r: tuple[int, int]) -> None:
         part = sp.subset(slice(*r))
@@ -241,9 +246,9 @@ def _render(sp: Splats, camera: Camera, wanted: tuple[str, ...], which: str, dev
                                np.asarray(camera.cam_from_world, np.float32), np.asarray(camera.K, np.float32),
                                camera.width, camera.height, near=camera.clip_start, far=camera.clip_end,
                                classes=classes, num_classes=0 if region_lut is None else len(region_lut),
-                               with_depth=need_depth, workers=workers)
+                               with_depth=need_depth, workers=workers, buffers=buffers)
     else:
-        raw = _rasterize(_backend_module(which, dev), sp, camera, features, classes, region_lut, need_depth, dev, workers)
+        raw = _rasterize(_backend_module(which), sp, camera, features, classes, region_lut, need_depth, dev, workers)
 
     # Passes from the raw sums, written into place row range by row range on the workers.
     h, w = camera.height, camera.width
@@ -292,14 +297,12 @@ def _region_classes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lut, np.searchsorted(lut, ids.astype(np.int64))
 
 
-def _backend_module(which: str, dev: "torch.device"):
-    """The raster module for a chosen backend: gsplat, else the compiled CPU compositor on the CPU
-    when numba is there, else the pure-torch oracle."""
-    from . import raster_cpu, raster_gsplat, raster_torch
+def _backend_module(which: str):
+    """The raster module of a frame on torch: gsplat, else the pure-torch compositor (the compiled
+    CPU compositor runs the frames on numpy)."""
+    from . import raster_gsplat, raster_torch
 
-    if which == "gsplat":
-        return raster_gsplat
-    return raster_cpu if dev.type == "cpu" and raster_cpu.available() else raster_torch
+    return raster_gsplat if which == "gsplat" else raster_torch
 
 
 def _rasterize(backend_mod, sp: Splats, camera: Camera, features: "torch.Tensor", classes, region_lut,

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Reusable buffers for a frame's big temporaries (a level-of-detail cut's copy of its splats).
+"""Reusable buffers for a frame's big temporaries (a level-of-detail cut's copy of its splats, the
+projection's arrays, the per-splat channels, the compositor's band records).
 
 A frame of a multi-million-splat scene needs hundreds of MB of temporaries. Allocated afresh
 every frame, that memory comes back from the allocator as new pages, which the kernel zeroes
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import threading
 
-import torch
+import numpy as np
 
 __all__ = ["Buffers", "release", "held_bytes", "MIN_BYTES"]
 
@@ -27,43 +28,45 @@ __all__ = ["Buffers", "release", "held_bytes", "MIN_BYTES"]
 MIN_BYTES = 32 << 20
 
 _lock = threading.Lock()
-_held: dict[str, torch.Tensor] = {}
+_held: dict[str, np.ndarray] = {}
 
 
 class Buffers:
     """The big temporaries of one frame, borrowed from the kept ones and given back on exit."""
 
     def __init__(self) -> None:
-        self._taken: list[tuple[str, torch.Tensor]] = []
+        self._taken: list[tuple[str, np.ndarray]] = []
 
-    def empty(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        """An uninitialised contiguous CPU tensor, valid until this frame ends.
+    def empty(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """An uninitialised C-contiguous numpy array, valid until this frame ends (``torch.from_numpy``
+        makes a tensor of it).
 
         Args:
             name: what the buffer is for (one name per use within a frame).
-            shape: the tensor's shape.
-            dtype: its dtype.
+            shape: the array's shape.
+            dtype: its numpy dtype.
         """
+        dtype = np.dtype(dtype)
         count = 1
         for d in shape:
             count *= int(d)
-        nbytes = count * torch.empty(0, dtype=dtype).element_size()
+        nbytes = count * dtype.itemsize
         if nbytes < MIN_BYTES:
-            return torch.empty(shape, dtype=dtype)
+            return np.empty(shape, dtype)
         with _lock:
             buf = _held.pop(name, None)
-        if buf is None or buf.numel() < nbytes:
+        if buf is None or buf.shape[0] < nbytes:
             buf = None  # the old one goes first: the peak holds one of them, not both
-            buf = torch.empty(nbytes + (nbytes >> 3), dtype=torch.uint8)  # 1/8 slack: frames vary
+            buf = np.empty(nbytes + (nbytes >> 3), np.uint8)  # 1/8 slack: frames vary
         self._taken.append((name, buf))
-        return buf[:nbytes].view(dtype).view(shape)
+        return buf[:nbytes].view(dtype).reshape(shape)
 
     def close(self) -> None:
         """Give the borrowed buffers back (the larger is kept where two frames borrowed one name)."""
         with _lock:
             for name, buf in self._taken:
                 old = _held.get(name)
-                if old is None or old.numel() < buf.numel():
+                if old is None or old.shape[0] < buf.shape[0]:
                     _held[name] = buf
         self._taken.clear()
 
@@ -83,4 +86,4 @@ def release() -> None:
 def held_bytes() -> int:
     """Bytes the kept buffers take."""
     with _lock:
-        return sum(b.numel() for b in _held.values())
+        return sum(b.nbytes for b in _held.values())
