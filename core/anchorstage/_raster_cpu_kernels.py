@@ -14,10 +14,10 @@ from .formation import ALPHA_MAX, ALPHA_MIN, SPAN_MARGIN, T_MIN
 #: Channels composited per pass over a band (the render passes need 8: colour, normal,
 #: confidence, depth); more channels take more passes.
 BLOCK = 8
-# Columns of a band's per-splat rows, before the channels.
-_MX, _MY, _CA, _CB, _CC, _OP, _SMAX, _QX, _CLS = range(9)
-_N_HEAD = 9
-N_HEAD = _N_HEAD  # a band record's header columns (the caller sizes the records' buffer)
+# Columns of a band's per-splat header: 8 float32, 32 bytes, so the spans read one cache line per
+# splat (a row's splats then stay in L2; with their channels in the same rows they did not).
+_MX, _MY, _CA, _CB, _CC, _OP, _SMAX, _QX = range(8)
+N_HEAD = 8
 
 
 # Entries of project_piece's float32 ``cam`` vector.
@@ -246,8 +246,8 @@ def depth_argsort(members, depths):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, band):
-    """A band's splats, one row each, and its (splat, row) records bucketed by image row.
+def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, head):
+    """A band's splats, one header row each, and its (splat, row) records bucketed by image row.
 
     The splats are copied into one row each, ordered by their first row, so the splats a row
     needs lie close together in memory and stay in cache from row to row. Records are bucketed
@@ -259,8 +259,7 @@ def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, band):
         r0, r1: first and last row of the band (inclusive).
         members, y0, y1, means2d, conics, op: as in :func:`composite_rows`, ``members`` ascending.
         depths: [S] float32 view depth per slot, metres (the order).
-        band: [n, _N_HEAD + n_extra] float32, written: the header (centre, conic, opacity, sigma
-            bound, exp(-a)), then ``n_extra`` zeroed columns for the caller's channels.
+        head: [n, N_HEAD] float32, written: centre, conic, opacity, sigma bound, exp(-a) per band row.
 
     Returns:
         ``row_of`` [n] int32 the band row of each member, ``start`` [n_rows + 1] int64 and
@@ -291,11 +290,9 @@ def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, band):
         first_fill[lo_of[j]] += 1
         row_of[j] = i
         a, o = conics[s, 0], op[s]
-        band[i, _MX], band[i, _MY] = means2d[s, 0], means2d[s, 1]
-        band[i, _CA], band[i, _CB], band[i, _CC] = a, conics[s, 1], conics[s, 2]
-        band[i, _OP], band[i, _SMAX], band[i, _QX] = o, math.log(o / ALPHA_MIN), math.exp(-a)
-        for c in range(_CLS, band.shape[1]):
-            band[i, c] = 0.0
+        head[i, _MX], head[i, _MY] = means2d[s, 0], means2d[s, 1]
+        head[i, _CA], head[i, _CB], head[i, _CC] = a, conics[s, 1], conics[s, 2]
+        head[i, _OP], head[i, _SMAX], head[i, _QX] = o, math.log(o / ALPHA_MIN), math.exp(-a)
     recs = np.empty(start[n_rows], np.int32)
     fill = start[:n_rows].copy()
     for k in range(n):
@@ -308,7 +305,7 @@ def _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, band):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
-def _span(band, si, y, width):
+def _span(head, si, y, width):
     """The pixels of row ``y`` that slot ``si``'s ellipse (alpha >= 1/255) covers, and the terms
     that step ``opacity · exp(-sigma)`` along them.
 
@@ -317,28 +314,30 @@ def _span(band, si, y, width):
     Returns:
         ``x0, x1`` (inclusive; x0 > x1: none), ``g``, ``r``, ``q``.
     """
-    mx, sa, sb, sm = band[si, _MX], band[si, _CA], band[si, _CB], band[si, _SMAX]
-    dy = y + 0.5 - band[si, _MY]
+    mx, sa, sb, sm = head[si, _MX], head[si, _CA], head[si, _CB], head[si, _SMAX]
+    dy = y + 0.5 - head[si, _MY]
     bdy = sb * dy
-    cdy2 = band[si, _CC] * dy * dy
+    cdy2 = head[si, _CC] * dy * dy
     disc = bdy * bdy - sa * (cdy2 - 2.0 * sm)
     if disc < 0.0:
         return 1, 0, 0.0, 0.0, 0.0
     sq = math.sqrt(disc)
     cxr = mx - 0.5
-    x0 = max(0, int(math.ceil(cxr + (-bdy - sq) / sa - SPAN_MARGIN)))
-    x1 = min(width - 1, int(math.floor(cxr + (-bdy + sq) / sa + SPAN_MARGIN)))
+    inv_a = 1.0 / sa
+    x0 = max(0, int(math.ceil(cxr - (bdy + sq) * inv_a - SPAN_MARGIN)))
+    x1 = min(width - 1, int(math.floor(cxr + (sq - bdy) * inv_a + SPAN_MARGIN)))
     if x0 > x1:
         return 1, 0, 0.0, 0.0, 0.0
     dx = x0 + 0.5 - mx
-    g = band[si, _OP] * math.exp(-(0.5 * (sa * dx * dx + cdy2) + bdy * dx))
-    r = math.exp(-(sa * (dx + 0.5) + bdy))
-    return x0, x1, g, r, np.float64(band[si, _QX])
+    # float32 exponentials (half the cost of float64 ones, ~1e-7 off): the steps run in float64.
+    g = np.float64(head[si, _OP]) * np.float64(math.exp(np.float32(-(0.5 * (sa * dx * dx + cdy2) + bdy * dx))))
+    r = np.float64(math.exp(np.float32(-(sa * (dx + 0.5) + bdy))))
+    return x0, x1, g, r, np.float64(head[si, _QX])
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, with_depth, ids, features, classes,
-                   num_classes, out, cls_out, band):
+                   num_classes, out, cls_out, head, feat):
     """Composite image rows r0..r1 (inclusive) front to back.
 
     Args:
@@ -360,21 +359,27 @@ def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, 
             this band's rows are written.
         cls_out: [H * W] int64 class with the largest summed weight, the background counting
             for class 0 with weight 1 - alpha (ties to the lower class); written with classes.
-        band: [len(members), N_HEAD + k·BLOCK] float32 scratch for the band's records (any contents).
+        head: [len(members), N_HEAD] float32 scratch for the band's splat headers (any contents).
+        feat: [len(members), k·BLOCK] float32 scratch for their channels (any contents).
     """
     n_rows = r1 - r0 + 1
     n_feat = features.shape[1]
     n_ch = out.shape[1] - 1
-    row_of, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, band)
+    row_of, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, head)
+    cls_of = np.empty(members.shape[0] if num_classes > 0 else 0, np.int32)
     for j in range(members.shape[0]):  # in slot order: the input rows ascend
         i, s = row_of[j], members[j]
         src = ids[s]
         if num_classes > 0:
-            band[i, _CLS] = classes[src]
+            cls_of[i] = classes[src]
         for c in range(n_feat):
-            band[i, _N_HEAD + c] = features[src, c]
+            feat[i, c] = features[src, c]
+        c0 = n_feat
         if with_depth:
-            band[i, _N_HEAD + n_feat] = depths[s]
+            feat[i, c0] = depths[s]
+            c0 += 1
+        for c in range(c0, n_ch):  # the last block's padding
+            feat[i, c] = 0.0
 
     trans = np.empty(width, np.float64)
     acc = np.empty(width * BLOCK, np.float32)
@@ -400,17 +405,16 @@ def composite_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, 
             n_touched = 0
             k0 = start[row]
             for k in range(start[row + 1] - k0):
-                span_x0[k], span_x1[k], span_g[k], span_r[k], span_q[k] = _span(band, recs[k0 + k], y, width)
+                span_x0[k], span_x1[k], span_g[k], span_r[k], span_q[k] = _span(head, recs[k0 + k], y, width)
             for k in range(start[row + 1] - k0):
                 x0, x1 = span_x0[k], span_x1[k]
                 if x0 > x1:
                     continue
                 si = recs[k0 + k]
                 g, r, q = span_g[k], span_r[k], span_q[k]
-                c0 = _N_HEAD + ch0
-                f0, f1, f2, f3 = band[si, c0], band[si, c0 + 1], band[si, c0 + 2], band[si, c0 + 3]
-                f4, f5, f6, f7 = band[si, c0 + 4], band[si, c0 + 5], band[si, c0 + 6], band[si, c0 + 7]
-                cl = int(band[si, _CLS])
+                f0, f1, f2, f3 = feat[si, ch0], feat[si, ch0 + 1], feat[si, ch0 + 2], feat[si, ch0 + 3]
+                f4, f5, f6, f7 = feat[si, ch0 + 4], feat[si, ch0 + 5], feat[si, ch0 + 6], feat[si, ch0 + 7]
+                cl = cls_of[si] if with_cls else 0
                 for x in range(x0, x1 + 1):
                     alpha = min(ALPHA_MAX, g)
                     g *= r
@@ -479,8 +483,8 @@ def pair_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, ids, 
         int64, ``splat`` [nnz] int32 input rows, ``weight`` [nnz] float32; a pixel's pairs front to back.
     """
     n_rows = r1 - r0 + 1
-    band = np.empty((members.shape[0], _N_HEAD), np.float32)
-    row_of, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, band)
+    head = np.empty((members.shape[0], N_HEAD), np.float32)
+    row_of, start, recs = _band_layout(r0, r1, members, y0, y1, means2d, conics, op, depths, head)
     slot_id = np.empty(members.shape[0], np.int32)
     for j in range(members.shape[0]):
         slot_id[row_of[j]] = ids[members[j]]
@@ -498,12 +502,12 @@ def pair_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, ids, 
     nnz = 0
     for row in range(n_rows):
         y = r0 + row
-        n = _pair_row(band, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans, done, row_x, row_s, row_w,
+        n = _pair_row(head, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans, done, row_x, row_s, row_w,
                       count)
         if n > row_cap:  # a row with more pairs than any before: walk it again with room for them
             row_cap = 2 * n
             row_x, row_s, row_w = np.empty(row_cap, np.int32), np.empty(row_cap, np.int32), np.empty(row_cap, np.float32)
-            n = _pair_row(band, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans, done, row_x, row_s, row_w,
+            n = _pair_row(head, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans, done, row_x, row_s, row_w,
                           count)
         if nnz + n > cap:
             cap = max(cap + cap // 2, nnz + n)
@@ -525,7 +529,7 @@ def pair_rows(r0, r1, width, members, y0, y1, means2d, conics, op, depths, ids, 
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def _pair_row(band, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans, done, row_x, row_s, row_w, count):
+def _pair_row(head, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans, done, row_x, row_s, row_w, count):
     """One row of :func:`pair_rows`: its kept pairs, in record order, into ``row_x/s/w`` while they
     fit, and ``count[x + 1]`` pairs per pixel x. Returns the number of pairs (more than fit: call
     again with larger arrays). A function of its own so the arrays stay fixed inside its loops
@@ -538,7 +542,7 @@ def _pair_row(band, start, recs, row, y, width, slot_id, pixel_ok, w_min, trans,
     cap = row_x.shape[0]
     for k in range(start[row], start[row + 1]):
         si = recs[k]
-        x0, x1, g, r, q = _span(band, si, y, width)
+        x0, x1, g, r, q = _span(head, si, y, width)
         sid = slot_id[si]
         for x in range(x0, x1 + 1):
             alpha = min(ALPHA_MAX, g)

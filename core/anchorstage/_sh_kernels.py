@@ -16,6 +16,44 @@ _F12_92, _F1_055, _F0_055 = np.float32(12.92), np.float32(1.055), np.float32(0.0
 _F_LIN, _F_ENC = np.float32(0.0031308), np.float32(0.04045)
 _F_GAMMA, _F_INV_GAMMA = np.float32(2.4), np.float32(1.0 / 2.4)
 
+# The sRGB curves on [0, 1] as tables read with linear interpolation: a pow per channel cost more
+# than the SH sum itself. Encode is tabulated over sqrt(x) (the curve is steep near 0), decode over
+# v; either is within 3e-7 of the float64 curve (float32 rounding, as the pow). Values above 1 take the pow.
+_TABLE_STEPS = 4096
+_t = np.linspace(0.0, 1.0, _TABLE_STEPS + 1)
+_ENCODE_OF_ROOT = (1.055 * _t ** (2.0 / 2.4) - 0.055).astype(np.float32)
+_DECODE = (((_t + 0.055) / 1.055) ** 2.4).astype(np.float32)
+del _t
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _lerp(table, u):
+    """``table`` read at ``u`` in [0, 1] (its entries evenly spaced over [0, 1]), interpolated linearly."""
+    f = u * _TABLE_STEPS
+    i = min(int(f), _TABLE_STEPS - 1)
+    w = f - i
+    return table[i] + w * (table[i + 1] - table[i])
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _encode(v):
+    """Linear → sRGB-encoded (float32, unclipped: :func:`anchorstage.sh.srgb_encode`)."""
+    if v <= _F_LIN:
+        return v * _F12_92
+    if v <= 1.0:
+        return np.float32(_lerp(_ENCODE_OF_ROOT, math.sqrt(np.float64(v))))
+    return _F1_055 * v ** _F_INV_GAMMA - _F0_055
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _decode(v):
+    """sRGB-encoded → linear (float32, unclipped: :func:`anchorstage.sh.srgb_decode`)."""
+    if v <= _F_ENC:
+        return v / _F12_92
+    if v <= 1.0:
+        return np.float32(_lerp(_DECODE, np.float64(v)))
+    return ((v + _F0_055) / _F1_055) ** _F_GAMMA
+
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def view_colors(colors, rest, means, eye, srgb, out):
@@ -48,14 +86,21 @@ def view_colors(colors, rest, means, eye, srgb, out):
                 y[12] = _C3[4] * x * (4.0 * zz - xx - yy)
                 y[13] = _C3[5] * z * (xx - yy)
                 y[14] = _C3[6] * x * (xx - 3.0 * yy)
-        for c in range(3):
-            v = colors[i, c]
-            if srgb:  # the curves in float32, as the torch evaluation has them (float64 powers cost twice)
-                v = v * _F12_92 if v <= _F_LIN else _F1_055 * max(v, _F_LIN) ** _F_INV_GAMMA - _F0_055
-            s = np.float64(v)
-            for k in range(k_n):
-                s += y[k] * rest[i, k, c]
-            v = np.float32(max(s, 0.0))
-            if srgb:
-                v = v / _F12_92 if v <= _F_ENC else ((v + _F0_055) / _F1_055) ** _F_GAMMA
-            out[i, c] = v
+        # The curves out of the sums' loop: with the three of a kind together the CPU overlaps them.
+        if srgb:
+            e0, e1, e2 = _encode(colors[i, 0]), _encode(colors[i, 1]), _encode(colors[i, 2])
+        else:
+            e0, e1, e2 = colors[i, 0], colors[i, 1], colors[i, 2]
+        v0, v1, v2 = _sum(e0, y, rest, i, 0, k_n), _sum(e1, y, rest, i, 1, k_n), _sum(e2, y, rest, i, 2, k_n)
+        if srgb:
+            v0, v1, v2 = _decode(v0), _decode(v1), _decode(v2)
+        out[i, 0], out[i, 1], out[i, 2] = v0, v1, v2
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _sum(dc, y, rest, i, c, k_n):
+    """Channel ``c`` of splat ``i``: ``max(dc + sum_k y[k] rest[i, k, c], 0)``, summed in float64, as float32."""
+    s = np.float64(dc)
+    for k in range(k_n):
+        s += y[k] * rest[i, k, c]
+    return np.float32(max(s, 0.0))

@@ -29,7 +29,9 @@ without loading torch. :func:`rasterize_splats` is the same behind the backends'
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
+import threading
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 import numpy as np
@@ -288,9 +290,22 @@ def _composite(proj: Union[Projected, "Projection"], features: np.ndarray, width
                       np.ascontiguousarray(classes, np.int64) if use_cls else np.zeros(0, np.int64),
                       num_classes if use_cls else 0, out, cls_out)
 
+            free: list[str] = []  # records buffers of bands done, for the next: one per thread in use
+            made = itertools.count()
+            lock = threading.Lock()
+
             def band(k: int) -> None:
-                records = empty(f"raster.band{k}", (members[k].shape[0], kern.N_HEAD + n_ch))
-                kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k], *arrays, records)
+                n = members[k].shape[0]
+                with lock:
+                    name = free.pop() if free else f"raster.records{next(made)}"
+                records = empty(name, (n * (kern.N_HEAD + n_ch),))
+                kern.composite_rows(bands[k], min(height, bands[k] + rows) - 1, width, members[k], *arrays,
+                                    records[:n * kern.N_HEAD].reshape(n, kern.N_HEAD),
+                                    records[n * kern.N_HEAD:].reshape(n, n_ch))
+                if buffers is not None:
+                    buffers.give_back(name)
+                with lock:
+                    free.append(name)
 
             w.map(band, _busiest_first(members))
     return out, cls_out if classes is not None else None

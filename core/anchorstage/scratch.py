@@ -61,13 +61,21 @@ class Buffers:
         self._taken.append((name, buf))
         return buf[:nbytes].view(dtype).reshape(shape)
 
+    def give_back(self, name: str) -> None:
+        """Give the buffer borrowed as ``name`` back before the frame ends: the frame's next
+        request of that name reuses it (a buffer per worker thread rather than per piece of work)."""
+        for k, (n, buf) in enumerate(self._taken):
+            if n == name:
+                del self._taken[k]
+                with _lock:
+                    _keep(name, buf)
+                return
+
     def close(self) -> None:
         """Give the borrowed buffers back (the larger is kept where two frames borrowed one name)."""
         with _lock:
             for name, buf in self._taken:
-                old = _held.get(name)
-                if old is None or old.shape[0] < buf.shape[0]:
-                    _held[name] = buf
+                _keep(name, buf)
         self._taken.clear()
 
     def __enter__(self) -> "Buffers":
@@ -75,6 +83,13 @@ class Buffers:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _keep(name: str, buf: np.ndarray) -> None:
+    """Keep ``buf`` as ``name`` unless a larger one is kept (``_lock`` held)."""
+    old = _held.get(name)
+    if old is None or old.shape[0] < buf.shape[0]:
+        _held[name] = buf
 
 
 def release() -> None:
