@@ -131,13 +131,9 @@ def _depth(x: FinishInputs, slot: Optional[slice]) -> "torch.Tensor":
 
 def _normal_channels(splats: "Splats", camera_position: "torch.Tensor") -> "torch.Tensor":
     """[N, 3] world-space unit normals: each splat's thinnest axis, flipped to face the camera."""
-    from .rotation import thin_axis
+    from .rotation import facing_thin_axis
 
-    xp = array_module(splats.means)
-    n = thin_axis(splats.quats, splats.scales)
-    m, c = [splats.means[:, i] for i in range(3)], camera_position.tolist()
-    facing = (c[0] - m[0]) * n[0] + (c[1] - m[1]) * n[1] + (c[2] - m[2]) * n[2] < 0
-    return xp.stack([xp.where(facing, -a, a) for a in n], 1)
+    return facing_thin_axis(splats.quats, splats.scales, splats.means, camera_position)
 
 
 def _normal(x: FinishInputs, slot: Optional[slice]) -> "torch.Tensor":

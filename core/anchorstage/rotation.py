@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _Array = Union["torch.Tensor", np.ndarray]
 
-__all__ = ["rotmat_entries", "quat_to_rotmat", "quat_from_axes", "quat_from_matrix", "quat_mul", "thin_axis"]
+__all__ = ["rotmat_entries", "quat_to_rotmat", "quat_from_axes", "quat_from_matrix", "quat_mul", "thin_axis",
+           "facing_thin_axis"]
 
 
 def rotmat_entries(quats: _Array) -> tuple[_Array, ...]:
@@ -112,3 +113,32 @@ def thin_axis(quats: _Array, scales: _Array) -> tuple[_Array, _Array, _Array]:
     thin0, thin1 = (sx <= sy) & (sx <= sz), sy <= sz
     xp = array_module(scales)
     return tuple(xp.where(thin0, r[3 * i], xp.where(thin1, r[3 * i + 1], r[3 * i + 2])) for i in range(3))
+
+
+def facing_thin_axis(quats: _Array, scales: _Array, means: _Array, eye: _Array) -> _Array:
+    """Each splat's thinnest axis (:func:`thin_axis`) flipped to face a camera: its normal.
+
+    Args:
+        quats: [N, 4] wxyz rotations, local → world (a tensor or a numpy array).
+        scales: [N, 3] standard deviations along the local axes, metres (the same kind).
+        means: [N, 3] centres, metres, world frame (the same kind).
+        eye: [3] camera centre, metres, world frame.
+
+    Returns:
+        [N, 3] unit normals, of the inputs' kind (numpy arrays take the compiled kernel when it is in use).
+    """
+    from .raster_cpu import available as compiled
+
+    xp = array_module(means)
+    c = [float(v) for v in (eye.tolist() if hasattr(eye, "tolist") else eye)]
+    if xp is np and quats.dtype == np.float32 and compiled():
+        from . import _rotation_kernels
+
+        out = np.empty((len(quats), 3), np.float32)
+        _rotation_kernels.facing_thin_axis(*(np.ascontiguousarray(a) for a in (quats, scales, means)),
+                                           np.array(c, np.float32), out)
+        return out
+    n = thin_axis(quats, scales)
+    m = [means[:, i] for i in range(3)]
+    facing = (c[0] - m[0]) * n[0] + (c[1] - m[1]) * n[1] + (c[2] - m[2]) * n[2] < 0
+    return xp.stack([xp.where(facing, -a, a) for a in n], 1)
