@@ -91,16 +91,12 @@ def view_colors(colors, rest, means, eye, srgb, out):
             e0, e1, e2 = _encode(colors[i, 0]), _encode(colors[i, 1]), _encode(colors[i, 2])
         else:
             e0, e1, e2 = colors[i, 0], colors[i, 1], colors[i, 2]
-        v0, v1, v2 = _sum(e0, y, rest, i, 0, k_n), _sum(e1, y, rest, i, 1, k_n), _sum(e2, y, rest, i, 2, k_n)
+        s0, s1, s2 = np.float64(e0), np.float64(e1), np.float64(e2)
+        for k in range(k_n):  # the three channels together: their coefficients lie side by side
+            s0 += y[k] * rest[i, k, 0]
+            s1 += y[k] * rest[i, k, 1]
+            s2 += y[k] * rest[i, k, 2]
+        v0, v1, v2 = np.float32(max(s0, 0.0)), np.float32(max(s1, 0.0)), np.float32(max(s2, 0.0))
         if srgb:
             v0, v1, v2 = _decode(v0), _decode(v1), _decode(v2)
         out[i, 0], out[i, 1], out[i, 2] = v0, v1, v2
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _sum(dc, y, rest, i, c, k_n):
-    """Channel ``c`` of splat ``i``: ``max(dc + sum_k y[k] rest[i, k, c], 0)``, summed in float64, as float32."""
-    s = np.float64(dc)
-    for k in range(k_n):
-        s += y[k] * rest[i, k, c]
-    return np.float32(max(s, 0.0))
