@@ -9,6 +9,7 @@ import math
 import numba
 import numpy as np
 
+from ._rotation_kernels import rotmat
 from .formation import ALPHA_MAX, ALPHA_MIN, SPAN_MARGIN, T_MIN
 
 #: Channels composited per pass over a band (the render passes need 8: colour, normal,
@@ -118,15 +119,7 @@ def project_piece(lo, hi, means, quats, scales, opacities, cam, band_rows, ids, 
         fxz, fyz = fx * rz, fy * rz
         j00, j01, j02 = fxz * (r00 - tx * r20), fxz * (r01 - tx * r21), fxz * (r02 - tx * r22)
         j10, j11, j12 = fyz * (r10 - ty * r20), fyz * (r11 - ty * r21), fyz * (r12 - ty * r22)
-        qw, qx, qy, qz = quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3]
-        s = two / (qw * qw + qx * qx + qy * qy + qz * qz)
-        xs, ys, zs = qx * s, qy * s, qz * s
-        wx, wy, wz = qw * xs, qw * ys, qw * zs
-        xx, xy, xz = qx * xs, qx * ys, qx * zs
-        yy, yz, zz = qy * ys, qy * zs, qz * zs
-        q00, q01, q02 = one - (yy + zz), xy - wz, xz + wy
-        q10, q11, q12 = xy + wz, one - (xx + zz), yz - wx
-        q20, q21, q22 = xz - wy, yz + wx, one - (xx + yy)
+        q00, q01, q02, q10, q11, q12, q20, q21, q22 = rotmat(quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3])
         s0, s1, s2 = scales[i, 0], scales[i, 1], scales[i, 2]
         a0 = (j00 * q00 + j01 * q10 + j02 * q20) * s0
         a1 = (j00 * q01 + j01 * q11 + j02 * q21) * s1
