@@ -154,6 +154,16 @@ def test_cancel_stops_between_steps(tiny):
         a.generate(_cond(), _settings(tiny), device="cpu", cancel=cancel)
 
 
+def test_more_steps_than_the_scheduler_spaces_is_a_clear_error(tiny):
+    """The tiny models' DDIM schedule starts at timestep 1 (as SD 1.5's does): at 1000 steps its last
+    timestep would be 1000, past the model's 1000; refused before any step, with the most it takes."""
+    messages = []
+    settings = GenerationSettings(models=_models(tiny), steps=1000, max_side=48)
+    with pytest.raises(a.InputError, match="takes at most 999 steps"):
+        a.generate(_cond(), settings, device="cpu", progress=lambda f, m: messages.append(m))
+    assert not [m for m in messages if m.startswith("diffusion step")]
+
+
 def test_a_composite_that_would_change_a_locked_pixel_fails_loudly(tiny, monkeypatch):
     import anchorstage.diffusion as d
 

@@ -486,6 +486,21 @@ def composite_generated(base: np.ndarray, generated: np.ndarray, mask: np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------- one run
+def _check_steps(scheduler: Any, steps: int) -> None:
+    """Refuse a step count the model's scheduler cannot space (an offset schedule at its full length
+    asks for a timestep past its last: diffusers then fails deep in the first step).
+
+    Raises:
+        InputError: too many steps for this scheduler (the message gives the most it takes).
+    """
+    scheduler.set_timesteps(steps)  # the pipeline sets them again itself
+    n_train = int(scheduler.config.get("num_train_timesteps", 1000))
+    if int(scheduler.timesteps.max()) >= n_train:
+        most = n_train - int(scheduler.config.get("steps_offset", 0) or 0)
+        raise InputError(f"diffusion: this model's scheduler ({type(scheduler).__name__}) takes at most {most} steps "
+                         f"(got {steps})")
+
+
 def inpaint_frame(pipe: Any, image_linear: np.ndarray, mask: np.ndarray, controls: Sequence[np.ndarray], *,
                   prompt: str = "", negative_prompt: str = "", steps: int = 20, guidance_scale: float = 5.0,
                   controlnet_scale: Sequence[float] = (1.0,), strength: float = 1.0, seed: int = 0,
@@ -556,6 +571,7 @@ def inpaint_frame(pipe: Any, image_linear: np.ndarray, mask: np.ndarray, control
     if ip_adapter_image is not None:
         pipe.set_ip_adapter_scale(float(ip_adapter_scale))
         kw["ip_adapter_image"] = to_pil(linear_to_srgb(np.asarray(ip_adapter_image, np.float32)))
+    _check_steps(pipe.scheduler, int(steps))
     if cancel is not None and cancel():
         raise Cancelled("generation cancelled before it started")
     gen = torch.Generator(device="cpu").manual_seed(int(seed))

@@ -383,6 +383,15 @@ def _opacity(lv: LodLevel, i: np.ndarray, scales: np.ndarray, z: np.ndarray, fx:
     return np.clip(np.minimum(lv.opacities[i], cover), 0.0, 1.0)
 
 
+def _release_hierarchy(tree: LodTree) -> None:
+    """Give back the pages a frame read of a memory-mapped hierarchy (they stay in the page cache)."""
+    for lv in tree.levels:
+        for a in vars(lv).values():
+            if a is not None:
+                release_pages(a)
+    release_pages(tree.leaf_order)
+
+
 def cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float = DEFAULT_THRESHOLD_PX, *,
         buffers: Optional["Buffers"] = None, bake_view_colors: bool = False) -> LodCut:
     """The splats to draw for one camera: the hierarchy's cut at ``threshold_px``, frustum-culled.
@@ -444,6 +453,7 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
     if (merged == 0 and reached >= _ALL_SPLATS_SHARE * n) or reached + merged >= _EXACT_SHARE * n:
         # Nothing merged and most splats in view, or a cut about as big as the set: the set as it
         # is renders the same or exactly (projection culls the rest), without copying it.
+        _release_hierarchy(tree)
         splats.ensure_finite()
         return LodCut(splats=splats, leaves=None, merged=0, culled=culled)
     if cand is None:
@@ -455,6 +465,7 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
             leaves = kern.leaves_under(cand, tree.levels[0].child_start, np.asarray(tree.leaf_order), n)
         except IndexError:
             raise InputError(f"level of detail: the hierarchy's leaf order holds indices outside [0, {n:,})") from None
+    _release_hierarchy(tree)  # what the walk read; the copy maps again only the drawn nodes' rows
     m = len(leaves) + merged
     host = splats.numpy()  # views of tensors: the cut is copied on numpy, and given back as the splats came
     bake = bake and splats.sh_rest is not None
@@ -484,6 +495,9 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
                                                 out["means"][sl], eye)
             if fields is None and len(rows):
                 release_pages(sh, (int(rows[0]), int(rows[-1]) + 1))
+        if fields is not None:  # a merged level, copied: its pages given back too
+            for a in fields.values():
+                release_pages(a)
         return ok
 
     pieces = [(leaves[r0:r1], None, r0) for r0, r1 in workers.chunks(len(leaves), 1 << 18)]
@@ -495,11 +509,6 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
             pieces.append((idx, fields, at))
             at += len(idx)
     finite = all(workers.map(gather, pieces))
-    for lv in tree.levels:  # what the walk and the copy read of a mapped hierarchy, given back likewise
-        for a in vars(lv).values():
-            if a is not None:
-                release_pages(a)
-    release_pages(tree.leaf_order)
     if not finite and bake:  # copied again as it is, for the message naming the fields
         return _cut(tree, splats, camera, threshold_px, workers, None, False)
     at = len(leaves)
@@ -508,6 +517,7 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
             sl = slice(at, at + len(idx))
             out["opacities"][sl] = _opacity(lv, idx, out["scales"][sl], z, fr.fx)
             at += len(idx)
+    _release_hierarchy(tree)
     cut_splats = Splats(**out, sh_encoding=splats.sh_encoding, check_finite=False)
     # What the cut draws was checked as it was copied; a NaN / inf found is reported as construction would.
     cut_splats.check_rows_finite(m if finite else 0)
