@@ -69,6 +69,7 @@ _ROOT_NODES = 64  # stop building at this many nodes
 _CHUNK = 1 << 18  # nodes merged per piece (bounds the float64 temporaries)
 _FINGERPRINT_SAMPLES = 4096
 _ALL_SPLATS_SHARE = 0.5  # a cut that merges nothing and keeps this share of the splats draws them all
+_COPY_PIECE = 1 << 18  # rows a worker copies at a time (then gives their mapped pages back)
 _SH_PIECE = 1 << 14  # rows whose SH coefficients are read and evaluated at a time (bounds the temporaries)
 _EXACT_SHARE = 0.8  # a cut drawing this share of the splat count draws the whole set exactly (copying costs more)
 
@@ -477,13 +478,14 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
     sh_leaves = host.sh_rest.reshape(n, -1) if bake else None
     eye = np.asarray(camera.position, np.float32)  # as the renderer's colour pass reads it
 
-    def gather(piece: tuple[np.ndarray, dict, int]) -> bool:
-        rows, fields, at = piece
+    def gather(piece: tuple[np.ndarray, Optional[dict], int]) -> bool:
+        rows, fields, at = piece  # rows ascend; fields: a merged level's arrays (None: the leaves')
+        span = (int(rows[0]), int(rows[-1]) + 1)
         ok = True
         for k, (a, b) in flat.items():
-            ok &= kern.gather_rows(fields[k] if fields is not None else a, rows, b[at:at + len(rows)])
-            if fields is None and len(rows):  # a mapped scene's pages of these rows, copied: given back
-                release_pages(a, (int(rows[0]), int(rows[-1]) + 1))
+            src_k = fields[k] if fields is not None else a
+            ok &= kern.gather_rows(src_k, rows, b[at:at + len(rows)])
+            release_pages(src_k, span)  # a mapped scene's (or hierarchy's) pages of these rows, copied: given back
         if bake:  # SH read a small piece at a time and evaluated into the colours
             sh = fields["sh_rest"] if fields is not None else sh_leaves
             for p0 in range(0, len(rows), _SH_PIECE):
@@ -493,21 +495,18 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
                 sl = slice(at + p0, at + p0 + len(r))
                 out["colors"][sl] = view_colors(out["colors"][sl], coeffs.reshape(len(r), -1, 3), splats.sh_encoding,
                                                 out["means"][sl], eye)
-            if fields is None and len(rows):
-                release_pages(sh, (int(rows[0]), int(rows[-1]) + 1))
-        if fields is not None:  # a merged level, copied: its pages given back too
-            for a in fields.values():
-                release_pages(a)
+            release_pages(sh, span)
         return ok
 
-    pieces = [(leaves[r0:r1], None, r0) for r0, r1 in workers.chunks(len(leaves), 1 << 18)]
+    # Pieces of at most _COPY_PIECE rows, merged levels' too (a level in one piece was a
+    # one-thread tail of the copy).
+    pieces = [(leaves[r0:r1], None, r0) for r0, r1 in workers.chunks(len(leaves), _COPY_PIECE)]
     at = len(leaves)
     for lv, idx, _ in parts:
-        if len(idx):
-            keys = (*flat, "sh_rest") if bake else tuple(flat)
-            fields = {k: np.asarray(getattr(lv, k)).reshape(len(lv), -1) for k in keys}
-            pieces.append((idx, fields, at))
-            at += len(idx)
+        keys = (*flat, "sh_rest") if bake else tuple(flat)
+        fields = {k: np.asarray(getattr(lv, k)).reshape(len(lv), -1) for k in keys}
+        pieces += [(idx[r0:r1], fields, at + r0) for r0, r1 in workers.chunks(len(idx), _COPY_PIECE)]
+        at += len(idx)
     finite = all(workers.map(gather, pieces))
     if not finite and bake:  # copied again as it is, for the message naming the fields
         return _cut(tree, splats, camera, threshold_px, workers, None, False)
