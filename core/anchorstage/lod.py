@@ -502,8 +502,8 @@ def _cut(tree: LodTree, splats: Splats, camera: Camera, threshold_px: float, wor
     # one-thread tail of the copy).
     pieces = [(leaves[r0:r1], None, r0) for r0, r1 in workers.chunks(len(leaves), _COPY_PIECE)]
     at = len(leaves)
+    keys = (*flat, "sh_rest") if bake else tuple(flat)
     for lv, idx, _ in parts:
-        keys = (*flat, "sh_rest") if bake else tuple(flat)
         fields = {k: np.asarray(getattr(lv, k)).reshape(len(lv), -1) for k in keys}
         pieces += [(idx[r0:r1], fields, at + r0) for r0, r1 in workers.chunks(len(idx), _COPY_PIECE)]
         at += len(idx)
